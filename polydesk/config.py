@@ -1,0 +1,113 @@
+"""Settings: one table of name / default / help, built explicitly from a TOML file.
+
+Nothing here runs at import; ``load_settings`` is called by the composition root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polydesk.model import InvalidRequest
+
+DEFAULT_CONFIG = "/etc/polydesk/polydesk.toml"
+DEFAULT_STATE_DIR = "/var/lib/polydesk"
+DEFAULT_RUNTIME_DIR = "/run/polydesk"
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = _setting("127.0.0.1:8765", "Address (host:port) of the web page and REST API.")
+    state_dir: str = _setting(DEFAULT_STATE_DIR, "SQLite database and other state (env POLYDESK_STATE_DIR).")
+    runtime_dir: str = _setting(
+        DEFAULT_RUNTIME_DIR, "API socket, per-session sockets and cookies (env POLYDESK_RUNTIME_DIR)."
+    )
+    admin_group: str = _setting("polydesk-admin", "Unix group whose members are administrators.")
+    dashboard_group: str = _setting("polydesk-dashboard", "Unix group whose members are Dashboard users.")
+    logoff_grace: int = _setting(30, "Seconds between the log-off warning and the end of a session.")
+    close_wait: float = _setting(5.0, "Seconds to wait for windows to close politely before SIGTERM.")
+    kill_after: float = _setting(3.0, "Seconds between SIGTERM and SIGKILL of a session's processes.")
+    allow_multiple_sessions: bool = _setting(
+        False, "Let one account have several sessions; otherwise logging on again resumes."
+    )
+    block_message: str = _setting("Station blocked", "Message shown on a blocked session's screen.")
+    desktop: str = _setting(
+        "", "Shell command run as the user when ~/.xsession is absent; empty = xterm and openbox."
+    )
+    geometry: str = _setting("1280x800", "Size of each session's screen.")
+    depth: int = _setting(24, "Colour depth of each session's screen.")
+    first_display: int = _setting(10, "Lowest X display number given to a session.")
+    process_tracking: str = _setting(
+        "auto", "How session processes are tracked: auto, cgroup2, cgroup1 or marker."
+    )
+    monitoring: bool = _setting(True, "Dashboard users may watch sessions (thumbnails).")
+    show_privileged_sessions: bool = _setting(
+        False, "Show administrator and Dashboard-user sessions as thumbnails."
+    )
+    privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
+    hosts: list[str] = _setting(["xvnc"], "Session hosts to run: xvnc, logind.")
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def runtime_path(self) -> Path:
+        return Path(self.runtime_dir)
+
+    @property
+    def api_socket(self) -> Path:
+        return self.runtime_path / "api.sock"
+
+
+def settings_table() -> list[tuple[str, Any, str]]:
+    """(name, default, help) for every setting: the documentation's source."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((f.name, default, f.metadata["help"]))
+    return rows
+
+
+def _check(name: str, value: Any, default: Any) -> Any:
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise InvalidRequest(f"setting {name!r} must be {expected.__name__}, not {value!r}")
+    return value
+
+
+def load_settings(path: str | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file (if it exists), then the POLYDESK_* paths, then ``overrides``."""
+    env = dict(os.environ) if env is None else env
+    config_path = path or env.get("POLYDESK_CONFIG") or DEFAULT_CONFIG
+    values: dict[str, Any] = {}
+    if Path(config_path).exists():
+        with open(config_path, "rb") as fh:
+            try:
+                values = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidRequest(f"{config_path}: {exc}") from None
+    elif path:
+        raise InvalidRequest(f"configuration file {path} does not exist")
+    for key, var in (("state_dir", "POLYDESK_STATE_DIR"), ("runtime_dir", "POLYDESK_RUNTIME_DIR")):
+        if env.get(var):
+            values[key] = env[var]
+    values.update(overrides)
+    defaults = {name: default for name, default, _ in settings_table()}
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise InvalidRequest(f"unknown setting(s) in {config_path}: {', '.join(unknown)}")
+    checked = {name: _check(name, value, defaults[name]) for name, value in values.items()}
+    return Settings(**checked)

@@ -1,0 +1,82 @@
+"""The SessionHost protocol: where sessions live. The manager knows hosts only through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from polydesk.model import Account, Session
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a host reports once a session's display is usable."""
+
+    display: str | None
+    # Opaque to everyone but the host; JSON-serialisable. The store keeps it and
+    # the manager hands it back (as Session.host_data) on every later call,
+    # including after a daemon restart, so the host can re-adopt the session.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionHost(Protocol):
+    """One place sessions run (the built-in Xvnc host, logind, a fake for tests).
+
+    Every method but ``start`` receives the session as the store knows it.
+    Methods that end or change a session are idempotent: the manager may call
+    them again after a crash.
+    """
+
+    name: str
+
+    async def start(self, session_id: str, account: Account) -> Started:
+        """Start a desktop for ``account``; return once its display accepts clients."""
+        ...
+
+    async def adopt(self, session: Session) -> bool:
+        """After a daemon restart: True if the session still runs (and is now watched)."""
+        ...
+
+    async def wait_ended(self, session: Session) -> None:
+        """Return when the session's display server has exited (for any reason)."""
+        ...
+
+    async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
+        """Show the log-off warning with a countdown; return at once."""
+        ...
+
+    async def close_windows(self, session: Session) -> int:
+        """Ask every top-level window to close (WM_DELETE_WINDOW); return how many were asked."""
+        ...
+
+    async def processes(self, session: Session) -> list[int]:
+        """The pids of every process of the session still running."""
+        ...
+
+    async def end(self, session: Session, kill_after: float) -> None:
+        """SIGTERM every process, SIGKILL what is left after ``kill_after`` seconds,
+        stop the display server and remove every file the session had."""
+        ...
+
+    async def disconnect(self, session: Session) -> None:
+        """Drop every viewer; the session keeps running."""
+        ...
+
+    async def block(self, session: Session, message: str) -> None:
+        """Ignore viewer input at the display server and cover every screen with ``message``."""
+        ...
+
+    async def unblock(self, session: Session) -> None:
+        ...
+
+    async def message(self, session: Session, text: str, timeout: int | None) -> None:
+        """Show ``text`` in a window the user can close; it closes itself after ``timeout`` s."""
+        ...
+
+    async def idle_seconds(self, session: Session) -> float | None:
+        """Seconds since the last input, or None when the host cannot tell."""
+        ...
+
+    async def close(self) -> None:
+        """Stop watching; leave every session running (daemon shutdown)."""
+        ...

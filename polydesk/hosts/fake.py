@@ -1,0 +1,107 @@
+"""An in-memory SessionHost for fast unit tests of the manager and policy.
+
+Like httpx's MockTransport: shipped beside the real host, and it records what
+was asked of it so tests can assert on calls. Every behaviour it shows is
+also proven against the real Xvnc host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from polydesk.hosts.base import Started
+from polydesk.model import Account, HostError, Session
+
+
+@dataclass
+class FakeDesktop:
+    account: Account
+    display: str
+    pids: list[int]
+    blocked_with: str | None = None
+    messages: list[str] = field(default_factory=list)
+    viewers: int = 1
+    notices: list[int] = field(default_factory=list)
+    windows: int = 2
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FakeHost:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.desktops: dict[str, FakeDesktop] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.fail_on: set[tuple[str, str]] = set()  # (method, session id) that raise HostError
+        self._next_pid = 10_000
+
+    def _record(self, method: str, session_id: str) -> FakeDesktop:
+        self.calls.append((method, session_id))
+        if (method, session_id) in self.fail_on:
+            raise HostError(f"fake failure in {method} of session {session_id}")
+        desktop = self.desktops.get(session_id)
+        if desktop is None or desktop.ended.is_set():
+            raise HostError(f"session {session_id} is not running")
+        return desktop
+
+    def crash(self, session_id: str) -> None:
+        """Stand-in for kill -9 of the display server."""
+        self.desktops[session_id].pids.clear()
+        self.desktops[session_id].ended.set()
+
+    async def start(self, session_id: str, account: Account) -> Started:
+        self.calls.append(("start", session_id))
+        if ("start", session_id) in self.fail_on:
+            raise HostError("fake start failure")
+        self._next_pid += 3
+        display = f":{len(self.desktops) + 10}"
+        pids = [self._next_pid, self._next_pid + 1, self._next_pid + 2]
+        self.desktops[session_id] = FakeDesktop(account, display, pids)
+        return Started(display, {"pids": pids})
+
+    async def adopt(self, session: Session) -> bool:
+        desktop = self.desktops.get(session.id)
+        return desktop is not None and not desktop.ended.is_set()
+
+    async def wait_ended(self, session: Session) -> None:
+        await self.desktops[session.id].ended.wait()
+
+    async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
+        self._record("notify_logoff", session.id).notices.append(seconds)
+
+    async def close_windows(self, session: Session) -> int:
+        desktop = self._record("close_windows", session.id)
+        asked, desktop.windows = desktop.windows, 0
+        return asked
+
+    async def processes(self, session: Session) -> list[int]:
+        desktop = self.desktops.get(session.id)
+        return list(desktop.pids) if desktop else []
+
+    async def end(self, session: Session, kill_after: float) -> None:
+        self.calls.append(("end", session.id))
+        if ("end", session.id) in self.fail_on:
+            raise HostError("fake end failure")
+        desktop = self.desktops.get(session.id)
+        if desktop is not None:
+            desktop.pids.clear()
+            desktop.ended.set()
+
+    async def disconnect(self, session: Session) -> None:
+        self._record("disconnect", session.id).viewers = 0
+
+    async def block(self, session: Session, message: str) -> None:
+        self._record("block", session.id).blocked_with = message
+
+    async def unblock(self, session: Session) -> None:
+        self._record("unblock", session.id).blocked_with = None
+
+    async def message(self, session: Session, text: str, timeout: int | None) -> None:
+        self._record("message", session.id).messages.append(text)
+
+    async def idle_seconds(self, session: Session) -> float | None:
+        return 0.0 if session.id in self.desktops else None
+
+    async def close(self) -> None:
+        self.calls.append(("close", ""))

@@ -1,0 +1,442 @@
+"""The use cases: logon, logoff, disconnect, block, unblock, message, list, audit.
+
+Every interface (REST, web pages, CLI through the API) ends up here, so this is
+the one place that checks policy, changes sessions, writes the audit log and
+publishes events. Hosts, the store and the bus come in by constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from polydesk import policy
+from polydesk.config import Settings
+from polydesk.events import (
+    AuditRecord,
+    EventBus,
+    session_changed,
+    session_ended,
+    session_started,
+)
+from polydesk.hosts.base import SessionHost
+from polydesk.model import (
+    SYSTEM,
+    Account,
+    Action,
+    Caller,
+    EndReason,
+    HostError,
+    InvalidRequest,
+    LogoffPlan,
+    NotPermitted,
+    Outcome,
+    Session,
+    SessionState,
+    Status,
+    Target,
+    UnknownSession,
+)
+
+log = logging.getLogger(__name__)
+
+LOGOFF_NOTICE = "You will be logged off in {seconds} seconds. Save your work now."
+MAX_MESSAGE = 2000
+
+
+class Manager:
+    def __init__(
+        self,
+        hosts: Sequence[SessionHost],
+        store: Any,
+        bus: EventBus,
+        settings: Settings,
+        lookup: Callable[[str], Account],
+    ) -> None:
+        if not hosts:
+            raise ValueError("at least one session host is needed")
+        self.hosts: Mapping[str, SessionHost] = {host.name: host for host in hosts}
+        self.default_host = hosts[0]
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.lookup = lookup
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._logoffs: dict[str, asyncio.Task[Outcome]] = {}
+        self._idle: dict[str, tuple[float, float | None]] = {}
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Re-adopt every session the store knows; finish log-offs a crash interrupted."""
+        for session in self.store.sessions():
+            host = self.hosts.get(session.host)
+            alive = host is not None and await host.adopt(session)
+            if not alive:
+                await self._ended_by_crash(session, "its display server died while the daemon was down")
+            elif session.state == SessionState.LOGGING_OFF:
+                self._logoffs[session.id] = asyncio.create_task(self._run_logoff(session, recovered=True))
+                self._watch(session)
+            else:
+                self._watch(session)
+
+    async def close(self) -> None:
+        """Stop watching and wait for nothing: sessions keep running without the daemon."""
+        tasks = [*self._watchers.values(), *self._logoffs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for host in self.hosts.values():
+            await host.close()
+
+    # queries
+
+    async def list_sessions(self, caller: Caller) -> list[Session]:
+        visible = [s for s in self.store.sessions() if policy.may_see(caller, s)]
+        idles = await asyncio.gather(*(self._idle_seconds(s) for s in visible))
+        return [s.with_(idle_s=idle) for s, idle in zip(visible, idles, strict=True)]
+
+    async def get_session(self, caller: Caller, session_id: str) -> Session:
+        session = self.store.session(session_id)
+        if session is None:
+            raise UnknownSession(session_id)
+        if not policy.may_see(caller, session):
+            raise NotPermitted(f"session {session_id} belongs to another user")
+        return session.with_(idle_s=await self._idle_seconds(session))
+
+    def audit(self, caller: Caller, limit: int = 100, since: int = 0) -> list[AuditRecord]:
+        decision = policy.may_global(caller, Action.AUDIT)
+        if not decision:
+            self._audit(caller, Action.AUDIT, [], [], allowed=False, reason=decision.reason)
+            raise NotPermitted(decision.reason)
+        return list(self.store.audit(limit=limit, since_seq=since))
+
+    # logon
+
+    async def logon(self, caller: Caller, user: str) -> tuple[Session, bool]:
+        """Start ``user``'s session, or resume the running one. Returns (session, resumed)."""
+        decision = policy.may_logon(caller, user)
+        if not decision:
+            self._audit(caller, Action.LOGON, [], [], allowed=False, reason=decision.reason,
+                        detail={"user": user})
+            raise NotPermitted(decision.reason)
+        account = self.lookup(user)
+        async with self._lock(f"user:{account.name}"):
+            existing = [s for s in self.store.sessions()
+                        if s.uid == account.uid and s.state != SessionState.LOGGING_OFF]
+            if existing and not self.settings.allow_multiple_sessions:
+                session = self._set(existing[0].with_(state=SessionState.ACTIVE))
+                self._audit(caller, Action.LOGON, [session.id],
+                            [self._result(Outcome(session.id, Status.SHOWN, user, "resumed"))],
+                            detail={"user": user, "resumed": True})
+                return session, True
+            session_id = self.store.new_session_id()
+            try:
+                started = await self.default_host.start(session_id, account)
+            except HostError as exc:
+                self._audit(caller, Action.LOGON, [session_id],
+                            [self._result(Outcome(session_id, Status.FAILED, user, str(exc)))],
+                            detail={"user": user})
+                raise
+            session = Session(
+                id=session_id, user=account.name, uid=account.uid,
+                role=policy.role_of(account.groups, account.uid,
+                                    self.settings.admin_group, self.settings.dashboard_group),
+                host=self.default_host.name, state=SessionState.ACTIVE, logon_time=time.time(),
+                display=started.display, host_data=started.data,
+            )
+            self.store.put_session(session)
+            self._watch(session)
+            self.bus.publish(session_started(session))
+            self._audit(caller, Action.LOGON, [session_id],
+                        [self._result(Outcome(session_id, Status.SHOWN, user, "started"))],
+                        detail={"user": user, "resumed": False})
+            return session, False
+
+    # actions on sessions
+
+    async def logoff(
+        self,
+        caller: Caller,
+        target: Target,
+        *,
+        grace: int | None = None,
+        force: bool = False,
+        message: str | None = None,
+        what_if: bool = False,
+        wait: bool = True,
+    ) -> list[Outcome]:
+        grace = self.settings.logoff_grace if grace is None else grace
+        if grace < 0:
+            raise InvalidRequest("grace must be 0 or more seconds")
+        _check_text(message)
+
+        async def act(session: Session) -> Outcome:
+            if what_if:
+                return Outcome(session.id, Status.WOULD_END, session.user)
+            task = self._begin_logoff(caller, session, grace, force, message)
+            if not wait:
+                return Outcome(session.id, Status.LOGGING_OFF, session.user)
+            return await asyncio.shield(task)
+
+        detail = {"grace": grace, "force": force, "what_if": what_if, "message": message}
+        return await self._each(caller, Action.LOGOFF, target, act, detail, allow_logging_off=True)
+
+    async def disconnect(self, caller: Caller, target: Target) -> list[Outcome]:
+        async def act(session: Session) -> Outcome:
+            await self._host(session).disconnect(session)
+            self._set(session.with_(state=SessionState.DISCONNECTED, client=None))
+            return Outcome(session.id, Status.DISCONNECTED, session.user)
+
+        return await self._each(caller, Action.DISCONNECT, target, act, {})
+
+    async def block(self, caller: Caller, target: Target, message: str | None = None) -> list[Outcome]:
+        text = message or self.settings.block_message
+        _check_text(text)
+
+        async def act(session: Session) -> Outcome:
+            await self._host(session).block(session, text)
+            self._set(session.with_(blocked=True, block_message=text))
+            return Outcome(session.id, Status.BLOCKED, session.user)
+
+        return await self._each(caller, Action.BLOCK, target, act, {"message": text})
+
+    async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
+        async def act(session: Session) -> Outcome:
+            await self._host(session).unblock(session)
+            self._set(session.with_(blocked=False, block_message=None))
+            return Outcome(session.id, Status.UNBLOCKED, session.user)
+
+        return await self._each(caller, Action.UNBLOCK, target, act, {})
+
+    async def message(
+        self, caller: Caller, target: Target, text: str, timeout: int | None = None
+    ) -> list[Outcome]:
+        if not text or not text.strip():
+            raise InvalidRequest("the message is empty")
+        _check_text(text)
+        if timeout is not None and timeout <= 0:
+            raise InvalidRequest("the message time must be a positive number of seconds")
+
+        async def act(session: Session) -> Outcome:
+            await self._host(session).message(session, text, timeout)
+            return Outcome(session.id, Status.SHOWN, session.user)
+
+        return await self._each(caller, Action.MESSAGE, target, act, {"text": text, "time": timeout})
+
+    # the shape every action on sessions shares
+
+    async def _each(
+        self,
+        caller: Caller,
+        action: Action,
+        target: Target,
+        act: Callable[[Session], Awaitable[Outcome]],
+        detail: dict[str, Any],
+        allow_logging_off: bool = False,
+    ) -> list[Outcome]:
+        resolved = self.resolve(caller, action, target)
+
+        async def run(item: Session | Outcome) -> Outcome:
+            if isinstance(item, Outcome):
+                return item
+            if item.state == SessionState.LOGGING_OFF and not allow_logging_off:
+                return Outcome(item.id, Status.FAILED, item.user, "the session is logging off")
+            try:
+                async with self._lock(item.id):
+                    current = self.store.session(item.id)
+                    if current is None:
+                        return Outcome(item.id, Status.UNKNOWN, item.user, "the session has ended")
+                    return await act(current)
+            except HostError as exc:
+                return Outcome(item.id, Status.FAILED, item.user, str(exc))
+
+        outcomes = list(await asyncio.gather(*(run(item) for item in resolved)))
+        self._audit(
+            caller, action, [o.id for o in outcomes], [self._result(o) for o in outcomes],
+            allowed=all(o.status != Status.FORBIDDEN for o in outcomes), detail=detail,
+        )
+        return outcomes
+
+    def resolve(self, caller: Caller, action: Action, target: Target) -> list[Session | Outcome]:
+        """The sessions a request is about; refusals and unknown ids as ready Outcomes."""
+        sessions = self.store.sessions()
+        if target.all:
+            return [s for s in sessions
+                    if not policy.owns(caller, s) and policy.may(caller, action, s)]
+        if target.own:
+            own = [s for s in sessions if policy.owns(caller, s)]
+            if not own:
+                return [Outcome("", Status.UNKNOWN, caller.user, "you have no session")]
+            return [s if policy.may(caller, action, s)
+                    else Outcome(s.id, Status.FORBIDDEN, s.user, policy.may(caller, action, s).reason)
+                    for s in own]
+        by_id = {s.id: s for s in sessions}
+        resolved: list[Session | Outcome] = []
+        for session_id in dict.fromkeys(target.ids):
+            session = by_id.get(session_id)
+            if session is None:
+                resolved.append(Outcome(session_id, Status.UNKNOWN, None,
+                                        f"no session with id {session_id!r}"))
+                continue
+            decision = policy.may(caller, action, session)
+            resolved.append(session if decision
+                            else Outcome(session_id, Status.FORBIDDEN, session.user, decision.reason))
+        return resolved
+
+    # log-off, step by step
+
+    def _begin_logoff(
+        self, caller: Caller, session: Session, grace: int, force: bool, message: str | None
+    ) -> asyncio.Task[Outcome]:
+        running = self._logoffs.get(session.id)
+        if running is not None and not running.done():
+            if not force or (session.logoff and session.logoff.force):
+                return running
+            running.cancel()  # a forced log-off overtakes a polite one already under way
+        now = time.time()
+        plan = LogoffPlan(caller.user, now, now + (0 if force else grace), force, message)
+        session = self._set(session.with_(state=SessionState.LOGGING_OFF, logoff=plan))
+        task = asyncio.create_task(self._run_logoff(session))
+        self._logoffs[session.id] = task
+        return task
+
+    async def _run_logoff(self, session: Session, recovered: bool = False) -> Outcome:
+        plan = session.logoff
+        assert plan is not None
+        host = self._host(session)
+        try:
+            if not plan.force:
+                remaining = plan.deadline - time.time()
+                if remaining > 0:
+                    seconds = math.ceil(remaining)
+                    text = plan.message or LOGOFF_NOTICE.format(seconds=seconds)
+                    with contextlib.suppress(HostError):
+                        await host.notify_logoff(session, seconds, text)
+                    await asyncio.sleep(remaining)
+                await self._close_politely(host, session)
+            await host.end(session, self.settings.kill_after)
+        except HostError as exc:
+            log.warning("log-off of session %s failed: %s", session.id, exc)
+            return Outcome(session.id, Status.FAILED, session.user, str(exc))
+        finally:
+            self._logoffs.pop(session.id, None)
+        self._forget(session.id)
+        reason = EndReason.RECOVERED if recovered else EndReason.LOGOFF
+        self.store.end_session(session, plan.requested_by, reason)
+        self.bus.publish(session_ended(session.id, str(reason), plan.requested_by))
+        if recovered:
+            outcome = Outcome(session.id, Status.ENDED, session.user,
+                              "log-off finished after a daemon restart")
+            self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
+                        detail={"requested_by": plan.requested_by, "recovered": True})
+        return Outcome(session.id, Status.ENDED, session.user)
+
+    async def _close_politely(self, host: SessionHost, session: Session) -> None:
+        with contextlib.suppress(HostError):
+            if await host.close_windows(session) == 0:
+                return
+            open_windows = getattr(host, "open_windows", None)
+            deadline = time.monotonic() + self.settings.close_wait
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                if open_windows is not None and await open_windows(session) == 0:
+                    return
+
+    # crashes
+
+    def _watch(self, session: Session) -> None:
+        self._watchers[session.id] = asyncio.create_task(self._watch_one(session))
+
+    async def _watch_one(self, session: Session) -> None:
+        await self._host(session).wait_ended(session)
+        if session.id in self._logoffs:
+            return  # a log-off in progress finishes the session itself
+        current = self.store.session(session.id)
+        if current is not None and current.state != SessionState.LOGGING_OFF:
+            self._watchers.pop(session.id, None)
+            await self._ended_by_crash(current, "its display server exited")
+
+    async def _ended_by_crash(self, session: Session, why: str) -> None:
+        host = self.hosts.get(session.host)
+        if host is not None:
+            with contextlib.suppress(HostError):
+                await host.end(session, kill_after=0)
+        self._forget(session.id)
+        self.store.end_session(session, SYSTEM.user, EndReason.CRASHED)
+        self.bus.publish(session_ended(session.id, str(EndReason.CRASHED), SYSTEM.user))
+        outcome = Outcome(session.id, Status.ENDED, session.user, f"crashed: {why}")
+        self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
+                    detail={"crashed": True})
+
+    # small helpers
+
+    def _forget(self, session_id: str) -> None:
+        watcher = self._watchers.pop(session_id, None)
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
+        self._locks.pop(session_id, None)
+        self._idle.pop(session_id, None)
+
+    def _set(self, session: Session) -> Session:
+        self.store.put_session(session)
+        self.bus.publish(session_changed(session))
+        return session
+
+    def _host(self, session: Session) -> SessionHost:
+        host = self.hosts.get(session.host)
+        if host is None:
+            raise HostError(f"session {session.id} is on host {session.host!r}, which is not running")
+        return host
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def _idle_seconds(self, session: Session) -> float | None:
+        now = time.monotonic()
+        cached = self._idle.get(session.id)
+        if cached and now - cached[0] < 2:
+            return cached[1]
+        host = self.hosts.get(session.host)
+        try:
+            idle = await asyncio.wait_for(host.idle_seconds(session), 1) if host else None
+        except (HostError, TimeoutError):
+            idle = None
+        self._idle[session.id] = (now, idle)
+        return idle
+
+    @staticmethod
+    def _result(outcome: Outcome) -> dict[str, Any]:
+        return {"id": outcome.id, "status": str(outcome.status), "user": outcome.user,
+                "reason": outcome.reason}
+
+    def _audit(
+        self,
+        caller: Caller,
+        action: Action,
+        targets: list[str],
+        results: list[dict[str, Any]],
+        *,
+        allowed: bool = True,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        detail = dict(detail or {})
+        if reason:
+            detail["reason"] = reason
+        self.store.append_audit(AuditRecord(
+            time=time.time(), caller=caller.user, caller_uid=caller.uid, role=str(caller.role),
+            via=caller.via, action=str(action), targets=targets, allowed=allowed,
+            results=results, detail=detail,
+        ))
+
+
+def _check_text(text: str | None) -> None:
+    if text is not None and len(text) > MAX_MESSAGE:
+        raise InvalidRequest(f"the message is longer than {MAX_MESSAGE} characters")

@@ -1,0 +1,227 @@
+"""The product's nouns: sessions, their states, roles, callers, outcomes and errors.
+
+Pure: imports nothing of the project. Everything else speaks in these words.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class Role(enum.StrEnum):
+    STANDARD = "standard"
+    DASHBOARD = "dashboard"
+    ADMIN = "admin"
+
+
+class SessionState(enum.StrEnum):
+    ACTIVE = "active"
+    DISCONNECTED = "disconnected"
+    LOGGING_OFF = "logging-off"
+    ENDED = "ended"
+
+
+# Which state may follow which. A session never comes back from ENDED, and a
+# log-off once started is only ever finished (ENDED), never undone.
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.ACTIVE: frozenset(
+        {SessionState.DISCONNECTED, SessionState.LOGGING_OFF, SessionState.ENDED}
+    ),
+    SessionState.DISCONNECTED: frozenset(
+        {SessionState.ACTIVE, SessionState.LOGGING_OFF, SessionState.ENDED}
+    ),
+    SessionState.LOGGING_OFF: frozenset({SessionState.ENDED}),
+    SessionState.ENDED: frozenset(),
+}
+
+
+def can_transition(old: SessionState, new: SessionState) -> bool:
+    return new == old or new in TRANSITIONS[old]
+
+
+class Action(enum.StrEnum):
+    """Everything a caller can ask for; each one is checked by policy and audited."""
+
+    LIST = "list"
+    LOGON = "logon"
+    LOGOFF = "logoff"
+    DISCONNECT = "disconnect"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    MESSAGE = "message"
+    VIEW = "view"
+    CONTROL = "control"
+    AUDIT = "audit"
+    TOKEN = "token"
+
+
+# The actions that change a session and so take {"ids": [...]} or {"all": true}.
+SESSION_ACTIONS = (
+    Action.LOGOFF,
+    Action.DISCONNECT,
+    Action.BLOCK,
+    Action.UNBLOCK,
+    Action.MESSAGE,
+)
+
+
+class EndReason(enum.StrEnum):
+    LOGOFF = "logoff"
+    CRASHED = "crashed"
+    RECOVERED = "recovered"  # finished after the daemon died in the middle of a log-off
+
+
+@dataclass(frozen=True)
+class Account:
+    """A Unix account as the policy needs it."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks. Known from SO_PEERCRED, a web log-on or a token; never from the request body."""
+
+    user: str
+    uid: int
+    role: Role
+    via: str = "cli"  # cli | web | token | system
+
+
+SYSTEM = Caller(user="polydesk", uid=0, role=Role.ADMIN, via="system")
+
+
+@dataclass(frozen=True)
+class LogoffPlan:
+    """A log-off in progress, persisted so a daemon killed in the middle finishes it."""
+
+    requested_by: str
+    requested_at: float
+    deadline: float  # when the grace period ends (epoch seconds)
+    force: bool
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    user: str
+    uid: int
+    role: Role  # the owner's role at logon, which decides who may act on it
+    host: str
+    state: SessionState
+    logon_time: float
+    display: str | None = None
+    blocked: bool = False
+    block_message: str | None = None
+    client: str | None = None
+    idle_s: float | None = None
+    host_data: dict[str, Any] = field(default_factory=dict, compare=False)
+    logoff: LogoffPlan | None = None
+
+    def with_(self, **changes: Any) -> Session:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    id: str
+    user: str
+    host: str
+    display: str | None
+    logon_time: float
+    ended_at: float
+    ended_by: str
+    reason: EndReason
+
+
+class Status(enum.StrEnum):
+    """What happened to one target of a request."""
+
+    ENDED = "ended"
+    LOGGING_OFF = "logging-off"
+    DISCONNECTED = "disconnected"
+    BLOCKED = "blocked"
+    UNBLOCKED = "unblocked"
+    SHOWN = "shown"
+    WOULD_END = "would-end"
+    WOULD_DO = "would-do"
+    UNKNOWN = "unknown-session"
+    FORBIDDEN = "not-permitted"
+    FAILED = "failed"
+
+
+FAILURES = frozenset({Status.UNKNOWN, Status.FORBIDDEN, Status.FAILED})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    status: Status
+    user: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in FAILURES
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which sessions a request is about: ids, all (never the caller's own), or none = own."""
+
+    ids: tuple[str, ...] = ()
+    all: bool = False
+
+    @property
+    def own(self) -> bool:
+        return not self.ids and not self.all
+
+
+class PolydeskError(Exception):
+    """Base of the errors every interface translates into an answer."""
+
+    code = "error"
+
+
+class UnknownSession(PolydeskError):
+    code = "unknown-session"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no session with id {session_id!r}")
+        self.session_id = session_id
+
+
+class UnknownUser(PolydeskError):
+    code = "unknown-user"
+
+    def __init__(self, user: str) -> None:
+        super().__init__(f"no user named {user!r}")
+        self.user = user
+
+
+class NotPermitted(PolydeskError):
+    code = "not-permitted"
+
+
+class InvalidRequest(PolydeskError):
+    code = "invalid-request"
+
+
+class HostError(PolydeskError):
+    """A session host could not do what was asked (Xvnc did not start, X refused ...)."""
+
+    code = "host-error"
+
+
+class StoreError(PolydeskError):
+    """The state directory cannot be written (full disk, corrupt database ...)."""
+
+    code = "store-error"

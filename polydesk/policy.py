@@ -1,0 +1,106 @@
+"""Who may do what to whom. Pure: a table and a function over model values.
+
+The table is MultiPoint's account types mapped onto Polydesk roles:
+
+| caller    | own session              | standard user's | Dashboard user's | administrator's |
+|-----------|--------------------------|-----------------|------------------|-----------------|
+| standard  | logoff, disconnect, view | -               | -                | -               |
+| dashboard | all but block            | all             | all              | -               |
+| admin     | all but block            | all             | all              | all             |
+
+"All" is logoff, disconnect, block, unblock, message, view, control. Nobody
+blocks their own session (they would lock themselves out). Listing the audit
+log and creating tokens are for administrators; logging a session on is for
+the account itself and administrators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from polydesk.model import Action, Caller, Role, Session
+
+_ON_OTHERS = frozenset(
+    {
+        Action.LOGOFF,
+        Action.DISCONNECT,
+        Action.BLOCK,
+        Action.UNBLOCK,
+        Action.MESSAGE,
+        Action.VIEW,
+        Action.CONTROL,
+    }
+)
+_ON_OWN: dict[Role, frozenset[Action]] = {
+    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL}),
+    Role.DASHBOARD: _ON_OTHERS - {Action.BLOCK},
+    Role.ADMIN: _ON_OTHERS - {Action.BLOCK},
+}
+# Which owners' sessions each role may act on (other than its own).
+_OVER: dict[Role, frozenset[Role]] = {
+    Role.STANDARD: frozenset(),
+    Role.DASHBOARD: frozenset({Role.STANDARD, Role.DASHBOARD}),
+    Role.ADMIN: frozenset({Role.STANDARD, Role.DASHBOARD, Role.ADMIN}),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(True)
+
+
+def owns(caller: Caller, session: Session) -> bool:
+    return caller.uid == session.uid
+
+
+def may(caller: Caller, action: Action, session: Session) -> Decision:
+    """May ``caller`` do ``action`` to ``session``? The reason says why not."""
+    if owns(caller, session):
+        if action in _ON_OWN[caller.role]:
+            return ALLOW
+        if action == Action.BLOCK:
+            return Decision(False, "you cannot block your own session")
+        return Decision(False, f"a {caller.role} user may not {action} sessions")
+    if action not in _ON_OTHERS or caller.role == Role.STANDARD:
+        return Decision(False, f"session {session.id} belongs to another user")
+    if session.role not in _OVER[caller.role]:
+        return Decision(False, f"only administrators may {action} an {session.role} session")
+    return ALLOW
+
+
+def may_see(caller: Caller, session: Session) -> bool:
+    """Listing: standard users see only their own session; the others see all."""
+    return owns(caller, session) or caller.role != Role.STANDARD
+
+
+def may_logon(caller: Caller, user: str) -> Decision:
+    if caller.user == user or caller.role == Role.ADMIN:
+        return ALLOW
+    return Decision(False, "only administrators may log on another user")
+
+
+def may_global(caller: Caller, action: Action) -> Decision:
+    """Actions not about one session: reading the audit log, making tokens."""
+    if action in (Action.AUDIT, Action.TOKEN):
+        if caller.role == Role.ADMIN:
+            return ALLOW
+        return Decision(False, f"only administrators may use {action}")
+    if action == Action.LIST:
+        return ALLOW
+    return Decision(False, f"{action} is an action on sessions")
+
+
+def role_of(groups: frozenset[str], uid: int, admin_group: str, dashboard_group: str) -> Role:
+    """Roles come from Unix groups; root is always an administrator."""
+    if uid == 0 or admin_group in groups:
+        return Role.ADMIN
+    if dashboard_group in groups:
+        return Role.DASHBOARD
+    return Role.STANDARD

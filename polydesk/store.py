@@ -1,0 +1,229 @@
+"""SQLite state: live sessions, ended-session history, the audit log.
+
+One connection, one writer (the daemon). Every write is its own transaction,
+so a daemon killed at any point leaves the database consistent. Errors from
+sqlite3 are translated into StoreError at this boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from polydesk.events import AuditRecord
+from polydesk.model import (
+    EndedSession,
+    EndReason,
+    LogoffPlan,
+    Role,
+    Session,
+    SessionState,
+    StoreError,
+)
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE session_ids (id INTEGER PRIMARY KEY AUTOINCREMENT);
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY, user TEXT NOT NULL, uid INTEGER NOT NULL, role TEXT NOT NULL,
+        host TEXT NOT NULL, state TEXT NOT NULL, logon_time REAL NOT NULL, display TEXT,
+        blocked INTEGER NOT NULL DEFAULT 0, block_message TEXT, client TEXT,
+        host_data TEXT NOT NULL DEFAULT '{}', logoff TEXT
+    );
+    CREATE TABLE ended_sessions (
+        id TEXT NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL, display TEXT,
+        logon_time REAL NOT NULL, ended_at REAL NOT NULL, ended_by TEXT NOT NULL, reason TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, caller TEXT NOT NULL,
+        caller_uid INTEGER NOT NULL, role TEXT NOT NULL, via TEXT NOT NULL, action TEXT NOT NULL,
+        targets TEXT NOT NULL, allowed INTEGER NOT NULL, results TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+    """
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, user TEXT NOT NULL,
+        created REAL NOT NULL, created_by TEXT NOT NULL, note TEXT NOT NULL DEFAULT ''
+    );
+    """,
+]
+
+_SESSION_COLUMNS = (
+    "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
+    "host_data, logoff"
+)
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"state database {path}: {exc}") from exc
+    except OSError as exc:
+        raise StoreError(f"state directory {path.parent}: {exc.strerror or exc}") from exc
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with _translated(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path.parent, 0o700)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+            self._db.execute("PRAGMA quick_check").fetchone()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with _translated(self.path):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # sessions
+
+    def new_session_id(self) -> str:
+        with self._write() as db:
+            cursor = db.execute("INSERT INTO session_ids DEFAULT VALUES")
+        return str(cursor.lastrowid)
+
+    def put_session(self, session: Session) -> None:
+        with self._write() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id, session.user, session.uid, str(session.role), session.host,
+                    str(session.state), session.logon_time, session.display, int(session.blocked),
+                    session.block_message, session.client, json.dumps(session.host_data),
+                    json.dumps(session.logoff.__dict__) if session.logoff else None,
+                ),
+            )
+
+    def sessions(self) -> list[Session]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY CAST(id AS INTEGER), id"
+            ).fetchall()
+        return [_session(row) for row in rows]
+
+    def session(self, session_id: str) -> Session | None:
+        with _translated(self.path):
+            row = self._db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        return _session(row) if row else None
+
+    def end_session(self, session: Session, ended_by: str, reason: EndReason) -> EndedSession:
+        """Move a session from the live table to the history, in one transaction."""
+        ended = EndedSession(
+            session.id, session.user, session.host, session.display, session.logon_time,
+            time.time(), ended_by, reason,
+        )
+        with self._write() as db:
+            db.execute("DELETE FROM sessions WHERE id = ?", (session.id,))
+            db.execute(
+                "INSERT INTO ended_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (ended.id, ended.user, ended.host, ended.display, ended.logon_time,
+                 ended.ended_at, ended.ended_by, str(ended.reason)),
+            )
+        return ended
+
+    def ended_sessions(self, limit: int = 100) -> list[EndedSession]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT * FROM ended_sessions ORDER BY ended_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [EndedSession(*row[:7], reason=EndReason(row[7])) for row in rows]
+
+    # audit
+
+    def append_audit(self, record: AuditRecord) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO audit (time, caller, caller_uid, role, via, action, targets, allowed, "
+                "results, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.time, record.caller, record.caller_uid, record.role, record.via,
+                 record.action, json.dumps(record.targets), int(record.allowed),
+                 json.dumps(record.results), json.dumps(record.detail)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def audit(self, limit: int = 100, since_seq: int = 0) -> list[AuditRecord]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT seq, time, caller, caller_uid, role, via, action, targets, allowed, "
+                "results, detail FROM audit WHERE seq > ? ORDER BY seq DESC LIMIT ?",
+                (since_seq, limit),
+            ).fetchall()
+        return [
+            AuditRecord(
+                seq=row[0], time=row[1], caller=row[2], caller_uid=row[3], role=row[4], via=row[5],
+                action=row[6], targets=json.loads(row[7]), allowed=bool(row[8]),
+                results=json.loads(row[9]), detail=json.loads(row[10]),
+            )
+            for row in reversed(rows)
+        ]
+
+    # tokens (stored as digests only)
+
+    def add_token(self, token_id: str, digest: str, user: str, created_by: str, note: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, digest, user, time.time(), created_by, note),
+            )
+
+    def token_user(self, digest: str) -> str | None:
+        with _translated(self.path):
+            row = self._db.execute("SELECT user FROM tokens WHERE digest = ?", (digest,)).fetchone()
+        return str(row[0]) if row else None
+
+    def tokens(self) -> list[dict[str, Any]]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT id, user, created, created_by, note FROM tokens ORDER BY created"
+            ).fetchall()
+        keys = ("id", "user", "created", "created_by", "note")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        return cursor.rowcount > 0
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    logoff = json.loads(row[12]) if row[12] else None
+    return Session(
+        id=row[0], user=row[1], uid=row[2], role=Role(row[3]), host=row[4],
+        state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
+        block_message=row[9], client=row[10], host_data=json.loads(row[11]),
+        logoff=LogoffPlan(**logoff) if logoff else None,
+    )

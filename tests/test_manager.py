@@ -1,0 +1,183 @@
+"""The use cases over the in-memory FakeHost: fast, and each behaviour here is
+also proven on the real Xvnc host in tests/test_daemon.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from polydesk.config import Settings
+from polydesk.events import EventBus
+from polydesk.hosts.fake import FakeHost
+from polydesk.manager import Manager
+from polydesk.model import (
+    Account,
+    Caller,
+    InvalidRequest,
+    NotPermitted,
+    Role,
+    SessionState,
+    Status,
+    Target,
+    UnknownUser,
+)
+from polydesk.store import Store
+
+ACCOUNTS = {
+    "ana": Account("ana", 2001, 2001, "/home/ana", "/bin/sh"),
+    "bia": Account("bia", 2002, 2002, "/home/bia", "/bin/sh"),
+    "caio": Account("caio", 2003, 2003, "/home/caio", "/bin/sh"),
+    "teacher": Account("teacher", 2004, 2004, "/home/t", "/bin/sh", frozenset({"polydesk-dashboard"})),
+    "boss": Account("boss", 2005, 2005, "/home/b", "/bin/sh", frozenset({"polydesk-admin"})),
+}
+ADMIN = Caller("boss", 2005, Role.ADMIN)
+TEACHER = Caller("teacher", 2004, Role.DASHBOARD)
+ANA = Caller("ana", 2001, Role.STANDARD)
+
+
+def lookup(name: str) -> Account:
+    try:
+        return ACCOUNTS[name]
+    except KeyError:
+        raise UnknownUser(name) from None
+
+
+@pytest.fixture
+async def manager(tmp_path: Path):
+    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
+    store = Store(tmp_path / "polydesk.db")
+    mgr = Manager([FakeHost()], store, EventBus(), settings, lookup)
+    await mgr.start()
+    yield mgr
+    await mgr.close()
+    store.close()
+
+
+async def logon_all(mgr: Manager, *users: str) -> list[str]:
+    return [(await mgr.logon(ADMIN, user))[0].id for user in users]
+
+
+async def test_logoff_selected_leaves_the_rest(manager: Manager) -> None:
+    a, b, c = await logon_all(manager, "ana", "bia", "caio")
+    outcomes = await manager.logoff(ADMIN, Target(ids=(a, b)))
+    assert [(o.id, o.status) for o in outcomes] == [(a, Status.ENDED), (b, Status.ENDED)]
+    assert [s.id for s in await manager.list_sessions(ADMIN)] == [c]
+    host = manager.default_host
+    assert isinstance(host, FakeHost)
+    assert ("end", c) not in host.calls
+    assert {e.id for e in manager.store.ended_sessions()} == {a, b}
+
+
+async def test_all_never_includes_the_caller(manager: Manager) -> None:
+    ids = await logon_all(manager, "ana", "bia", "boss")
+    outcomes = await manager.logoff(ADMIN, Target(all=True))
+    assert {o.id for o in outcomes} == set(ids[:2])
+    assert [s.user for s in await manager.list_sessions(ADMIN)] == ["boss"]
+
+
+async def test_dashboard_all_skips_administrators(manager: Manager) -> None:
+    ana, boss = await logon_all(manager, "ana", "boss")
+    outcomes = await manager.logoff(TEACHER, Target(all=True))
+    assert [o.id for o in outcomes] == [ana]
+    refused = await manager.logoff(TEACHER, Target(ids=(boss,)))
+    assert refused[0].status == Status.FORBIDDEN
+    assert "administrators" in (refused[0].reason or "")
+
+
+async def test_unknown_id_named_and_others_done(manager: Manager) -> None:
+    (ana,) = await logon_all(manager, "ana")
+    outcomes = await manager.logoff(ADMIN, Target(ids=("999", ana)))
+    assert outcomes[0].status == Status.UNKNOWN and "'999'" in (outcomes[0].reason or "")
+    assert outcomes[1].status == Status.ENDED
+
+
+async def test_standard_user_only_own(manager: Manager) -> None:
+    ana, bia = await logon_all(manager, "ana", "bia")
+    assert [s.id for s in await manager.list_sessions(ANA)] == [ana]
+    refused = await manager.logoff(ANA, Target(ids=(bia,)))
+    assert refused[0].status == Status.FORBIDDEN
+    assert (await manager.block(ANA, Target(ids=(bia,))))[0].status == Status.FORBIDDEN
+    own = await manager.logoff(ANA, Target())
+    assert [(o.id, o.status) for o in own] == [(ana, Status.ENDED)]
+    with pytest.raises(NotPermitted):
+        await manager.logon(ANA, "bia")
+
+
+async def test_every_action_audited_including_refusals(manager: Manager) -> None:
+    ana, bia = await logon_all(manager, "ana", "bia")
+    await manager.block(ADMIN, Target(ids=(ana,)), "Eyes up here")
+    await manager.logoff(ANA, Target(ids=(bia,)))
+    records = manager.audit(ADMIN)
+    assert [(r.action, r.allowed) for r in records][-2:] == [("block", True), ("logoff", False)]
+    assert records[-1].caller == "ana" and records[-1].targets == [bia]
+    with pytest.raises(NotPermitted):
+        manager.audit(ANA)
+    assert manager.audit(ADMIN)[-1].action == "audit"
+
+
+async def test_logon_again_resumes(manager: Manager) -> None:
+    (ana,) = await logon_all(manager, "ana")
+    await manager.disconnect(ADMIN, Target(ids=(ana,)))
+    assert (await manager.get_session(ADMIN, ana)).state == SessionState.DISCONNECTED
+    session, resumed = await manager.logon(ADMIN, "ana")
+    assert resumed and session.id == ana and session.state == SessionState.ACTIVE
+
+
+async def test_block_unblock_message(manager: Manager) -> None:
+    (ana,) = await logon_all(manager, "ana")
+    host = manager.default_host
+    assert isinstance(host, FakeHost)
+    await manager.block(TEACHER, Target(ids=(ana,)))
+    assert host.desktops[ana].blocked_with == "Station blocked"
+    assert (await manager.get_session(ADMIN, ana)).blocked
+    await manager.unblock(TEACHER, Target(ids=(ana,)))
+    assert host.desktops[ana].blocked_with is None
+    await manager.message(TEACHER, Target(all=True), "Ten minutes left", timeout=5)
+    assert host.desktops[ana].messages == ["Ten minutes left"]
+    with pytest.raises(InvalidRequest):
+        await manager.message(TEACHER, Target(all=True), "   ")
+
+
+async def test_grace_warns_then_ends(manager: Manager) -> None:
+    (ana,) = await logon_all(manager, "ana")
+    host = manager.default_host
+    assert isinstance(host, FakeHost)
+    outcomes = await manager.logoff(ADMIN, Target(ids=(ana,)), grace=1, wait=False)
+    assert outcomes[0].status == Status.LOGGING_OFF
+    assert (await manager.get_session(ADMIN, ana)).state == SessionState.LOGGING_OFF
+    await asyncio.sleep(1.5)
+    assert host.desktops[ana].notices == [1]
+    assert ("close_windows", ana) in host.calls
+    assert await manager.list_sessions(ADMIN) == []
+
+
+async def test_crash_is_recorded(manager: Manager) -> None:
+    (ana,) = await logon_all(manager, "ana")
+    host = manager.default_host
+    assert isinstance(host, FakeHost)
+    host.crash(ana)
+    await asyncio.sleep(0.05)
+    assert await manager.list_sessions(ADMIN) == []
+    assert manager.store.ended_sessions()[0].reason == "crashed"
+
+
+async def test_restart_readopts_and_finishes_logoffs(tmp_path: Path) -> None:
+    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0)
+    host = FakeHost()
+    store = Store(tmp_path / "polydesk.db")
+    first = Manager([host], store, EventBus(), settings, lookup)
+    ana = (await first.logon(ADMIN, "ana"))[0].id
+    bia = (await first.logon(ADMIN, "bia"))[0].id
+    await first.logoff(ADMIN, Target(ids=(bia,)), grace=60, wait=False)
+    await first.close()  # the daemon dies mid log-off
+    second = Manager([host], store, EventBus(), settings, lookup)
+    await second.start()
+    await asyncio.sleep(0.05)
+    assert [s.id for s in await second.list_sessions(ADMIN)] == [ana, bia]
+    assert (await second.get_session(ADMIN, bia)).state == SessionState.LOGGING_OFF
+    await second.logoff(ADMIN, Target(ids=(bia,)), force=True)
+    assert [s.id for s in await second.list_sessions(ADMIN)] == [ana]
+    await second.close()
+    store.close()
