@@ -133,7 +133,7 @@ class Manager:
             if existing and not self.settings.allow_multiple_sessions:
                 session = self._set(existing[0].with_(state=SessionState.ACTIVE))
                 self._audit(caller, Action.LOGON, [session.id],
-                            [self._result(Outcome(session.id, Status.SHOWN, user, "resumed"))],
+                            [self._result(Outcome(session.id, Status.RESUMED, user))],
                             detail={"user": user, "resumed": True})
                 return session, True
             session_id = self.store.new_session_id()
@@ -155,7 +155,7 @@ class Manager:
             self._watch(session)
             self.bus.publish(session_started(session))
             self._audit(caller, Action.LOGON, [session_id],
-                        [self._result(Outcome(session_id, Status.SHOWN, user, "started"))],
+                        [self._result(Outcome(session_id, Status.STARTED, user))],
                         detail={"user": user, "resumed": False})
             return session, False
 
@@ -342,11 +342,10 @@ class Manager:
         with contextlib.suppress(HostError):
             if await host.close_windows(session) == 0:
                 return
-            open_windows = getattr(host, "open_windows", None)
             deadline = time.monotonic() + self.settings.close_wait
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                if open_windows is not None and await open_windows(session) == 0:
+                if await host.open_windows(session) == 0:
                     return
 
     # crashes

@@ -145,6 +145,8 @@ class EndedSession:
 class Status(enum.StrEnum):
     """What happened to one target of a request."""
 
+    STARTED = "started"
+    RESUMED = "resumed"
     ENDED = "ended"
     LOGGING_OFF = "logging-off"
     DISCONNECTED = "disconnected"

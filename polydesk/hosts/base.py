@@ -49,6 +49,10 @@ class SessionHost(Protocol):
         """Ask every top-level window to close (WM_DELETE_WINDOW); return how many were asked."""
         ...
 
+    async def open_windows(self, session: Session) -> int:
+        """How many top-level application windows are still open."""
+        ...
+
     async def processes(self, session: Session) -> list[int]:
         """The pids of every process of the session still running."""
         ...

@@ -75,6 +75,10 @@ class FakeHost:
         asked, desktop.windows = desktop.windows, 0
         return asked
 
+    async def open_windows(self, session: Session) -> int:
+        desktop = self.desktops.get(session.id)
+        return desktop.windows if desktop else 0
+
     async def processes(self, session: Session) -> list[int]:
         desktop = self.desktops.get(session.id)
         return list(desktop.pids) if desktop else []

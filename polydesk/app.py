@@ -1,0 +1,87 @@
+"""Composition root: builds settings, hosts, store and manager, and runs the daemon.
+
+Nothing else wires pieces together; tests build the same way with other settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import IO
+
+from polydesk.accounts import lookup_account
+from polydesk.config import Settings
+from polydesk.events import EventBus
+from polydesk.hosts.base import SessionHost
+from polydesk.manager import Manager
+from polydesk.model import InvalidRequest, StoreError
+from polydesk.store import Store
+
+log = logging.getLogger("polydesk")
+
+
+def build_hosts(settings: Settings) -> list[SessionHost]:
+    hosts: list[SessionHost] = []
+    for name in settings.hosts:
+        if name == "xvnc":
+            from polydesk.hosts.xvnc import XvncHost
+
+            desktop = ["/bin/sh", "-c", settings.desktop] if settings.desktop else None
+            hosts.append(XvncHost(
+                runtime_dir=settings.runtime_path, desktop=desktop, geometry=settings.geometry,
+                depth=settings.depth, first_display=settings.first_display,
+                tracking=settings.process_tracking,
+            ))
+        elif name == "fake":  # in-memory sessions, for tests and demos of the interfaces
+            from polydesk.hosts.fake import FakeHost
+
+            hosts.append(FakeHost())
+        else:
+            raise InvalidRequest(f"unknown session host {name!r} in setting 'hosts'")
+    return hosts
+
+
+def _lock_state_dir(state_dir: Path) -> IO[str]:
+    """One daemon per state directory: a second one would fight over the sessions."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(state_dir / "daemon.lock", "a+")  # noqa: SIM115 (held for the daemon's life)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise StoreError(f"another polydesk daemon is running on {state_dir}") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+async def run(settings: Settings) -> None:
+    from polydesk.web import create_app
+    from polydesk.web.server import make_servers, serve
+
+    if os.geteuid() != 0:
+        raise InvalidRequest("polydesk serve must run as root: it starts sessions as other users")
+    lock = _lock_state_dir(settings.state_path)
+    settings.runtime_path.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.runtime_path, 0o755)
+    store = Store(settings.state_path / "polydesk.db")
+    manager = Manager(build_hosts(settings), store, EventBus(), settings, lookup_account)
+    await manager.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    app = create_app(manager, settings)
+    servers = make_servers(app, settings.listen, settings.api_socket)
+    log.info("polydesk serving on %s and %s", settings.listen, settings.api_socket)
+    try:
+        await serve(servers, settings.api_socket, stop)
+    finally:
+        await manager.close()  # sessions keep running; the next daemon re-adopts them
+        store.close()
+        lock.close()

@@ -1,0 +1,295 @@
+"""The ``polydesk`` command: parses arguments and calls the daemon over HTTP.
+
+A thin client: it never imports the manager. Locally it talks to the Unix
+socket, where the daemon knows the caller from the socket's peer credentials;
+``--server URL --token T`` reaches a daemon elsewhere.
+
+Exit codes: 0 all done; 1 some target failed; 2 bad usage or unknown id only;
+3 not permitted; 4 daemon unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+
+from polydesk.config import DEFAULT_RUNTIME_DIR
+
+OK, SOME_FAILED, USAGE, NOT_PERMITTED, UNREACHABLE = 0, 1, 2, 3, 4
+
+app = typer.Typer(
+    help="Polydesk: shared desktop sessions. List, log on, log off, disconnect, block and message.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class Client:
+    def __init__(self, server: str | None, token: str | None, socket: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if server:
+            self.where = server
+            self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=600)
+        else:
+            path = socket or os.path.join(os.environ.get("POLYDESK_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR,
+                                          "api.sock")
+            self.where = path
+            transport = httpx.HTTPTransport(uds=path)
+            self.http = httpx.Client(transport=transport, base_url="http://polydesk", headers=headers,
+                                     timeout=600)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, f"/api/v1{path}", **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError, PermissionError) as exc:
+            fail(UNREACHABLE, f"cannot reach the polydesk daemon at {self.where}: {exc}")
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                message = error["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text
+            code = {400: USAGE, 401: NOT_PERMITTED, 403: NOT_PERMITTED, 404: USAGE}.get(
+                response.status_code, SOME_FAILED)
+            fail(code, message)
+        return response.json()
+
+
+def fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"polydesk: {message}", err=True)
+    raise typer.Exit(code)
+
+
+_state: dict[str, Any] = {}
+
+
+def client() -> Client:
+    return Client(_state.get("server"), _state.get("token"), _state.get("socket"))
+
+
+@app.callback()
+def _options(
+    server: Annotated[str | None, typer.Option(envvar="POLYDESK_SERVER",
+                                               help="URL of a remote daemon (needs --token).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="POLYDESK_TOKEN", help="API token.")] = None,
+    socket: Annotated[str | None, typer.Option(help="Path of the daemon's API socket.")] = None,
+) -> None:
+    _state.update(server=server, token=token, socket=socket)
+
+
+def exit_code(results: list[dict[str, Any]]) -> int:
+    failures = [r for r in results if not r["ok"]]
+    if not failures:
+        return OK
+    if len(failures) < len(results):
+        return SOME_FAILED
+    kinds = {r["status"] for r in failures}
+    if kinds == {"unknown-session"}:
+        return USAGE
+    if kinds == {"not-permitted"}:
+        return NOT_PERMITTED
+    return SOME_FAILED
+
+
+def report(answer: dict[str, Any], as_json: bool) -> NoReturn:
+    results = answer["results"]
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+    else:
+        for r in results:
+            line = f"{r['id'] or '-'}\t{r['user'] or '-'}\t{r['status']}"
+            if r["reason"]:
+                line += f"\t{r['reason']}"
+            typer.echo(line, err=not r["ok"])
+        if not results:
+            typer.echo("no session to act on")
+    raise typer.Exit(exit_code(results))
+
+
+def selection(ids: list[str] | None, all_: bool, own_if_empty: bool) -> dict[str, Any]:
+    if ids and all_:
+        fail(USAGE, "give session ids or --all, not both")
+    if all_:
+        return {"all": True}
+    if ids:
+        return {"ids": ids}
+    if own_if_empty:
+        return {"own": True}
+    fail(USAGE, "give one or more session ids, or --all")
+
+
+def confirm(what: str, body: dict[str, Any], path: str, yes: bool, warning: str) -> None:
+    """Ask before acting on more than one session, as MultiPoint's Dashboard does."""
+    if yes:
+        return
+    preview = client().call("POST", path, json={**body, "what_if": True})["results"]
+    targets = [r for r in preview if r["ok"]]
+    if len(targets) <= 1 and not body.get("all"):
+        return
+    if not targets:
+        return
+    names = ", ".join(f"{r['user']} ({r['id']})" for r in targets)
+    if not sys.stdin.isatty():
+        fail(USAGE, f"{what} {len(targets)} sessions ({names}) needs --yes when not run interactively")
+    if not typer.confirm(f"{what} {len(targets)} sessions: {names}? {warning}", default=False):
+        raise typer.Exit(OK)
+
+
+Ids = Annotated[list[str] | None, typer.Argument(help="Session ids.", show_default=False)]
+All = Annotated[bool, typer.Option("--all", help="Every session you may act on, except your own.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.command()
+def serve(
+    config: Annotated[str | None, typer.Option(help="Configuration file (TOML).")] = None,
+    listen: Annotated[str | None, typer.Option(help="host:port for the web page and API.")] = None,
+) -> None:
+    """Run the daemon (as root)."""
+    import asyncio
+    import logging
+
+    from polydesk.app import run
+    from polydesk.config import load_settings
+    from polydesk.model import PolydeskError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings(config, **({"listen": listen} if listen else {}))
+        asyncio.run(run(settings))
+    except PolydeskError as exc:
+        fail(USAGE, str(exc))
+
+
+@app.command()
+def sessions(as_json: Json = False) -> None:
+    """List sessions, like `query session`. `>` marks your own."""
+    rows = client().call("GET", "/sessions")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = ("", "ID", "USER", "STATE", "BLOCKED", "DISPLAY", "LOGON", "IDLE", "CLIENT")
+    table = [header] + [
+        (">" if r["own"] else "", r["id"], r["user"], r["state"], "yes" if r["blocked"] else "no",
+         r["display"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(r["logon_time"])),
+         _duration(r["idle_s"]), r["client"] or "-")
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return "."
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}+{minutes % 60:02d}" if minutes >= 60 else str(minutes)
+
+
+@app.command()
+def logon(user: Annotated[str, typer.Argument(help="Account to log on.")], as_json: Json = False) -> None:
+    """Start USER's session, or resume the running one."""
+    answer = client().call("POST", "/sessions", json={"user": user})
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    s = answer["session"]
+    verb = "resumed" if answer["resumed"] else "started"
+    typer.echo(f"{s['id']}\t{s['user']}\t{verb}\t{s['display']}")
+
+
+@app.command()
+def logoff(
+    ids: Ids = None,
+    all_: All = False,
+    grace: Annotated[int | None, typer.Option(help="Seconds of warning before the end.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="No warning, no polite close.")] = False,
+    message: Annotated[str | None, typer.Option(help="Warning text shown in the session.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    what_if: Annotated[bool, typer.Option("--what-if", help="Show what would end; end nothing.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once log-off has begun.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Log off sessions. No id: your own session. --all: everyone but you."""
+    body: dict[str, Any] = {**selection(ids, all_, own_if_empty=True), "force": force,
+                            "message": message, "wait": not no_wait}
+    if grace is not None:
+        body["grace"] = grace
+    if what_if:
+        report(client().call("POST", "/sessions/logoff", json={**body, "what_if": True}), as_json)
+    confirm("Log off", body, "/sessions/logoff", yes, "Unsaved work in them may be lost.")
+    report(client().call("POST", "/sessions/logoff", json=body), as_json)
+
+
+@app.command()
+def disconnect(ids: Ids = None, all_: All = False, as_json: Json = False) -> None:
+    """Drop the viewers of sessions; they keep running. No id: your own session."""
+    report(client().call("POST", "/sessions/disconnect", json=selection(ids, all_, True)), as_json)
+
+
+@app.command()
+def block(
+    ids: Ids = None,
+    all_: All = False,
+    message: Annotated[str | None, typer.Option(help='Text on the cover (default "Station blocked").')]
+    = None,
+    as_json: Json = False,
+) -> None:
+    """Cover the screens of sessions with a message and ignore their input."""
+    body = {**selection(ids, all_, own_if_empty=False), "message": message}
+    report(client().call("POST", "/sessions/block", json=body), as_json)
+
+
+@app.command()
+def unblock(ids: Ids = None, all_: All = False, as_json: Json = False) -> None:
+    """Lift the block of sessions."""
+    report(client().call("POST", "/sessions/unblock", json=selection(ids, all_, False)), as_json)
+
+
+@app.command()
+def msg(
+    args: Annotated[list[str], typer.Argument(help="Session ids (or --all), then the message text.")],
+    all_: All = False,
+    time_: Annotated[int | None, typer.Option("--time", help="Close the message after S seconds.")]
+    = None,
+    as_json: Json = False,
+) -> None:
+    """Show a message on sessions: polydesk msg ID... TEXT, or polydesk msg --all TEXT."""
+    *ids, text = args
+    body = {**selection(ids, all_, own_if_empty=False), "text": text, "time": time_}
+    report(client().call("POST", "/sessions/message", json=body), as_json)
+
+
+@app.command()
+def audit(
+    limit: Annotated[int, typer.Option(help="How many entries, newest last.")] = 50,
+    as_json: Json = False,
+) -> None:
+    """Show the audit log (administrators)."""
+    records = client().call("GET", "/audit", params={"limit": limit})
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
+        results = ", ".join(f"{x['id']}:{x['status']}" for x in r["results"]) or "-"
+        verdict = "" if r["allowed"] else " REFUSED"
+        typer.echo(f"{r['seq']}\t{when}\t{r['caller']}({r['role']})\t{r['action']}{verdict}\t{results}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

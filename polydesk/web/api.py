@@ -1,0 +1,160 @@
+"""REST API /api/v1: every route is a thin call into the manager's use cases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from polydesk.events import public_session
+from polydesk.manager import Manager
+from polydesk.model import Caller, InvalidRequest, Outcome, Target
+
+
+class Selection(BaseModel):
+    """Which sessions: ``ids``, ``all`` (everyone the caller may act on but the caller), or ``own``."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default=[], max_length=1000)
+    all: bool = False
+    own: bool = False
+
+    def target(self) -> Target:
+        chosen = sum((bool(self.ids), self.all, self.own))
+        if chosen == 0:
+            raise InvalidRequest('empty selection: give "ids", "all": true or "own": true')
+        if chosen > 1:
+            raise InvalidRequest('give only one of "ids", "all" and "own"')
+        return Target(ids=tuple(self.ids), all=self.all)
+
+
+class LogoffRequest(Selection):
+    grace: int | None = Field(default=None, ge=0, le=3600)
+    force: bool = False
+    message: str | None = Field(default=None, max_length=2000)
+    what_if: bool = False
+    wait: bool = True
+
+
+class BlockRequest(Selection):
+    message: str | None = Field(default=None, max_length=2000)
+
+
+class MessageRequest(Selection):
+    text: str = Field(min_length=1, max_length=2000)
+    time: int | None = Field(default=None, ge=1, le=86400)
+
+
+class LogonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1, max_length=64)
+
+
+class Result(BaseModel):
+    id: str
+    status: str
+    ok: bool
+    user: str | None
+    reason: str | None
+
+
+class Results(BaseModel):
+    results: list[Result]
+    succeeded: int
+    failed: int
+
+
+class SessionOut(BaseModel):
+    id: str
+    user: str
+    uid: int
+    role: Literal["standard", "dashboard", "admin"]
+    host: str
+    state: Literal["active", "disconnected", "logging-off", "ended"]
+    blocked: bool
+    block_message: str | None
+    display: str | None
+    logon_time: float
+    idle_s: float | None
+    client: str | None
+    logoff_deadline: float | None
+    own: bool
+
+
+class LogonOut(BaseModel):
+    session: SessionOut
+    resumed: bool
+
+
+def _results(outcomes: list[Outcome]) -> Results:
+    rows = [Result(id=o.id, status=str(o.status), ok=o.ok, user=o.user, reason=o.reason)
+            for o in outcomes]
+    ok = sum(r.ok for r in rows)
+    return Results(results=rows, succeeded=ok, failed=len(rows) - ok)
+
+
+def _session_out(session: Any, caller: Caller) -> SessionOut:
+    return SessionOut(**public_session(session), own=session.uid == caller.uid)
+
+
+def current_caller(request: Request) -> Caller:
+    caller: Caller = request.app.state.auth.require(request)
+    return caller
+
+
+Who = Annotated[Caller, Depends(current_caller)]
+
+
+def api_router(manager: Manager) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+
+    @router.get("/sessions", response_model=list[SessionOut], summary="List the sessions you may see")
+    async def list_sessions(caller: Who) -> list[SessionOut]:
+        return [_session_out(s, caller) for s in await manager.list_sessions(caller)]
+
+    @router.get("/sessions/{session_id}", response_model=SessionOut, summary="One session")
+    async def get_session(session_id: str, caller: Who) -> SessionOut:
+        return _session_out(await manager.get_session(caller, session_id), caller)
+
+    @router.post("/sessions", response_model=LogonOut, summary="Log on: start or resume a session")
+    async def logon(body: LogonRequest, caller: Who) -> LogonOut:
+        session, resumed = await manager.logon(caller, body.user)
+        return LogonOut(session=_session_out(session, caller), resumed=resumed)
+
+    @router.post("/sessions/logoff", response_model=Results, summary="Log off sessions")
+    async def logoff(body: LogoffRequest, caller: Who) -> Results:
+        return _results(await manager.logoff(
+            caller, body.target(), grace=body.grace, force=body.force, message=body.message,
+            what_if=body.what_if, wait=body.wait,
+        ))
+
+    @router.post("/sessions/disconnect", response_model=Results, summary="Disconnect sessions")
+    async def disconnect(body: Selection, caller: Who) -> Results:
+        return _results(await manager.disconnect(caller, body.target()))
+
+    @router.post("/sessions/block", response_model=Results, summary="Block sessions with a message")
+    async def block(body: BlockRequest, caller: Who) -> Results:
+        return _results(await manager.block(caller, body.target(), body.message))
+
+    @router.post("/sessions/unblock", response_model=Results, summary="Unblock sessions")
+    async def unblock(body: Selection, caller: Who) -> Results:
+        return _results(await manager.unblock(caller, body.target()))
+
+    @router.post("/sessions/message", response_model=Results, summary="Show a message on sessions")
+    async def message(body: MessageRequest, caller: Who) -> Results:
+        return _results(await manager.message(caller, body.target(), body.text, body.time))
+
+    @router.get("/audit", summary="The audit log (administrators)")
+    async def audit(
+        caller: Who,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+        since: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        return [record.to_json() for record in manager.audit(caller, limit=limit, since=since)]
+
+    @router.get("/whoami", summary="Who the daemon thinks you are")
+    async def whoami(caller: Who) -> dict[str, Any]:
+        return {"user": caller.user, "uid": caller.uid, "role": str(caller.role), "via": caller.via}
+
+    return router
