@@ -19,6 +19,14 @@ class Started:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Screen:
+    """Where a session's pixels can be read: an X display and the cookie file that opens it."""
+
+    display: str
+    xauthority: str
+
+
 class SessionHost(Protocol):
     """One place sessions run (the built-in Xvnc host, logind, a fake for tests).
 
@@ -79,6 +87,14 @@ class SessionHost(Protocol):
 
     async def idle_seconds(self, session: Session) -> float | None:
         """Seconds since the last input, or None when the host cannot tell."""
+        ...
+
+    def screen(self, session: Session) -> Screen | None:
+        """The session's X display for thumbnails, or None when it has none we can read."""
+        ...
+
+    def rfb_socket(self, session: Session) -> str | None:
+        """The Unix socket of the session's RFB (VNC) server, for the browser station bridge."""
         ...
 
     async def close(self) -> None:

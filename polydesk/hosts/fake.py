@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from polydesk.hosts.base import Started
+from polydesk.hosts.base import Screen, Started
 from polydesk.model import Account, HostError, Session
 
 
@@ -106,6 +106,12 @@ class FakeHost:
 
     async def idle_seconds(self, session: Session) -> float | None:
         return 0.0 if session.id in self.desktops else None
+
+    def screen(self, session: Session) -> Screen | None:
+        return None  # no pixels: interfaces show a placeholder
+
+    def rfb_socket(self, session: Session) -> str | None:
+        return None
 
     async def close(self) -> None:
         self.calls.append(("close", ""))
