@@ -162,7 +162,8 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        settings = load_settings(config, **({"listen": listen} if listen else {}))
+        overrides: dict[str, Any] = {"listen": listen} if listen else {}
+        settings = load_settings(config, **overrides)
         asyncio.run(run(settings))
     except PolydeskError as exc:
         fail(USAGE, str(exc))

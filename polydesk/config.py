@@ -20,8 +20,6 @@ DEFAULT_RUNTIME_DIR = "/run/polydesk"
 
 
 def _setting(default: Any, help: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -55,7 +53,9 @@ class Settings:
         False, "Show administrator and Dashboard-user sessions as thumbnails."
     )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
-    hosts: list[str] = _setting(["xvnc"], "Session hosts to run: xvnc, logind.")
+    hosts: list[str] = field(
+        default_factory=lambda: ["xvnc"], metadata={"help": "Session hosts to run: xvnc, logind."}
+    )
 
     @property
     def state_path(self) -> Path:
@@ -74,7 +74,8 @@ def settings_table() -> list[tuple[str, Any, str]]:
     """(name, default, help) for every setting: the documentation's source."""
     rows = []
     for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         rows.append((f.name, default, f.metadata["help"]))
     return rows
 

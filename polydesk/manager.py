@@ -42,6 +42,7 @@ from polydesk.model import (
     Target,
     UnknownSession,
 )
+from polydesk.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Manager:
     def __init__(
         self,
         hosts: Sequence[SessionHost],
-        store: Any,
+        store: Store,
         bus: EventBus,
         settings: Settings,
         lookup: Callable[[str], Account],

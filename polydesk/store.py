@@ -160,7 +160,11 @@ class Store:
             rows = self._db.execute(
                 "SELECT * FROM ended_sessions ORDER BY ended_at DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [EndedSession(*row[:7], reason=EndReason(row[7])) for row in rows]
+        return [
+            EndedSession(id=row[0], user=row[1], host=row[2], display=row[3], logon_time=row[4],
+                         ended_at=row[5], ended_by=row[6], reason=EndReason(row[7]))
+            for row in rows
+        ]
 
     # audit
 

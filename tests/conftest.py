@@ -3,6 +3,7 @@ and a guard that fails any test leaving a process behind (as Cockpit's suite doe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -66,10 +67,8 @@ def make_user() -> Iterator[Callable[..., TestUser]]:
     leftovers = {user.name: user_pids(user.uid) for user in made}
     for user in made:
         for pid in user_pids(user.uid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
         remove_user(user)
     stray = {name: pids for name, pids in leftovers.items() if pids}
     assert not stray, f"processes of test users outlived the test: {stray}"

@@ -66,7 +66,8 @@ def unix_socket(path: Path) -> socket.socket:
 def make_servers(app: Any, listen: str, api_socket: Path) -> list[uvicorn.Server]:
     host, _, port = listen.rpartition(":")
     common: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "ws": "websockets"}
-    servers = [_Server(uvicorn.Config(app, uds=str(api_socket), http=PeerCredProtocol, **common))]
+    unix = uvicorn.Config(app, uds=str(api_socket), http=PeerCredProtocol, **common)
+    servers: list[uvicorn.Server] = [_Server(unix)]
     if listen:
         servers.append(_Server(uvicorn.Config(app, host=host.strip("[]"), port=int(port),
                                               http="h11", **common)))
