@@ -1,0 +1,55 @@
+"""The SQLite store: what it keeps survives a reopen, the audit log only grows,
+and a broken state directory is a clear StoreError."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from polydesk.events import AuditRecord
+from polydesk.model import EndReason, LogoffPlan, Role, Session, SessionState, StoreError
+from polydesk.store import Store
+
+
+def a_session(session_id: str) -> Session:
+    return Session(id=session_id, user="ana", uid=2001, role=Role.STANDARD, host="xvnc",
+                   state=SessionState.ACTIVE, logon_time=time.time(), display=":10",
+                   host_data={"xvnc_pid": 42})
+
+
+def test_sessions_survive_reopen_with_their_logoff_plan(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    first = store.new_session_id()
+    plan = LogoffPlan("boss", 1.0, 31.0, False, "bye")
+    store.put_session(a_session(first).with_(state=SessionState.LOGGING_OFF, logoff=plan))
+    store.close()
+    again = Store(tmp_path / "p.db")
+    (session,) = again.sessions()
+    assert session.logoff == plan and session.host_data == {"xvnc_pid": 42}
+    assert again.new_session_id() != first  # ids are never reused
+    again.end_session(session, "boss", EndReason.LOGOFF)
+    assert again.sessions() == []
+    assert again.ended_sessions()[0].ended_by == "boss"
+
+
+def test_audit_is_append_only(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    seq = store.append_audit(AuditRecord(time.time(), "boss", 0, "admin", "cli", "logoff", ["1"], True,
+                                         [{"id": "1", "status": "ended"}]))
+    store.close()
+    raw = sqlite3.connect(tmp_path / "p.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("DELETE FROM audit WHERE seq = ?", (seq,))
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("UPDATE audit SET caller = 'nobody'")
+    raw.close()
+
+
+def test_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=str(path)):
+        Store(path)
