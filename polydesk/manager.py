@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -117,6 +119,39 @@ class Manager:
             self._audit(caller, Action.AUDIT, [], [], allowed=False, reason=decision.reason)
             raise NotPermitted(decision.reason)
         return list(self.store.audit(limit=limit, since_seq=since))
+
+    # API tokens (administrators): only a digest is stored; the token is shown once
+
+    def create_token(self, caller: Caller, user: str | None = None, note: str = "") -> tuple[str, str]:
+        """A new token acting as ``user`` (default: the caller). Returns (token id, token)."""
+        decision = policy.may_global(caller, Action.TOKEN)
+        name = user or caller.user
+        if not decision:
+            self._audit(caller, Action.TOKEN, [], [], allowed=False, reason=decision.reason,
+                        detail={"user": name})
+            raise NotPermitted(decision.reason)
+        if len(note) > 200:
+            raise InvalidRequest("the note is longer than 200 characters")
+        account = self.lookup(name)
+        token_id, token = secrets.token_hex(6), "pdk_" + secrets.token_urlsafe(32)
+        self.store.add_token(token_id, token_digest(token), account.name, caller.user, note)
+        self._audit(caller, Action.TOKEN, [], [],
+                    detail={"op": "create", "token_id": token_id, "user": account.name, "note": note})
+        return token_id, token
+
+    def tokens(self, caller: Caller) -> list[dict[str, Any]]:
+        decision = policy.may_global(caller, Action.TOKEN)
+        if not decision:
+            raise NotPermitted(decision.reason)
+        return self.store.tokens()
+
+    def revoke_token(self, caller: Caller, token_id: str) -> None:
+        decision = policy.may_global(caller, Action.TOKEN)
+        if not decision:
+            raise NotPermitted(decision.reason)
+        if not self.store.revoke_token(token_id):
+            raise InvalidRequest(f"no token with id {token_id!r}")
+        self._audit(caller, Action.TOKEN, [], [], detail={"op": "revoke", "token_id": token_id})
 
     # logon
 
@@ -435,6 +470,10 @@ class Manager:
             via=caller.via, action=str(action), targets=targets, allowed=allowed,
             results=results, detail=detail,
         ))
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _check_text(text: str | None) -> None:
