@@ -147,9 +147,11 @@ class Tracker(ABC):
     def cgroup(self) -> Path | None:
         return None
 
+    @abstractmethod
     def create(self) -> None:
         """Prepare tracking before the first process starts."""
 
+    @abstractmethod
     def join(self) -> None:
         """Run in the child between fork and exec, as root: enter the session.
 
@@ -170,6 +172,7 @@ class Tracker(ABC):
     def kill(self, timeout: float = 5.0) -> list[int]:
         """SIGKILL everything, forks in flight included; return the pids still alive."""
 
+    @abstractmethod
     def remove(self) -> None:
         """Forget the session's tracking state (the cgroup directory)."""
 
@@ -291,6 +294,16 @@ class MarkerTracker(Tracker):
         super().__init__(session_id)
         self._needle = f"{MARKER_VAR}={session_id}".encode() + b"\0"
         self.leaders: list[tuple[int, int]] = list(leaders)
+
+    # The marker travels in the environment the host builds: nothing to make, join or remove.
+    def create(self) -> None:
+        return None
+
+    def join(self) -> None:
+        return None
+
+    def remove(self) -> None:
+        return None
 
     def pids(self) -> list[int]:
         parents: dict[int, int] = {}

@@ -1,0 +1,783 @@
+"""The built-in session host: one TigerVNC ``Xvnc`` and one desktop per session.
+
+Each session gets, under ``<runtime_dir>/sessions/<id>/`` (root, 0711):
+
+- ``Xauthority``   a fresh MIT-MAGIC-COOKIE-1 (the user's, 0600): X access needs it;
+- ``vnc/rfb.sock`` the RFB socket, made by Xvnc in a directory only the user (and root)
+                   may enter: Xvnc runs as the user, so it needs a directory of theirs;
+- ``xdg/``         the session's XDG_RUNTIME_DIR (the user's, 0700);
+- ``helpers/``     one file per helper window process (root only: pids we may signal);
+- ``*.log``        what Xvnc, the desktop and the helpers print.
+
+Xvnc listens on no TCP port and no abstract socket; it and the desktop run as the
+user, in their own session (``setsid``) so they outlive the daemon, and inside the
+session's cgroup (see ``processes``). Everything needed to find them again after a
+daemon restart is returned in ``Started.data``; pids are always paired with their
+start time so a reused pid is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polydesk
+from polydesk.hosts import processes as procs
+from polydesk.hosts import x11
+from polydesk.hosts.base import Screen, Started
+from polydesk.model import Account, HostError, Session
+
+log = logging.getLogger(__name__)
+
+# openbox starts the xterm itself once it manages the screen: an xterm started beside it
+# can map its window before openbox looks, and then stays unmanaged (no frame, no focus).
+DEFAULT_DESKTOP = ("openbox", "--startup", "xterm")
+# What the daemon may change at run time with vncconfig (block/unblock). Any X client of
+# the display can change these too; the daemon's bridge enforces blocking on its own.
+OVERRIDABLE = ("Desktop", "AcceptKeyEvents", "AcceptPointerEvents", "AcceptCutText",
+               "SendCutText", "SendPrimary", "SetPrimary")
+BLOCK_SETTINGS = ("AcceptKeyEvents", "AcceptPointerEvents", "AcceptCutText")
+LOCK_FILE = "/tmp/.X{}-lock"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
+_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []  # see XvncHost.close
+
+
+# ---------------------------------------------------------------- the session's record
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Everything about one running session; stored as Session.host_data (JSON)."""
+
+    session_id: str
+    user: str
+    uid: int
+    gid: int
+    display: str
+    display_number: int
+    session_dir: str
+    xauthority: str
+    rfb_socket: str
+    xdg_runtime_dir: str
+    boot_id: str
+    tracking: str
+    cgroup_base: str | None
+    cgroup_controller: str | None
+    cgroup: str | None
+    xvnc_pid: int | None = None
+    xvnc_start: int | None = None
+    desktop_pid: int | None = None
+    desktop_start: int | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_session(cls, session: Session) -> Handle:
+        data = session.host_data
+        try:
+            return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        except TypeError as exc:
+            raise HostError(f"session {session.id} has no usable Xvnc host data: {exc}") from exc
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.session_dir)
+
+    @property
+    def helpers_dir(self) -> Path:
+        return self.dir / "helpers"
+
+    def tracker(self) -> procs.Tracker:
+        tracking = procs.Tracking.from_data(asdict(self))
+        return tracking.tracker(self.session_id, self.leaders())
+
+    def leaders(self) -> list[tuple[int, int]]:
+        return [(pid, started) for pid, started in ((self.xvnc_pid, self.xvnc_start),
+                                                     (self.desktop_pid, self.desktop_start))
+                if pid is not None and started is not None]
+
+    def same_boot(self) -> bool:
+        return self.boot_id == procs.boot_id()
+
+    def xvnc_running(self) -> bool:
+        return (self.xvnc_pid is not None and self.same_boot()
+                and procs.is_running(self.xvnc_pid, self.xvnc_start))
+
+
+# ---------------------------------------------------------------- the host
+
+
+class XvncHost:
+    """The SessionHost that runs sessions in TigerVNC Xvnc servers on this machine."""
+
+    name = "xvnc"
+
+    def __init__(
+        self,
+        runtime_dir: Path,
+        desktop: Sequence[str] | None = None,
+        geometry: str = "1280x800",
+        depth: int = 24,
+        first_display: int = 10,
+        tracking: str = "auto",
+        xvnc: str = "Xvnc",
+        start_timeout: float = 10.0,
+    ) -> None:
+        if depth not in (24, 32):
+            raise ValueError(f"depth must be 24 or 32 (the helper windows draw 32-bit pixels), not {depth}")
+        self.runtime_dir = Path(runtime_dir)
+        self.desktop = list(desktop or DEFAULT_DESKTOP)
+        self.geometry = geometry
+        self.depth = depth
+        self.first_display = first_display
+        self.xvnc = xvnc
+        self.start_timeout = start_timeout
+        try:
+            self.tracking = procs.choose(tracking)
+        except procs.TrackingError as exc:
+            raise HostError(f"cannot track session processes: {exc}") from exc
+        self._reserved: set[int] = set()  # display numbers being started right now
+        self._reserve_lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # ours to reap
+        self._pidfds: dict[int, int] = {}  # child pid -> pidfd watched by the loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------ start
+
+    async def start(self, session_id: str, account: Account) -> Started:
+        self._loop = asyncio.get_running_loop()
+        work = asyncio.ensure_future(asyncio.to_thread(self._start, session_id, account))
+        try:
+            handle = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(self._abandon)  # the thread finishes anyway: end what it made
+            raise
+        for pid in (handle.xvnc_pid, handle.desktop_pid):
+            if pid is not None:
+                self._watch_child(pid)
+        return Started(display=handle.display, data=handle.to_data())
+
+    def _abandon(self, work: asyncio.Future[Handle]) -> None:
+        if not work.cancelled() and work.exception() is None:
+            threading.Thread(target=self._end, args=(work.result(), 0.0), daemon=True).start()
+
+    def _start(self, session_id: str, account: Account) -> Handle:
+        """Blocking: make the files, start Xvnc, wait for it, start the desktop."""
+        ensure_x11_unix()
+        tracker = self.tracking.tracker(session_id)
+        handle = self._prepare(session_id, account, tracker)
+        try:
+            handle = self._start_xvnc(handle, account, tracker)
+            return self._start_desktop(handle, account, tracker)
+        except BaseException:
+            self._end(handle, 0.0)
+            raise
+
+    def _prepare(self, session_id: str, account: Account, tracker: procs.Tracker) -> Handle:
+        sessions = self.runtime_dir / "sessions"
+        session_dir = sessions / session_id
+        rfb_socket = session_dir / "vnc" / "rfb.sock"
+        if len(os.fsencode(rfb_socket)) > MAX_SOCKET_PATH:
+            raise HostError(f"runtime directory path too long for a Unix socket: {rfb_socket}")
+        _make_traversable(self.runtime_dir)
+        _make_dir(sessions, 0o711)
+        if session_dir.exists():
+            self._clear_stale(session_id, session_dir)
+        try:
+            tracker.create()
+        except (procs.TrackingError, OSError) as exc:
+            raise HostError(f"session {session_id}: {exc}") from exc
+        tracking = self.tracking
+        handle = Handle(
+            session_id=session_id, user=account.name, uid=account.uid, gid=account.gid,
+            display="", display_number=-1, session_dir=str(session_dir),
+            xauthority=str(session_dir / "Xauthority"), rfb_socket=str(rfb_socket),
+            xdg_runtime_dir=str(session_dir / "xdg"), boot_id=procs.boot_id(),
+            tracking=str(tracking.mode), cgroup_base=str(tracking.base) if tracking.base else None,
+            cgroup_controller=tracking.controller,
+            cgroup=str(tracker.cgroup) if tracker.cgroup else None,
+        )
+        _make_dir(session_dir, 0o711)
+        _make_dir(handle.helpers_dir, 0o700)
+        for private in (rfb_socket.parent, Path(handle.xdg_runtime_dir)):
+            _make_dir(private, 0o700, account.uid, account.gid)
+        return handle
+
+    def _clear_stale(self, session_id: str, session_dir: Path) -> None:
+        """A directory left by a session whose end never ran (power cut, state lost)."""
+        if self.tracking.tracker(session_id).pids():
+            raise HostError(f"session {session_id} still has processes from an earlier run")
+        shutil.rmtree(session_dir)
+
+    def _start_xvnc(self, handle: Handle, account: Account, tracker: procs.Tracker) -> Handle:
+        """Pick a free display and start Xvnc on it; retry if another server took it first."""
+        last_error = ""
+        for _attempt in range(5):
+            number = self._reserve_display()
+            try:
+                started = self._try_xvnc(handle, number, account, tracker)
+            finally:
+                with self._reserve_lock:
+                    self._reserved.discard(number)
+            if isinstance(started, Handle):
+                return started
+            last_error = started
+            if "already active" not in started:
+                break
+        raise HostError(f"Xvnc did not start for {account.name}: {last_error}")
+
+    def _try_xvnc(self, handle: Handle, number: int, account: Account,
+                  tracker: procs.Tracker) -> Handle | str:
+        """The started session's handle, or Xvnc's complaint if it exited."""
+        cookie = x11.new_cookie()
+        xauthority = Path(handle.xauthority)
+        xauthority.unlink(missing_ok=True)
+        x11.write_xauthority(xauthority, number, cookie, account.uid, account.gid)
+        logfile = handle.dir / "xvnc.log"
+        argv = [
+            self.xvnc, f":{number}", "-auth", str(xauthority),
+            "-nolisten", "tcp", "-nolisten", "local",  # only the file socket: its cookie guards it
+            "-rfbport", "-1", "-rfbunixpath", handle.rfb_socket, "-rfbunixmode", "0600",
+            "-SecurityTypes", "None",  # the socket is the user's and root's alone
+            "-geometry", self.geometry, "-depth", str(self.depth), "-desktop", account.name,
+            "-AlwaysShared", "-AllowOverride", ",".join(OVERRIDABLE),
+        ]
+        env = self._base_env(handle, account)
+        try:
+            proc = _spawn(argv, account, env, "/", tracker, logfile)
+        except OSError as exc:
+            raise HostError(f"cannot run {self.xvnc}: {exc}") from exc
+        self._children[proc.pid] = proc
+        try:
+            if not self._wait_ready(proc, number, cookie, logfile):
+                return f"exit status {proc.returncode}: {_tail(logfile)}"
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return _with(handle, display=f":{number}", display_number=number, xvnc_pid=proc.pid,
+                     xvnc_start=procs.start_time(proc.pid))
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], number: int, cookie: bytes, logfile: Path) -> bool:
+        """Poll until the display accepts our cookie (True) or Xvnc exits (False)."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if proc.poll() is not None:
+                return False
+            with contextlib.suppress(OSError):
+                if x11.handshake(number, cookie):
+                    return True
+            if time.monotonic() > deadline:
+                raise HostError(f"Xvnc :{number} not ready after {self.start_timeout} s: {_tail(logfile)}")
+            time.sleep(0.005)
+
+    def _reserve_display(self) -> int:
+        with self._reserve_lock:
+            abstract = _abstract_x_sockets()
+            number = self.first_display
+            while number in self._reserved or not _display_free(number, abstract):
+                number += 1
+            self._reserved.add(number)
+            return number
+
+    def _start_desktop(self, handle: Handle, account: Account, tracker: procs.Tracker) -> Handle:
+        home = Path(account.home)
+        xsession = home / ".xsession"
+        argv = [str(xsession)] if _executable(xsession) else self.desktop
+        env = {
+            **self._base_env(handle, account),
+            "DISPLAY": handle.display, "XAUTHORITY": handle.xauthority,
+            "XDG_RUNTIME_DIR": handle.xdg_runtime_dir, "XDG_SESSION_TYPE": "x11",
+        }
+        cwd = str(home) if home.is_dir() else "/"
+        try:
+            proc = _spawn(argv, account, env, cwd, tracker, handle.dir / "desktop.log")
+        except OSError as exc:
+            raise HostError(f"cannot start the desktop {argv[0]} for {account.name}: {exc}") from exc
+        self._children[proc.pid] = proc
+        return _with(handle, desktop_pid=proc.pid, desktop_start=procs.start_time(proc.pid))
+
+    def _base_env(self, handle: Handle, account: Account) -> dict[str, str]:
+        return {
+            "HOME": account.home, "USER": account.name, "LOGNAME": account.name,
+            "SHELL": account.shell or "/bin/sh",
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/games",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            procs.MARKER_VAR: handle.session_id,
+        }
+
+    # ------------------------------------------------------------ watching
+
+    async def adopt(self, session: Session) -> bool:
+        handle = Handle.from_session(session)
+        return await asyncio.to_thread(handle.xvnc_running)
+
+    async def wait_ended(self, session: Session) -> None:
+        """Return when Xvnc exits. When the desktop exits first (the user logged out from
+        inside), stop Xvnc, as xinit and display managers do.
+
+        Watched through pidfds: after a daemon restart Xvnc is not our child, so waitpid
+        cannot tell; polling is the fallback on kernels without pidfd_open.
+        """
+        handle = Handle.from_session(session)
+        if not handle.same_boot():
+            return
+        try:
+            await _wait_with_pidfds(handle)
+        except OSError:
+            await _wait_polling(handle)
+        finally:
+            self._collect()
+
+    def _watch_child(self, pid: int) -> None:
+        """Reap our own child as soon as it exits, without a thread per child."""
+        loop = self._loop
+        proc = self._children.get(pid)
+        if loop is None or proc is None or pid in self._pidfds:
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return  # no pidfds (kernel < 5.3): _reap() at the next call does it
+        self._pidfds[pid] = fd
+        loop.add_reader(fd, self._child_exited, pid)
+
+    def _child_exited(self, pid: int) -> None:
+        """In the loop's thread: reap the child and stop watching it."""
+        fd = self._pidfds.pop(pid, None)
+        if fd is not None and self._loop is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        proc = self._children.pop(pid, None)
+        if proc is not None:
+            proc.poll()
+
+    def _reap(self) -> None:
+        """From any thread: reap whichever children have exited (no bookkeeping changes)."""
+        for proc in [*self._children.values(), *_LEFT_RUNNING]:
+            proc.poll()
+
+    def _collect(self) -> None:
+        """In the loop's thread: reap and forget every child that has exited."""
+        self._reap()
+        for pid, proc in list(self._children.items()):
+            if proc.returncode is not None:
+                self._child_exited(pid)
+        _LEFT_RUNNING[:] = [proc for proc in _LEFT_RUNNING if proc.returncode is None]
+
+    async def close(self) -> None:
+        """Stop watching; every session (and helper window) keeps running."""
+        for pid in list(self._pidfds):
+            fd = self._pidfds.pop(pid)
+            if self._loop is not None:
+                self._loop.remove_reader(fd)
+            os.close(fd)
+        self._reap()
+        # Still running on purpose. A Popen dropped while its process runs warns at garbage
+        # collection; parked here, they are simply forgotten when the daemon exits.
+        _LEFT_RUNNING.extend(self._children.values())
+        self._children.clear()
+
+    # ------------------------------------------------------------ ending
+
+    async def processes(self, session: Session) -> list[int]:
+        handle = Handle.from_session(session)
+        return await asyncio.to_thread(lambda: handle.tracker().pids())
+
+    async def end(self, session: Session, kill_after: float) -> None:
+        handle = Handle.from_session(session)
+        try:
+            await asyncio.to_thread(self._end, handle, kill_after)
+        except OSError as exc:
+            raise HostError(f"ending session {session.id}: {exc}") from exc
+        finally:
+            self._collect()
+
+    def _end(self, handle: Handle, kill_after: float) -> None:
+        """Blocking and idempotent: helpers, SIGTERM, wait, SIGKILL, then every file."""
+        _stop_helpers(handle)
+        tracker = handle.tracker()
+        if handle.same_boot():
+            tracker.terminate()
+            self._wait_gone(tracker, handle, kill_after)
+            left = tracker.kill()
+            if left:
+                log.warning("session %s: pids %s survived SIGKILL", handle.session_id, left)
+            self._kill_xvnc(handle)
+        self._remove_files(handle)
+        tracker.remove()
+
+    def _wait_gone(self, tracker: procs.Tracker, handle: Handle, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._reap()
+            if not tracker.pids() and not handle.xvnc_running():
+                return
+            time.sleep(0.02)
+
+    def _kill_xvnc(self, handle: Handle) -> None:
+        """Xvnc is in the cgroup too; this is for the marker mode and for the paranoid."""
+        if handle.xvnc_pid is not None and handle.xvnc_running():
+            procs.send([handle.xvnc_pid], signal.SIGKILL)
+            deadline = time.monotonic() + 2
+            while handle.xvnc_running() and time.monotonic() < deadline:
+                self._reap()
+                time.sleep(0.01)
+
+    def _remove_files(self, handle: Handle) -> None:
+        number = handle.display_number
+        if number >= 0 and _lock_is_ours(number, handle.xvnc_pid):
+            x11.socket_path(number).unlink(missing_ok=True)
+            Path(LOCK_FILE.format(number)).unlink(missing_ok=True)
+        shutil.rmtree(handle.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ windows and input
+
+    async def close_windows(self, session: Session) -> int:
+        handle = self._live(session)
+        return await _x(x11.close_windows, handle)
+
+    async def open_windows(self, session: Session) -> int:
+        handle = self._live(session)
+        return await _x(x11.open_windows, handle)
+
+    async def idle_seconds(self, session: Session) -> float | None:
+        handle = Handle.from_session(session)
+        try:
+            return await _x(x11.idle_ms, handle) / 1000
+        except HostError:
+            return None
+
+    async def disconnect(self, session: Session) -> None:
+        await self._vncconfig(self._live(session), "-disconnect")
+
+    async def block(self, session: Session, message: str) -> None:
+        handle = self._live(session)
+        await self._vncconfig(handle, *_settings(BLOCK_SETTINGS, 0))
+        await asyncio.to_thread(_stop_helpers, handle, "cover")
+        await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+
+    async def unblock(self, session: Session) -> None:
+        handle = self._live(session)
+        await asyncio.to_thread(_stop_helpers, handle, "cover")
+        await self._vncconfig(handle, *_settings(BLOCK_SETTINGS, 1))
+
+    async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
+        handle = self._live(session)
+        await asyncio.to_thread(_stop_helpers, handle, "notice")
+        await self._helper(handle, "notice", ["--text", text, "--seconds", str(seconds)])
+
+    async def message(self, session: Session, text: str, timeout: int | None) -> None:
+        handle = self._live(session)
+        shown = await asyncio.to_thread(lambda: len(_helpers(handle, "message")))
+        args = ["--text", text, "--index", str(shown)]
+        if timeout:
+            args += ["--timeout", str(timeout)]
+        await self._helper(handle, "message", args)
+
+    def screen(self, session: Session) -> Screen | None:
+        data = session.host_data
+        if not data.get("display") or not data.get("xauthority"):
+            return None
+        return Screen(display=str(data["display"]), xauthority=str(data["xauthority"]))
+
+    def rfb_socket(self, session: Session) -> str | None:
+        value = session.host_data.get("rfb_socket")
+        return str(value) if value else None
+
+    def _live(self, session: Session) -> Handle:
+        handle = Handle.from_session(session)
+        if not handle.xvnc_running():
+            raise HostError(f"session {session.id}: its Xvnc is not running")
+        return handle
+
+    async def _vncconfig(self, handle: Handle, *args: str) -> None:
+        try:
+            await x11.vncconfig(handle.display, Path(handle.xauthority), *args)
+        except (x11.X11Error, OSError) as exc:
+            raise HostError(f"session {handle.session_id}: {exc}") from exc
+
+    async def _helper(self, handle: Handle, kind: str, args: list[str], wait_ready: bool = False) -> None:
+        """Start a helper window process (root, the session's cookie, its own session)."""
+        self._loop = asyncio.get_running_loop()
+        self._collect()
+        proc = await asyncio.to_thread(_spawn_helper, handle, kind, args, wait_ready)
+        self._children[proc.pid] = proc
+        self._watch_child(proc.pid)
+        if proc.stdout is None:
+            return
+        reader = asyncio.ensure_future(asyncio.to_thread(proc.stdout.readline))
+        done, _ = await asyncio.wait({reader}, timeout=10)
+        if not done:
+            await asyncio.to_thread(_stop_helpers, handle, kind)  # its pipe closes: the read ends
+        line = await reader
+        proc.stdout.close()
+        if line != b"ready\n":
+            await asyncio.to_thread(_stop_helpers, handle, kind)
+            raise HostError(f"session {handle.session_id}: the {kind} window did not appear: "
+                            f"{_tail(handle.dir / 'helpers.log')}")
+
+
+# ---------------------------------------------------------------- spawning
+
+
+def _spawn(argv: Sequence[str], account: Account, env: dict[str, str], cwd: str,
+           tracker: procs.Tracker, logfile: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the account, in its own session, inside the session's tracking.
+
+    The child joins the cgroup and only then drops privileges (Popen's user=/group= would
+    drop them before preexec_fn runs, and a user may not move itself between cgroups).
+    """
+    groups = os.getgrouplist(account.name, account.gid)  # NSS lookups stay in the parent
+    uid, gid = account.uid, account.gid
+
+    def enter_session() -> None:
+        tracker.join()
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        os.umask(0o022)
+
+    out = _open_log(logfile, uid, gid)
+    try:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd,
+            start_new_session=True, preexec_fn=enter_session, close_fds=True,
+        )
+    finally:
+        os.close(out)
+
+
+def _spawn_helper(handle: Handle, kind: str, args: list[str], wait_ready: bool) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "polydesk.hosts.x11", "--display", handle.display,
+            "--xauthority", handle.xauthority, kind, *args]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(Path(polydesk.__file__).resolve().parent.parent),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    out = _open_log(handle.dir / "helpers.log", 0, 0)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if wait_ready else out, stderr=out,
+            env=env, cwd="/", start_new_session=True, close_fds=True,
+        )
+    finally:
+        os.close(out)
+    started = procs.start_time(proc.pid)
+    (handle.helpers_dir / f"{kind}-{proc.pid}").write_text(f"{proc.pid} {started}\n")
+    return proc
+
+
+def _helpers(handle: Handle, kind: str | None = None) -> list[tuple[Path, int, int]]:
+    """(record, pid, start time) of the session's helper windows still running."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for record in handle.helpers_dir.iterdir():
+            if kind is not None and not record.name.startswith(f"{kind}-"):
+                continue
+            try:
+                pid, started = (int(v) for v in record.read_text().split())
+            except ValueError:
+                record.unlink(missing_ok=True)
+                continue
+            if procs.is_running(pid, started):
+                found.append((record, pid, started))
+            else:
+                record.unlink(missing_ok=True)
+    return found
+
+
+def _stop_helpers(handle: Handle, kind: str | None = None) -> None:
+    """SIGTERM the helper windows (of one kind), SIGKILL any still there after a second."""
+    helpers = _helpers(handle, kind)
+    procs.send((pid for _, pid, _ in helpers), signal.SIGTERM)
+    deadline = time.monotonic() + 1.0
+    for record, pid, started in helpers:
+        while procs.is_running(pid, started) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if procs.is_running(pid, started):
+            procs.send([pid], signal.SIGKILL)
+        record.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def ensure_x11_unix() -> None:
+    """/tmp/.X11-unix must be root's and 1777 before any user's Xvnc starts, or the
+    first one makes it theirs (and could then replace other sessions' sockets)."""
+    path = x11.X11_UNIX
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != 0 or info.st_gid != 0:
+            os.fchown(fd, 0, 0)
+        if stat.S_IMODE(info.st_mode) != 0o1777:
+            os.fchmod(fd, 0o1777)
+    finally:
+        os.close(fd)
+
+
+def _display_free(number: int, abstract: set[str]) -> bool:
+    return not (os.path.lexists(LOCK_FILE.format(number))
+                or os.path.lexists(x11.socket_path(number))
+                or f"@{x11.socket_path(number)}" in abstract)
+
+
+def _abstract_x_sockets() -> set[str]:
+    """X servers other than ours may listen only on an abstract socket: avoid their numbers too."""
+    try:
+        lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        return set()
+    return {fields[-1] for fields in (line.split() for line in lines)
+            if len(fields) >= 8 and fields[-1].startswith("@/tmp/.X11-unix/")}
+
+
+def _lock_is_ours(number: int, pid: int | None) -> bool:
+    """Only clean a display's files if its lock names our Xvnc, or no live process at all."""
+    try:
+        owner = int(Path(LOCK_FILE.format(number)).read_text().strip())
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return False
+    return owner == pid or not procs.is_running(owner)
+
+
+def _make_dir(path: Path, mode: int, uid: int = 0, gid: int = 0) -> None:
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=mode)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)  # mkdir's mode is filtered by the umask
+    finally:
+        os.close(fd)
+
+
+def _make_traversable(path: Path) -> None:
+    """Users must reach their session directory below it (execute bit only, no listing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o011 != 0o011:
+        path.chmod(mode | 0o011)
+
+
+def _open_log(path: Path, uid: int, gid: int) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.fchown(fd, uid, gid)
+    return fd
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+def _executable(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and bool(info.st_mode & 0o111)
+
+
+def _with(handle: Handle, **changes: Any) -> Handle:
+    return Handle(**{**asdict(handle), **changes})
+
+
+def _settings(names: Iterable[str], value: int) -> list[str]:
+    return [arg for name in names for arg in ("-set", f"{name}={value}")]
+
+
+async def _x(function: Callable[[str, Path], int], handle: Handle) -> int:
+    """Run an X call in a thread; X errors become HostError."""
+    try:
+        return await asyncio.to_thread(function, handle.display, Path(handle.xauthority))
+    except (x11.X11Error, OSError) as exc:
+        raise HostError(f"session {handle.session_id}: {exc}") from exc
+    except Exception as exc:  # python-xlib raises its own zoo on a dying connection
+        raise HostError(f"session {handle.session_id}: X error: {exc!r}") from exc
+
+
+async def _wait_with_pidfds(handle: Handle) -> None:
+    xvnc = _open_pidfd(handle.xvnc_pid, handle.xvnc_start)
+    if xvnc is None:
+        return
+    desktop = _open_pidfd(handle.desktop_pid, handle.desktop_start)
+    try:
+        if desktop is not None and await _first_exit(xvnc, desktop) == desktop:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(xvnc, signal.SIGTERM)
+        await _first_exit(xvnc)
+    finally:
+        for fd in (xvnc, desktop):
+            if fd is not None:
+                os.close(fd)
+
+
+async def _wait_polling(handle: Handle) -> None:
+    stopping = False
+    while handle.xvnc_running() and handle.xvnc_pid is not None:
+        if (not stopping and handle.desktop_pid is not None
+                and not procs.is_running(handle.desktop_pid, handle.desktop_start)):
+            procs.send([handle.xvnc_pid], signal.SIGTERM)
+            stopping = True
+        await asyncio.sleep(0.5)
+
+
+def _open_pidfd(pid: int | None, started: int | None) -> int | None:
+    """A pidfd for the process, or None if it is gone (or the pid now names another).
+
+    OSError other than "no such process" means no pidfds here: the caller polls.
+    """
+    if pid is None:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if procs.is_running(pid, started):  # checked after opening: the fd pins this process
+        return fd
+    os.close(fd)
+    return None
+
+
+def _resolve(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+async def _first_exit(*pidfds: int) -> int:
+    """Wait until one of the processes exits; return its pidfd."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    for fd in pidfds:
+        loop.add_reader(fd, _resolve, done, fd)
+    try:
+        return await done
+    finally:
+        for fd in pidfds:
+            loop.remove_reader(fd)

@@ -1,0 +1,231 @@
+"""Fixtures for the Xvnc host tests: short runtime dirs, accounts, a host that ends what it
+started, a tiny RFB client, and ways to look at processes as the kernel sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from polydesk.hosts import processes
+from polydesk.hosts.xvnc import XvncHost
+from polydesk.model import Account, Role, Session, SessionState
+from tests.users import TestUser, create_user, remove_user
+
+if shutil.which("Xvnc") is None:
+    pytest.skip("TigerVNC's Xvnc is not installed", allow_module_level=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def live_pids(uid: int) -> list[int]:
+    """Processes of ``uid`` that still run. Zombies are dead, only unreaped (and on this
+    machine PID 1 reaps no orphans), so they do not count."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(f"/proc/{entry}").st_uid == uid and processes.is_running(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+async def await_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def account_of(user: TestUser) -> Account:
+    return Account(user.name, user.uid, user.gid, user.home, "/bin/bash")
+
+
+def write_xsession(user: TestUser, script: str) -> None:
+    """Give ``user`` an executable ~/.xsession (their own file, as a real one would be)."""
+    path = Path(user.home) / ".xsession"
+    path.write_text("#!/bin/sh\n" + script)
+    os.chown(path, user.uid, user.gid)
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def account() -> Iterator[Callable[[str], TestUser]]:
+    """Real ``pdt-`` accounts; afterwards every live process of theirs is killed (by pid)
+    and the account removed, even when the test failed."""
+    made: list[TestUser] = []
+
+    def make(stem: str = "host") -> TestUser:
+        user = create_user(stem)
+        made.append(user)
+        return user
+
+    yield make
+    for user in made:
+        for pid in live_pids(user.uid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        remove_user(user)
+
+
+# ---------------------------------------------------------------- host and sessions
+
+
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """Short (socket paths are limited to 107 bytes) and traversable by the test users."""
+    path = Path(tempfile.mkdtemp(prefix="pdh-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Sessions:
+    """Start sessions on real XvncHosts; whatever is still running at the end is ended."""
+
+    runtime_dir: Path
+    hosts: list[XvncHost] = field(default_factory=list)
+    started: list[Session] = field(default_factory=list)
+    _next: int = 0
+
+    def host(self, tracking: str = "auto", **options: object) -> XvncHost:
+        host = XvncHost(self.runtime_dir, tracking=tracking, **options)  # type: ignore[arg-type]
+        self.hosts.append(host)
+        return host
+
+    async def start(self, user: TestUser, host: XvncHost | None = None) -> Session:
+        host = host or (self.hosts[0] if self.hosts else self.host())
+        self._next += 1
+        # Unique per test run: cgroups and markers are machine-wide.
+        session_id = f"t{os.getpid()}-{self._next}-{os.urandom(2).hex()}"
+        started = await host.start(session_id, account_of(user))
+        session = Session(
+            id=session_id, user=user.name, uid=user.uid, role=Role.STANDARD, host=host.name,
+            state=SessionState.ACTIVE, logon_time=time.time(), display=started.display,
+            host_data=started.data,
+        )
+        self.started.append(session)
+        return session
+
+
+@pytest.fixture
+async def sessions(runtime_dir: Path) -> AsyncIterator[Sessions]:
+    made = Sessions(runtime_dir)
+    yield made
+    cleaner = made.hosts[0] if made.hosts else XvncHost(runtime_dir, tracking="marker")
+    for session in made.started:
+        await cleaner.end(session, kill_after=0)
+    for host in made.hosts:
+        await host.close()
+
+
+# ---------------------------------------------------------------- a tiny RFB client
+
+
+KEYSYMS = {"\n": 0xFF0D, "\t": 0xFF09, "\b": 0xFF08}
+
+
+class RfbClient:
+    """Just enough RFB 3.8 to log on with security type None and type keys.
+
+    Straight onto the session's Unix socket, as the daemon's bridge does; vncdotool
+    (Twisted, host::port) would need a TCP relay and a dependency for the same thing.
+    """
+
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        version = self._read(12)
+        assert version.startswith(b"RFB 003."), version
+        self.sock.sendall(b"RFB 003.008\n")
+        (count,) = self._read(1)
+        types = self._read(count)
+        assert 1 in types, f"security type None not offered: {list(types)}"
+        self.sock.sendall(b"\x01")
+        assert self._read(4) == b"\0\0\0\0", "security handshake failed"
+        self.sock.sendall(b"\x01")  # ClientInit: shared
+        self.width, self.height = struct.unpack(">HH", self._read(4))
+        self._read(16)  # pixel format
+        (name_length,) = struct.unpack(">I", self._read(4))
+        self.name = self._read(name_length).decode()
+
+    def _read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            data += chunk
+        return data
+
+    def key(self, keysym: int) -> None:
+        for down in (1, 0):
+            self.sock.sendall(struct.pack(">BBxxI", 4, down, keysym))
+
+    def type(self, text: str) -> None:
+        for char in text:
+            self.key(KEYSYMS.get(char, ord(char)))
+            time.sleep(0.01)
+
+    def closed_by_server(self, timeout: float) -> bool:
+        """True if the server hangs up within ``timeout`` (whatever it sends meanwhile is dropped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except TimeoutError:
+                return False
+            except OSError:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def rfb() -> Iterator[Callable[[str], RfbClient]]:
+    clients: list[RfbClient] = []
+
+    def connect(path: str) -> RfbClient:
+        client = RfbClient(path)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
