@@ -567,7 +567,9 @@ class Notice:
     def run(self) -> None:
         shown = self.seconds
         _signal_ready()
-        while self.remaining() > 0 or time.monotonic() < self.deadline + 5:
+        # Past zero it stays, showing 0:00, until the log-off ends the session (which stops
+        # it); the cap only matters if the log-off itself failed.
+        while time.monotonic() < self.deadline + 60:
             for event in _events(self.conn, 0.25):
                 if event.type == X.VisibilityNotify and event.state != X.VisibilityUnobscured:
                     self.window.raise_window()

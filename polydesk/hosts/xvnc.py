@@ -153,6 +153,7 @@ class XvncHost:
         self._reserved: set[int] = set()  # display numbers being started right now
         self._reserve_lock = threading.Lock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # ours to reap
+        self._children_lock = threading.Lock()  # start() and end() work in threads
         self._pidfds: dict[int, int] = {}  # child pid -> pidfd watched by the loop
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -261,7 +262,7 @@ class XvncHost:
             proc = _spawn(argv, account, env, "/", tracker, logfile)
         except OSError as exc:
             raise HostError(f"cannot run {self.xvnc}: {exc}") from exc
-        self._children[proc.pid] = proc
+        self._own(proc)
         try:
             if not self._wait_ready(proc, number, cookie, logfile):
                 return f"exit status {proc.returncode}: {_tail(logfile)}"
@@ -308,7 +309,7 @@ class XvncHost:
             proc = _spawn(argv, account, env, cwd, tracker, handle.dir / "desktop.log")
         except OSError as exc:
             raise HostError(f"cannot start the desktop {argv[0]} for {account.name}: {exc}") from exc
-        self._children[proc.pid] = proc
+        self._own(proc)
         return _with(handle, desktop_pid=proc.pid, desktop_start=procs.start_time(proc.pid))
 
     def _base_env(self, handle: Handle, account: Account) -> dict[str, str]:
@@ -343,6 +344,14 @@ class XvncHost:
         finally:
             self._collect()
 
+    def _own(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._children_lock:
+            self._children[proc.pid] = proc
+
+    def _owned(self) -> list[subprocess.Popen[bytes]]:
+        with self._children_lock:
+            return [*self._children.values(), *_LEFT_RUNNING]
+
     def _watch_child(self, pid: int) -> None:
         """Reap our own child as soon as it exits, without a thread per child."""
         loop = self._loop
@@ -362,22 +371,24 @@ class XvncHost:
         if fd is not None and self._loop is not None:
             self._loop.remove_reader(fd)
             os.close(fd)
-        proc = self._children.pop(pid, None)
+        with self._children_lock:
+            proc = self._children.pop(pid, None)
         if proc is not None:
             proc.poll()
 
     def _reap(self) -> None:
         """From any thread: reap whichever children have exited (no bookkeeping changes)."""
-        for proc in [*self._children.values(), *_LEFT_RUNNING]:
+        for proc in self._owned():
             proc.poll()
 
     def _collect(self) -> None:
         """In the loop's thread: reap and forget every child that has exited."""
         self._reap()
-        for pid, proc in list(self._children.items()):
+        for proc in self._owned():
             if proc.returncode is not None:
-                self._child_exited(pid)
-        _LEFT_RUNNING[:] = [proc for proc in _LEFT_RUNNING if proc.returncode is None]
+                self._child_exited(proc.pid)
+        with self._children_lock:
+            _LEFT_RUNNING[:] = [proc for proc in _LEFT_RUNNING if proc.returncode is None]
 
     async def close(self) -> None:
         """Stop watching; every session (and helper window) keeps running."""
@@ -389,8 +400,9 @@ class XvncHost:
         self._reap()
         # Still running on purpose. A Popen dropped while its process runs warns at garbage
         # collection; parked here, they are simply forgotten when the daemon exits.
-        _LEFT_RUNNING.extend(self._children.values())
-        self._children.clear()
+        with self._children_lock:
+            _LEFT_RUNNING.extend(self._children.values())
+            self._children.clear()
 
     # ------------------------------------------------------------ ending
 
@@ -516,7 +528,7 @@ class XvncHost:
         self._loop = asyncio.get_running_loop()
         self._collect()
         proc = await asyncio.to_thread(_spawn_helper, handle, kind, args, wait_ready)
-        self._children[proc.pid] = proc
+        self._own(proc)
         self._watch_child(proc.pid)
         if proc.stdout is None:
             return

@@ -271,6 +271,21 @@ async def test_a_new_host_adopts_and_watches_a_running_session(sessions: Session
 
 
 @pytest.mark.asyncio
+async def test_unblock_works_after_a_daemon_restart(sessions: Sessions, account: Account) -> None:
+    user = account("reblock")
+    first = sessions.host()
+    session = await sessions.start(user, first)
+    await first.block(session, "Blocked before the restart")
+    await first.close()
+    await await_for(lambda: len(_helper_windows(session)) == 1, 5, "the cover")
+    second = sessions.host()
+    assert await second.adopt(session)
+    await second.unblock(session)
+    assert _helper_windows(session) == []
+    assert list((Path(data(session, "session_dir")) / "helpers").iterdir()) == []
+
+
+@pytest.mark.asyncio
 async def test_adopt_refuses_a_reused_pid(sessions: Sessions, account: Account) -> None:
     session = await sessions.start(account("reuse"))
     forged = session.with_(host_data={**session.host_data, "xvnc_start": 1})
