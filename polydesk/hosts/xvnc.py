@@ -167,6 +167,8 @@ class XvncHost:
         except asyncio.CancelledError:
             work.add_done_callback(self._abandon)  # the thread finishes anyway: end what it made
             raise
+        except (OSError, ValueError) as exc:  # a bad session id, a full disk, a missing binary
+            raise HostError(f"cannot start session {session_id} for {account.name}: {exc}") from exc
         for pid in (handle.xvnc_pid, handle.desktop_pid):
             if pid is not None:
                 self._watch_child(pid)
@@ -269,6 +271,7 @@ class XvncHost:
         except BaseException:
             proc.kill()
             proc.wait()
+            _remove_display_files(number, proc.pid)  # a killed X server leaves them behind
             raise
         return _with(handle, display=f":{number}", display_number=number, xvnc_pid=proc.pid,
                      xvnc_start=procs.start_time(proc.pid))
@@ -451,10 +454,8 @@ class XvncHost:
                 time.sleep(0.01)
 
     def _remove_files(self, handle: Handle) -> None:
-        number = handle.display_number
-        if number >= 0 and _lock_is_ours(number, handle.xvnc_pid):
-            x11.socket_path(number).unlink(missing_ok=True)
-            Path(LOCK_FILE.format(number)).unlink(missing_ok=True)
+        if handle.display_number >= 0:
+            _remove_display_files(handle.display_number, handle.xvnc_pid)
         shutil.rmtree(handle.dir, ignore_errors=True)
 
     # ------------------------------------------------------------ windows and input
@@ -662,6 +663,12 @@ def _abstract_x_sockets() -> set[str]:
         return set()
     return {fields[-1] for fields in (line.split() for line in lines)
             if len(fields) >= 8 and fields[-1].startswith("@/tmp/.X11-unix/")}
+
+
+def _remove_display_files(number: int, xvnc_pid: int | None) -> None:
+    if _lock_is_ours(number, xvnc_pid):
+        x11.socket_path(number).unlink(missing_ok=True)
+        Path(LOCK_FILE.format(number)).unlink(missing_ok=True)
 
 
 def _lock_is_ours(number: int, pid: int | None) -> bool:

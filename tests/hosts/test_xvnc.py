@@ -166,15 +166,29 @@ async def test_every_process_runs_as_the_user_in_the_session(sessions: Sessions,
 
 
 @pytest.mark.asyncio
-async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, account: Account) -> None:
+@pytest.mark.parametrize(("options", "why"), [
+    ({"geometry": "not-a-size"}, "Xvnc did not start"),  # Xvnc exits at once
+    ({"start_timeout": 0.0}, "not ready after"),  # Xvnc is killed while starting
+    ({"xvnc": "/nonexistent/Xvnc"}, "cannot run"),
+])
+async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, account: Account,
+                                                          options: dict[str, object], why: str) -> None:
     user = account("fail")
-    host = sessions.host(geometry="not-a-size")
-    before = set(os.listdir("/tmp/.X11-unix"))
-    with pytest.raises(HostError, match="Xvnc did not start"):
+    host = sessions.host(**options)
+    with pytest.raises(HostError, match=why):
         await host.start("failing-start", account_of(user))
     assert live_pids(user.uid) == []
     assert not (sessions.runtime_dir / "sessions" / "failing-start").exists()
-    assert set(os.listdir("/tmp/.X11-unix")) <= before
+    # Xvnc made its lock and socket as the user: none of theirs may be left.
+    theirs = [path for path in [*Path("/tmp").glob(".X*-lock"), *Path("/tmp/.X11-unix").iterdir()]
+              if path.lstat().st_uid == user.uid]
+    assert theirs == []
+
+
+@pytest.mark.asyncio
+async def test_a_session_id_unfit_for_a_path_is_refused(sessions: Sessions, account: Account) -> None:
+    with pytest.raises(HostError, match="session id"):
+        await sessions.host().start("../../etc", account_of(account("badid")))
 
 
 # ---------------------------------------------------------------- ending
@@ -213,9 +227,8 @@ async def test_end_leaves_nothing_even_escapers(sessions: Sessions, account: Acc
 async def test_ending_one_session_leaves_the_other_alone(sessions: Sessions, account: Account) -> None:
     first, second = account("one"), account("two")
     host = sessions.host()
-    one = await sessions.start(first, host)
-    two = await sessions.start(second, host)
-    assert one.display != two.display
+    one, two = await asyncio.gather(sessions.start(first, host), sessions.start(second, host))
+    assert one.display != two.display  # started together, yet each on its own display
     await windows(host, two)
     before = sorted(await host.processes(two))
     await host.end(one, kill_after=1.0)
