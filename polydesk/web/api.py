@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from polydesk.events import public_session
 from polydesk.manager import Manager
-from polydesk.model import Caller, InvalidRequest, Outcome, Target
+from polydesk.model import Caller, InvalidRequest, Outcome, Status, Target
 
 
 class Selection(BaseModel):
@@ -87,11 +88,37 @@ class LogonOut(BaseModel):
     resumed: bool
 
 
-def _results(outcomes: list[Outcome]) -> Results:
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str | None = Field(default=None, min_length=1, max_length=64)
+    note: str = Field(default="", max_length=200)
+
+
+class TokenOut(BaseModel):
+    id: str
+    user: str
+    token: str
+
+
+class TokenInfo(BaseModel):
+    id: str
+    user: str
+    created: float
+    created_by: str
+    note: str
+
+
+def _results(outcomes: list[Outcome]) -> Results | JSONResponse:
+    """One result per session; 403 (with the same results) when every target was refused."""
     rows = [Result(id=o.id, status=str(o.status), ok=o.ok, user=o.user, reason=o.reason)
             for o in outcomes]
     ok = sum(r.ok for r in rows)
-    return Results(results=rows, succeeded=ok, failed=len(rows) - ok)
+    results = Results(results=rows, succeeded=ok, failed=len(rows) - ok)
+    if outcomes and all(o.status == Status.FORBIDDEN for o in outcomes):
+        reasons = "; ".join(dict.fromkeys(o.reason or "not permitted" for o in outcomes))
+        return JSONResponse({"error": {"code": "not-permitted", "message": reasons},
+                             **results.model_dump()}, status_code=403)
+    return results
 
 
 def _session_out(session: Any, caller: Caller) -> SessionOut:
@@ -99,11 +126,14 @@ def _session_out(session: Any, caller: Caller) -> SessionOut:
 
 
 def current_caller(request: Request) -> Caller:
-    caller: Caller = request.app.state.auth.require(request)
+    """Who calls; a web (cookie) caller must also send the CSRF token on state-changing requests."""
+    caller: Caller = request.app.state.auth.require(request, request.method)
     return caller
 
 
 Who = Annotated[Caller, Depends(current_caller)]
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "every target was refused (the results say why)"}}
 
 
 def api_router(manager: Manager) -> APIRouter:
@@ -122,27 +152,32 @@ def api_router(manager: Manager) -> APIRouter:
         session, resumed = await manager.logon(caller, body.user)
         return LogonOut(session=_session_out(session, caller), resumed=resumed)
 
-    @router.post("/sessions/logoff", response_model=Results, summary="Log off sessions")
-    async def logoff(body: LogoffRequest, caller: Who) -> Results:
+    @router.post("/sessions/logoff", response_model=Results, responses=_REFUSED,
+                 summary="Log off sessions")
+    async def logoff(body: LogoffRequest, caller: Who) -> Results | JSONResponse:
         return _results(await manager.logoff(
             caller, body.target(), grace=body.grace, force=body.force, message=body.message,
             what_if=body.what_if, wait=body.wait,
         ))
 
-    @router.post("/sessions/disconnect", response_model=Results, summary="Disconnect sessions")
-    async def disconnect(body: Selection, caller: Who) -> Results:
+    @router.post("/sessions/disconnect", response_model=Results, responses=_REFUSED,
+                 summary="Disconnect sessions")
+    async def disconnect(body: Selection, caller: Who) -> Results | JSONResponse:
         return _results(await manager.disconnect(caller, body.target()))
 
-    @router.post("/sessions/block", response_model=Results, summary="Block sessions with a message")
-    async def block(body: BlockRequest, caller: Who) -> Results:
+    @router.post("/sessions/block", response_model=Results, responses=_REFUSED,
+                 summary="Block sessions with a message")
+    async def block(body: BlockRequest, caller: Who) -> Results | JSONResponse:
         return _results(await manager.block(caller, body.target(), body.message))
 
-    @router.post("/sessions/unblock", response_model=Results, summary="Unblock sessions")
-    async def unblock(body: Selection, caller: Who) -> Results:
+    @router.post("/sessions/unblock", response_model=Results, responses=_REFUSED,
+                 summary="Unblock sessions")
+    async def unblock(body: Selection, caller: Who) -> Results | JSONResponse:
         return _results(await manager.unblock(caller, body.target()))
 
-    @router.post("/sessions/message", response_model=Results, summary="Show a message on sessions")
-    async def message(body: MessageRequest, caller: Who) -> Results:
+    @router.post("/sessions/message", response_model=Results, responses=_REFUSED,
+                 summary="Show a message on sessions")
+    async def message(body: MessageRequest, caller: Who) -> Results | JSONResponse:
         return _results(await manager.message(caller, body.target(), body.text, body.time))
 
     @router.get("/audit", summary="The audit log (administrators)")
@@ -152,6 +187,20 @@ def api_router(manager: Manager) -> APIRouter:
         since: Annotated[int, Query(ge=0)] = 0,
     ) -> list[dict[str, Any]]:
         return [record.to_json() for record in manager.audit(caller, limit=limit, since=since)]
+
+    @router.post("/tokens", response_model=TokenOut, summary="Make an API token (administrators)")
+    async def create_token(body: TokenRequest, caller: Who) -> TokenOut:
+        token_id, token = manager.create_token(caller, body.user, body.note)
+        user = body.user or caller.user
+        return TokenOut(id=token_id, user=user, token=token)
+
+    @router.get("/tokens", response_model=list[TokenInfo], summary="API tokens (administrators)")
+    async def list_tokens(caller: Who) -> list[TokenInfo]:
+        return [TokenInfo(**row) for row in manager.tokens(caller)]
+
+    @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token (administrators)")
+    async def revoke_token(token_id: str, caller: Who) -> None:
+        manager.revoke_token(caller, token_id)
 
     @router.get("/whoami", summary="Who the daemon thinks you are")
     async def whoami(caller: Who) -> dict[str, Any]:

@@ -2,26 +2,81 @@
 
 The caller's role is worked out afresh on every request from the account's
 current groups, so removing someone from polydesk-dashboard takes effect at once.
+
+Web log-ons live in a signed cookie (Starlette's SessionMiddleware, HttpOnly,
+SameSite=Strict, Secure over https) holding the user, a random session id and
+the CSRF token of that web session. Signing out revokes the session id, so a
+copy of the cookie stops working too.
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
+import os
+import secrets
+import time
 from collections.abc import Callable
+from pathlib import Path
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polydesk import policy
 from polydesk.accounts import account_by_uid, lookup_account
 from polydesk.config import Settings
-from polydesk.model import Account, Caller, UnknownUser
+from polydesk.manager import token_digest
+from polydesk.model import Account, Caller, NotPermitted, UnknownUser
 from polydesk.web.server import PEER_KEY
 
 SESSION_USER_KEY = "user"
+CSRF_KEY = "csrf"
+SID_KEY = "sid"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+COOKIE_NAME = "polydesk_session"
+SESSION_MAX_AGE = 12 * 3600  # a signed-in browser must sign in again after this (seconds)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+__all__ = ["Authenticator", "CsrfError", "token_digest"]
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+class CsrfError(NotPermitted):
+    code = "csrf-token"
+
+
+def load_secret(path: Path) -> str:
+    """The key that signs session cookies: made once, kept 0600, so restarts keep people signed in."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if len(secret) >= 32:
+            return secret
+        path.unlink()  # empty or truncated (a crash while writing it): make a new one
+        return load_secret(path)
+    with os.fdopen(fd, "w") as file:
+        secret = secrets.token_urlsafe(48)
+        file.write(secret + "\n")
+    return secret
+
+
+class CookieSessions:
+    """SessionMiddleware with the Secure flag exactly when the request came over https."""
+
+    def __init__(self, app: ASGIApp, secret: str) -> None:
+        common = {"secret_key": secret, "session_cookie": COOKIE_NAME, "max_age": SESSION_MAX_AGE,
+                  "same_site": "strict"}
+        self.plain = SessionMiddleware(app, https_only=False, **common)  # type: ignore[arg-type]
+        self.secure = SessionMiddleware(app, https_only=True, **common)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or PEER_KEY in scope:
+            await self.plain.app(scope, receive, send)  # the Unix socket never uses cookies
+            return
+        secure = scope.get("scheme") in ("https", "wss")
+        await (self.secure if secure else self.plain)(scope, receive, send)
 
 
 class Authenticator:
@@ -36,26 +91,28 @@ class Authenticator:
         self.token_user = token_user
         self.by_uid = by_uid
         self.by_name = by_name
+        self._revoked: dict[str, float] = {}  # web session id -> when its cookie expires anyway
 
     def caller_for(self, account: Account, via: str) -> Caller:
         role = policy.role_of(account.groups, account.uid, self.settings.admin_group,
                               self.settings.dashboard_group)
         return Caller(user=account.name, uid=account.uid, role=role, via=via)
 
-    def identify(self, request: Request) -> Caller | None:
-        peer = request.scope.get(PEER_KEY)
+    def identify(self, conn: HTTPConnection) -> Caller | None:
+        peer = conn.scope.get(PEER_KEY)
         if peer is not None:
             try:
                 return self.caller_for(self.by_uid(peer[1]), "cli")
             except UnknownUser:
                 return None
-        header = request.headers.get("authorization", "")
+        header = conn.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             user = self.token_user(token_digest(header[7:].strip()))
             return self._by_name(user, "token") if user else None
-        if "session" in request.scope:
-            name = request.session.get(SESSION_USER_KEY)
-            if isinstance(name, str):
+        if "session" in conn.scope:
+            name = conn.session.get(SESSION_USER_KEY)
+            sid = conn.session.get(SID_KEY)
+            if isinstance(name, str) and isinstance(sid, str) and sid not in self._revoked:
                 return self._by_name(name, "web")
         return None
 
@@ -65,8 +122,43 @@ class Authenticator:
         except UnknownUser:
             return None
 
-    def require(self, request: Request) -> Caller:
-        caller = self.identify(request)
+    def require(self, conn: HTTPConnection, method: str = "GET") -> Caller:
+        """The caller, or 401; with a cookie, state-changing methods also need the CSRF token."""
+        caller = self.identify(conn)
         if caller is None:
             raise HTTPException(401, "not signed in: use the Unix socket, a token or the log-on page")
+        if caller.via == "web" and method not in SAFE_METHODS:
+            check_csrf(conn, conn.headers.get(CSRF_HEADER))
         return caller
+
+    # web sessions
+
+    def sign_in(self, conn: HTTPConnection, user: str) -> None:
+        """A fresh web session (new id and CSRF token): nothing from before the log-on survives."""
+        conn.session.clear()
+        conn.session.update({SESSION_USER_KEY: user, SID_KEY: secrets.token_urlsafe(18),
+                             CSRF_KEY: secrets.token_urlsafe(24), "iat": int(time.time())})
+
+    def sign_out(self, conn: HTTPConnection) -> None:
+        sid = conn.session.get(SID_KEY)
+        if isinstance(sid, str):
+            now = time.time()
+            self._revoked = {s: t for s, t in self._revoked.items() if t > now}
+            self._revoked[sid] = now + SESSION_MAX_AGE
+        conn.session.clear()
+
+
+def csrf_token(conn: HTTPConnection) -> str:
+    """This browser's CSRF token, made on first use (before log-on too: the log-on form needs one)."""
+    token = conn.session.get(CSRF_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        conn.session[CSRF_KEY] = token
+    return token
+
+
+def check_csrf(conn: HTTPConnection, given: str | None) -> None:
+    expected = conn.session.get(CSRF_KEY) if "session" in conn.scope else None
+    if not isinstance(expected, str) or not given or not hmac.compare_digest(expected, given):
+        raise CsrfError("missing or wrong CSRF token: reload the page and try again "
+                        f"(send it in the {CSRF_HEADER} header or the {CSRF_FIELD} form field)")

@@ -1,0 +1,160 @@
+"""The web pages: log-on, the Dashboard (Dashboard users, administrators), a standard user's own page.
+
+Server-rendered with Jinja2 (autoescaped); htmx and static/dashboard.js do the
+rest in the browser over the same REST API and events socket as every other
+client. Every action goes through the manager's use cases.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from polydesk import policy
+from polydesk.manager import Manager
+from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
+from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
+from polydesk.web.logon import LogonChecker, TooManyAttempts
+from polydesk.web.thumbs import may_watch, on_dashboard
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+SIZES = ("small", "medium", "large")
+STATE_LABELS = {"active": "Active", "disconnected": "Disconnected", "logging-off": "Logging off",
+                "ended": "Ended"}
+STATUS_LABELS = {
+    "ended": "Logged off", "logging-off": "Logging off", "disconnected": "Disconnected",
+    "blocked": "Blocked", "unblocked": "Unblocked", "shown": "Message shown", "started": "Started",
+    "resumed": "Resumed", "would-end": "Would log off", "would-do": "Would do",
+    "unknown-session": "Unknown session", "not-permitted": "Not permitted", "failed": "Failed",
+}
+
+
+def format_idle(seconds: float | None) -> str:
+    if seconds is None:
+        return "idle —"
+    if seconds < 60:
+        return "in use"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"idle {minutes} min"
+    return f"idle {minutes // 60} h {minutes % 60:02d} min"
+
+
+def format_clock(epoch: float) -> str:
+    return time.strftime("%H:%M", time.localtime(epoch))
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=TEMPLATES)
+    templates.env.filters["idle"] = format_idle
+    templates.env.filters["clock"] = format_clock
+    templates.env.globals.update(STATE_LABELS=STATE_LABELS, STATUS_LABELS=STATUS_LABELS)
+    return templates
+
+
+def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    templates = make_templates()
+    settings = manager.settings
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("caller", None)
+        context.update(csrf=csrf_token(request) if "session" in request.scope else "",
+                       settings=settings)
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def card_context(caller: Caller, session: Session, size: str) -> dict[str, Any]:
+        return {"s": session, "size": size, "watchable": bool(may_watch(caller, session, settings)),
+                "selectable": caller.role != Role.STANDARD}
+
+    @router.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        caller = auth.identify(request)
+        if caller is None:
+            return RedirectResponse("/login", status_code=303)
+        sessions = await manager.list_sessions(caller)
+        if caller.role == Role.STANDARD:
+            own = [s for s in sessions if policy.owns(caller, s)]
+            return render(request, "own.html", caller=caller,
+                          cards=[card_context(caller, s, "large") for s in own],
+                          notice=settings.monitoring and settings.privacy_notice)
+        shown = sorted((s for s in sessions if on_dashboard(caller, s, settings)), key=lambda s: s.user)
+        return render(request, "dashboard.html", caller=caller,
+                      cards=[card_context(caller, s, "medium") for s in shown])
+
+    @router.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request) -> Response:
+        if auth.identify(request) is not None:
+            return RedirectResponse("/", status_code=303)
+        return render(request, "login.html")
+
+    @router.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        user, password = str(form.get("user", "")).strip(), str(form.get("password", ""))
+        try:
+            check_csrf(request, str(form.get(CSRF_FIELD, "")))
+        except CsrfError:
+            return render(request, "login.html", status=403, user=user,
+                          error="The log-on form had expired. Please enter your password again.")
+        address = request.client.host if request.client else "unknown"
+        try:
+            ok = await checker.check(user, password, address)
+        except TooManyAttempts as exc:
+            log.warning("web log-on of %r from %s refused: %s", user, address, exc)
+            response = render(request, "login.html", status=429, error=str(exc), user=user)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        if not ok:
+            log.info("web log-on of %r from %s failed", user, address)
+            return render(request, "login.html", status=401, user=user,
+                          error="Wrong user name or password.")
+        auth.sign_in(request, user)
+        log.info("web log-on of %r from %s", user, address)
+        return RedirectResponse("/", status_code=303)
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        if auth.identify(request) is not None:
+            check_csrf(request, str(form.get(CSRF_FIELD, "")))
+            auth.sign_out(request)
+        return RedirectResponse("/login", status_code=303)
+
+    @router.get("/ui/cards/{session_id}", response_class=HTMLResponse)
+    async def card(request: Request, session_id: str, size: str = "medium") -> Response:
+        """One session's card, for the grid to add or refresh it (htmx)."""
+        caller = auth.require(request)
+        session = await manager.get_session(caller, session_id)
+        shown = (policy.owns(caller, session) if caller.role == Role.STANDARD
+                 else on_dashboard(caller, session, settings))
+        if not shown:
+            raise NotPermitted(f"session {session_id} is not shown on your page")
+        context = card_context(caller, session, size if size in SIZES else "medium")
+        return templates.TemplateResponse(request, "_card.html", context)
+
+    @router.post("/ui/own/{action}", response_class=HTMLResponse)
+    async def own_action(request: Request, action: str) -> Response:
+        """A signed-in user's own session: start it, disconnect it or log it off."""
+        caller = auth.require(request, request.method)
+        outcomes: list[Outcome]
+        if action == "logon":
+            session, resumed = await manager.logon(caller, caller.user)
+            outcomes = [Outcome(session.id, Status.RESUMED if resumed else Status.STARTED, caller.user)]
+        elif action == "disconnect":
+            outcomes = await manager.disconnect(caller, Target())
+        elif action == "logoff":
+            outcomes = await manager.logoff(caller, Target(), grace=0, wait=False)
+        else:
+            return HTMLResponse("unknown action", status_code=404)
+        return templates.TemplateResponse(request, "_results.html", {"outcomes": outcomes})
+
+    return router

@@ -1,0 +1,531 @@
+/* Polydesk Dashboard: live grid, selection, menus, confirmation, results.
+ *
+ * No inline script anywhere (the Content-Security-Policy forbids it): the pages
+ * only carry data-* attributes, and this file does the rest. Anything that came
+ * from a user (names, messages, reasons) is put in the page with textContent,
+ * never as HTML. Cards themselves are rendered by the server (htmx) and escaped there.
+ */
+(function () {
+  "use strict";
+
+  const grid = document.getElementById("grid");
+  if (!grid) return;
+  const mode = grid.dataset.mode; // "dashboard" or "own"
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+
+  const STATE_LABELS = { active: "Active", disconnected: "Disconnected", "logging-off": "Logging off" };
+  const STATUS_LABELS = {
+    ended: "Logged off", "logging-off": "Logging off…", disconnected: "Disconnected",
+    blocked: "Blocked", unblocked: "Unblocked", shown: "Message shown",
+    "unknown-session": "Unknown session", "not-permitted": "Not permitted", failed: "Failed",
+    pending: "Working…",
+  };
+
+  const view = {
+    size: mode === "own" ? "large" : (localStorage.getItem("polydesk.size") || "medium"),
+    filter: localStorage.getItem("polydesk.filter") || "all",
+    sort: localStorage.getItem("polydesk.sort") || "user",
+    search: "",
+  };
+  const selected = new Set();
+  const versions = new Map(); // session id -> newest thumbnail version announced
+  let anchor = null; // the card Shift-click extends from
+
+  const cardOf = (id) => document.getElementById("card-" + id);
+  const cards = () => Array.from(grid.querySelectorAll(".card"));
+  const shownCards = () => cards().filter((c) => !c.hidden);
+
+  // ---------------------------------------------------------------- thumbnails
+
+  function thumbURL(id) {
+    return "/api/v1/sessions/" + encodeURIComponent(id) + "/thumbnail?size=" + view.size +
+      "&v=" + (versions.get(id) || 0);
+  }
+
+  // Pacing as in Epoptes: the next picture of a card is asked for only once the previous arrived.
+  function refreshThumb(card) {
+    const img = card.querySelector("img.thumb");
+    if (!img || card.hidden) return;
+    const url = thumbURL(card.dataset.id);
+    if (img.getAttribute("src") === url) return;
+    if (img.dataset.loading === "1") {
+      img.dataset.pending = "1";
+      return;
+    }
+    img.dataset.loading = "1";
+    img.src = url;
+  }
+
+  function thumbDone(event) {
+    const img = event.target;
+    if (!(img instanceof HTMLImageElement) || !img.classList.contains("thumb")) return;
+    img.dataset.loading = "0";
+    if (img.dataset.pending === "1") {
+      img.dataset.pending = "0";
+      const card = img.closest(".card");
+      if (card) refreshThumb(card);
+    }
+  }
+  grid.addEventListener("load", thumbDone, true);
+  grid.addEventListener("error", thumbDone, true);
+
+  // ---------------------------------------------------------------- the view: size, filter, search, sort
+
+  function applyView() {
+    grid.classList.remove("size-small", "size-medium", "size-large");
+    grid.classList.add("size-" + view.size);
+    const search = view.search.toLowerCase();
+    for (const card of cards()) {
+      const hide = (view.filter === "active" && card.dataset.state === "disconnected") ||
+        (search !== "" && !card.dataset.user.toLowerCase().includes(search));
+      card.hidden = hide;
+      if (hide && selected.delete(card.dataset.id)) anchor = null;
+      if (!hide) refreshThumb(card);
+    }
+    const key = view.sort === "logon"
+      ? (c) => [parseFloat(c.dataset.logon), c.dataset.user]
+      : (c) => [c.dataset.user.toLowerCase(), parseFloat(c.dataset.logon)];
+    const sorted = cards().sort((a, b) => {
+      const ka = key(a), kb = key(b);
+      return ka[0] < kb[0] ? -1 : ka[0] > kb[0] ? 1 : ka[1] < kb[1] ? -1 : ka[1] > kb[1] ? 1 : 0;
+    });
+    sorted.forEach((card, i) => { if (grid.children[i] !== card) grid.appendChild(card); });
+    const empty = $("empty");
+    if (empty) empty.hidden = shownCards().length > 0;
+    const ownActions = $("own-actions");
+    if (ownActions) ownActions.hidden = cards().length === 0;
+    renderSelection();
+  }
+
+  function bindControl(id, key, store) {
+    const el = $(id);
+    if (!el) return;
+    if (key !== "search") el.value = view[key];
+    el.addEventListener(key === "search" ? "input" : "change", () => {
+      view[key] = el.value;
+      if (store) localStorage.setItem("polydesk." + key, el.value);
+      applyView();
+    });
+  }
+  bindControl("size", "size", true);
+  bindControl("filter", "filter", true);
+  bindControl("sort", "sort", true);
+  bindControl("search", "search", false);
+
+  // ---------------------------------------------------------------- selection
+
+  function renderSelection() {
+    for (const card of cards()) {
+      const on = selected.has(card.dataset.id);
+      card.classList.toggle("selected", on);
+      if (card.hasAttribute("aria-selected")) card.setAttribute("aria-selected", on ? "true" : "false");
+    }
+    const count = $("selected-count");
+    if (count) count.textContent = selected.size + " selected";
+  }
+
+  function choose(card, event) {
+    const id = card.dataset.id;
+    if (event.shiftKey && anchor && cardOf(anchor)) {
+      const shown = shownCards();
+      const a = shown.indexOf(cardOf(anchor)), b = shown.indexOf(card);
+      if (!(event.ctrlKey || event.metaKey)) selected.clear();
+      for (let i = Math.min(a, b); i <= Math.max(a, b); i++) selected.add(shown[i].dataset.id);
+    } else if (event.ctrlKey || event.metaKey) {
+      if (!selected.delete(id)) selected.add(id);
+      anchor = id;
+    } else {
+      selected.clear();
+      selected.add(id);
+      anchor = id;
+    }
+    renderSelection();
+  }
+
+  if (mode === "dashboard") {
+    grid.addEventListener("click", (event) => {
+      const card = event.target.closest(".card");
+      if (card) choose(card, event);
+      else if (!event.shiftKey && !event.ctrlKey && !event.metaKey) { selected.clear(); renderSelection(); }
+    });
+    grid.addEventListener("keydown", (event) => {
+      const card = event.target.closest(".card");
+      if (card && (event.key === " " || event.key === "Enter")) {
+        event.preventDefault();
+        choose(card, { ctrlKey: true, shiftKey: event.shiftKey, metaKey: false });
+      }
+    });
+    $("select-all").addEventListener("click", () => {
+      for (const card of shownCards()) selected.add(card.dataset.id);
+      renderSelection();
+    });
+  }
+
+  // ---------------------------------------------------------------- menus
+
+  const dropdown = $("logoff-dropdown");
+  const dropdownButton = $("logoff-button");
+  const contextMenu = $("context-menu");
+
+  function closeMenus() {
+    if (dropdown) { dropdown.hidden = true; dropdownButton.setAttribute("aria-expanded", "false"); }
+    if (contextMenu) contextMenu.hidden = true;
+  }
+
+  if (dropdownButton) {
+    dropdownButton.addEventListener("click", (event) => {
+      event.stopPropagation();
+      const open = dropdown.hidden;
+      closeMenus();
+      dropdown.hidden = !open;
+      dropdownButton.setAttribute("aria-expanded", open ? "true" : "false");
+      if (open) dropdown.querySelector("button").focus();
+    });
+  }
+
+  if (contextMenu) {
+    grid.addEventListener("contextmenu", (event) => {
+      const card = event.target.closest(".card");
+      if (!card) return;
+      event.preventDefault();
+      if (!selected.has(card.dataset.id)) {
+        selected.clear();
+        selected.add(card.dataset.id);
+        anchor = card.dataset.id;
+        renderSelection();
+      }
+      closeMenus();
+      contextMenu.hidden = false;
+      const x = Math.min(event.clientX, window.innerWidth - contextMenu.offsetWidth - 4);
+      const y = Math.min(event.clientY, window.innerHeight - contextMenu.offsetHeight - 4);
+      contextMenu.style.left = Math.max(0, x) + "px";
+      contextMenu.style.top = Math.max(0, y) + "px";
+      contextMenu.querySelector("button").focus();
+    });
+  }
+
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest(".dropdown, .context-menu")) closeMenus();
+  });
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape") closeMenus(); });
+
+  // ---------------------------------------------------------------- actions
+
+  const ACTIONS = {
+    "logoff-selected": { path: "logoff", title: "Log off selected users", verb: "Log off", warn: true,
+      fields: ["grace"] },
+    "logoff-all": { path: "logoff", title: "Log off all users", verb: "Log off", warn: true,
+      fields: ["grace"], all: true },
+    disconnect: { path: "disconnect", title: "Disconnect", verb: "Disconnect", fields: [],
+      text: "Their sessions keep running; logging on again resumes them." },
+    block: { path: "block", title: "Block", verb: "Block", fields: ["message"],
+      text: "Their screens are covered with the message and their input is ignored." },
+    unblock: { path: "unblock", title: "Unblock", verb: "Unblock", fields: [] },
+    message: { path: "message", title: "Send message", verb: "Send", fields: ["message", "time"] },
+  };
+
+  function notice(text) {
+    const el = $("notice");
+    if (!el) return;
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  async function api(path, body) {
+    const response = await fetch("/api/v1/sessions/" + path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    if (response.status === 401) {
+      window.location.assign("/login");
+      throw new Error("You are signed out.");
+    }
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    if (data && Array.isArray(data.results)) return data;
+    throw new Error((data && data.error && data.error.message) || response.statusText || "request failed");
+  }
+
+  async function targetsOf(action) {
+    if (!action.all) {
+      return Array.from(selected).filter((id) => cardOf(id))
+        .map((id) => ({ id: id, user: cardOf(id).dataset.user }));
+    }
+    // "All" is every session on this Dashboard the caller may log off, never their own:
+    // the server says which (what-if), the grid says which are shown.
+    const preview = await api("logoff", { all: true, what_if: true });
+    return preview.results.filter((r) => r.ok && cardOf(r.id)).map((r) => ({ id: r.id, user: r.user }));
+  }
+
+  // ---------------------------------------------------------------- confirmation dialog
+
+  const dialog = $("confirm");
+  let answer = null; // resolves the open dialog's promise
+
+  function confirmWith(action, targets) {
+    $("confirm-title").textContent = action.title;
+    const n = targets.length;
+    $("confirm-text").textContent = action.verb + " " + n + (n === 1 ? " session" : " sessions") +
+      (action.text ? ". " + action.text : ":");
+    const list = $("confirm-users");
+    list.replaceChildren(...targets.map((t) => {
+      const li = document.createElement("li");
+      li.textContent = t.user + " (session " + t.id + ")";
+      return li;
+    }));
+    $("confirm-warning").hidden = !action.warn;
+    $("grace-field").hidden = !action.fields.includes("grace");
+    $("message-field").hidden = !action.fields.includes("message");
+    $("time-field").hidden = !action.fields.includes("time");
+    const message = $("message");
+    message.value = action.path === "block" ? message.dataset.blockDefault : "";
+    $("message-label").textContent = action.path === "block" ? "Message on the screen" : "Message";
+    $("confirm-ok").textContent = action.verb;
+    $("confirm-error").hidden = true;
+    dialog.showModal();
+    (action.fields.includes("message") ? message : $("confirm-ok")).focus();
+    return new Promise((resolve) => { answer = { action: action, resolve: resolve }; });
+  }
+
+  function options(action) {
+    const out = {};
+    if (action.fields.includes("grace")) {
+      const grace = $("grace").value.trim();
+      if (grace !== "") {
+        const seconds = Number(grace);
+        if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600) {
+          throw new Error("The grace period is a whole number of seconds from 0 to 3600.");
+        }
+        out.grace = seconds;
+      }
+    }
+    if (action.path === "block") {
+      const text = $("message").value.trim();
+      if (text) out.message = text;
+    }
+    if (action.path === "message") {
+      const text = $("message").value.trim();
+      if (!text) throw new Error("Write the message to send.");
+      out.text = text;
+      const time = $("msg-time").value.trim();
+      if (time !== "") {
+        const seconds = Number(time);
+        if (!Number.isInteger(seconds) || seconds < 1) throw new Error("The time is a whole number of seconds.");
+        out.time = seconds;
+      }
+    }
+    return out;
+  }
+
+  if (dialog) {
+    $("confirm-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!answer) return;
+      try {
+        const chosen = options(answer.action);
+        const resolve = answer.resolve;
+        answer = null;
+        dialog.close();
+        resolve(chosen);
+      } catch (error) {
+        $("confirm-error").textContent = error.message;
+        $("confirm-error").hidden = false;
+      }
+    });
+    $("confirm-cancel").addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => {
+      if (answer) { answer.resolve(null); answer = null; }
+    });
+  }
+
+  // ---------------------------------------------------------------- results
+
+  function showResults(title, rows) {
+    $("results-title").textContent = title;
+    $("results-body").replaceChildren(...rows.map((r) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = r.id;
+      tr.className = r.ok === false ? "failed" : "ok";
+      for (const text of [r.user || "—", r.id || "—", STATUS_LABELS[r.status] || r.status, r.reason || ""]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      return tr;
+    }));
+    $("results").hidden = false;
+  }
+
+  function markEnded(id) {
+    const body = $("results-body");
+    if (!body) return;
+    for (const tr of body.querySelectorAll("tr")) {
+      if (tr.dataset.id === id && tr.children[2].textContent === STATUS_LABELS["logging-off"]) {
+        tr.children[2].textContent = STATUS_LABELS.ended;
+      }
+    }
+  }
+
+  async function run(name) {
+    const action = ACTIONS[name];
+    closeMenus();
+    notice("");
+    let targets;
+    try {
+      targets = await targetsOf(action);
+    } catch (error) {
+      notice(error.message);
+      return;
+    }
+    if (targets.length === 0) {
+      notice(action.all ? "There is no other user's session to log off."
+        : "Select one or more sessions first: click a thumbnail; Ctrl-click or Shift-click to add more.");
+      return;
+    }
+    const chosen = await confirmWith(action, targets);
+    if (!chosen) return;
+    const body = Object.assign({ ids: targets.map((t) => t.id) }, chosen);
+    const pending = action.path === "logoff" ? "logging-off" : "pending";
+    showResults(action.title, targets.map((t) => ({ id: t.id, user: t.user, status: pending, reason: "" })));
+    try {
+      const result = await api(action.path, body);
+      showResults(action.title + ": " + result.succeeded + " done, " + result.failed + " failed",
+        result.results);
+    } catch (error) {
+      showResults(action.title + ": failed", targets.map((t) => ({ id: t.id, user: t.user,
+        status: "failed", ok: false, reason: error.message })));
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (button && ACTIONS[button.dataset.action]) {
+      event.stopPropagation();
+      run(button.dataset.action);
+    }
+  });
+  const resultsClose = $("results-close");
+  if (resultsClose) resultsClose.addEventListener("click", () => { $("results").hidden = true; });
+
+  // ---------------------------------------------------------------- live updates
+
+  function loadCard(id) {
+    if (cardOf(id) || !window.htmx) return;
+    const url = "/ui/cards/" + encodeURIComponent(id) + "?size=" + view.size;
+    window.htmx.ajax("GET", url, { target: "#grid", swap: "beforeend" });
+  }
+
+  function updateCard(session) {
+    const card = cardOf(session.id);
+    if (!card) { loadCard(session.id); return; }
+    card.dataset.state = session.state;
+    card.dataset.blocked = session.blocked ? "true" : "false";
+    card.classList.remove("state-active", "state-disconnected", "state-logging-off");
+    card.classList.add("state-" + session.state);
+    card.classList.toggle("is-blocked", session.blocked);
+    card.querySelector(".state").textContent = STATE_LABELS[session.state] || session.state;
+    card.querySelector(".blocked-badge").hidden = !session.blocked;
+  }
+
+  function removeCard(id) {
+    const card = cardOf(id);
+    if (card) card.remove();
+    selected.delete(id);
+    versions.delete(id);
+    if (anchor === id) anchor = null;
+    markEnded(id);
+  }
+
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    if (event.detail && event.detail.target === grid) {
+      // a second copy can arrive when two events race for the same new session
+      const seen = new Set();
+      for (const card of cards()) {
+        if (seen.has(card.id)) card.remove(); else seen.add(card.id);
+      }
+      applyView();
+    }
+  });
+
+  function handle(message) {
+    switch (message.kind) {
+      case "snapshot": {
+        const ids = new Set(message.sessions.map((s) => s.id));
+        for (const card of cards()) if (!ids.has(card.dataset.id)) removeCard(card.dataset.id);
+        for (const session of message.sessions) updateCard(session);
+        applyView();
+        break;
+      }
+      case "session-started":
+        loadCard(message.session_id);
+        break;
+      case "session-changed":
+        if (message.session) updateCard(message.session);
+        applyView();
+        break;
+      case "session-ended":
+        removeCard(message.session_id);
+        applyView();
+        break;
+      case "thumbnail-changed": {
+        versions.set(message.session_id, message.detail.version);
+        const card = cardOf(message.session_id);
+        if (card) refreshThumb(card);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  let retry = 500;
+  function connect() {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const which = mode === "dashboard" ? "dashboard" : "all";
+    const socket = new WebSocket(scheme + "//" + window.location.host +
+      "/api/v1/events?thumbnails=true&view=" + which);
+    socket.addEventListener("open", () => {
+      retry = 500;
+      const banner = $("connection");
+      if (banner) banner.hidden = true;
+    });
+    socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
+    socket.addEventListener("close", () => {
+      const banner = $("connection");
+      if (banner) banner.hidden = false;
+      window.setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    });
+  }
+
+  // Idle times change without events; a cheap list every 15 s keeps them current.
+  function formatIdle(seconds) {
+    if (seconds === null || seconds === undefined) return "idle —";
+    if (seconds < 60) return "in use";
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return "idle " + minutes + " min";
+    return "idle " + Math.floor(minutes / 60) + " h " + String(minutes % 60).padStart(2, "0") + " min";
+  }
+  async function refreshIdle() {
+    try {
+      const response = await fetch("/api/v1/sessions", { credentials: "same-origin" });
+      if (!response.ok) return;
+      for (const session of await response.json()) {
+        const card = cardOf(session.id);
+        if (card) card.querySelector(".idle").textContent = formatIdle(session.idle_s);
+      }
+    } catch (e) { /* the events socket shows the connection state */ }
+  }
+
+  document.body.addEventListener("htmx:afterRequest", (event) => {
+    // the own page's buttons answer with a results fragment; the socket updates the card itself
+    if (event.detail && event.detail.target && event.detail.target.id === "own-result") applyView();
+  });
+
+  applyView();
+  connect();
+  window.setInterval(refreshIdle, 15000);
+})();

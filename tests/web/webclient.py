@@ -1,0 +1,61 @@
+"""Helpers for the web tests: signing in through the real log-on page (PAM), sessions, clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from tests.conftest import Daemon
+from tests.users import TestUser
+
+COOKIE = "polydesk_session"
+
+
+def logon(daemon: Daemon, user: TestUser) -> str:
+    """Start ``user``'s session as root through the CLI; its id."""
+    result = daemon.cli("logon", user.name, "--json")
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["session"]["id"])
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+@contextlib.contextmanager
+def signin(daemon: Daemon, user: TestUser) -> Iterator[httpx.Client]:
+    """A browser-like client signed in with ``user``'s real password; sends its CSRF token."""
+    with httpx.Client(base_url=daemon.url, timeout=60) as client:
+        page = client.get("/login")
+        answer = client.post("/login", data={"user": user.name, "password": user.password,
+                                             "csrf_token": csrf_of(page.text)})
+        assert answer.status_code == 303, answer.text
+        home = client.get("/")
+        assert home.status_code == 200, home.text
+        client.headers["X-CSRF-Token"] = csrf_of(home.text)
+        yield client
+
+
+def socket_client(daemon: Daemon) -> httpx.Client:
+    """The daemon's Unix socket, as root (peer credentials: an administrator)."""
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)), base_url="http://polydesk",
+                        timeout=60)
+
+
+@dataclass
+class Room:
+    """A daemon with an administrator, a Dashboard user and two standard users."""
+
+    daemon: Daemon
+    admin: TestUser
+    teacher: TestUser
+    ana: TestUser
+    bia: TestUser
