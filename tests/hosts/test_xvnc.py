@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 from Xlib import X
+from Xlib.error import XError
 
 from polydesk.hosts import processes, x11
 from polydesk.hosts.xvnc import XvncHost
@@ -442,15 +443,22 @@ def _helper_windows(session: Session) -> list[int]:
         helper = conn.intern_atom(x11.HELPER_PROPERTY)
         found = []
         for window in _all_windows(conn.screen().root):
-            attributes = window.get_attributes()
-            prop = window.get_property(helper, X.AnyPropertyType, 0, 1)
+            try:  # a message closing itself meanwhile takes its window along
+                attributes = window.get_attributes()
+                prop = window.get_property(helper, X.AnyPropertyType, 0, 1)
+            except XError:
+                continue
             if prop is not None and attributes.map_state == X.IsViewable:
                 found.append(window.id)
         return found
 
 
 def _all_windows(window):  # type: ignore[no-untyped-def]
-    for child in window.query_tree().children:
+    try:
+        children = window.query_tree().children
+    except XError:
+        return
+    for child in children:
         yield child
         yield from _all_windows(child)
 
