@@ -236,8 +236,15 @@ class _CgroupTracker(Tracker):
             send(pids, signal.SIGKILL)
             time.sleep(0.01)
 
+    def _read(self, name: str) -> str | None:
+        try:
+            return (self.path / name).read_text().strip()
+        except FileNotFoundError:
+            return None
+
     def _write(self, name: str, value: str) -> None:
-        (self.path / name).write_text(value)
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile: nothing left to act on
+            (self.path / name).write_text(value)
 
 
 class Cgroup2Tracker(_CgroupTracker):
@@ -277,7 +284,7 @@ class Cgroup1Tracker(_CgroupTracker):
         """A frozen group cannot fork, so one SIGKILL per member ends it for good."""
         self._write("freezer.state", "FROZEN")
         give_up = min(deadline, time.monotonic() + 1.0)
-        while (self.path / "freezer.state").read_text().strip() != "FROZEN":
+        while self._read("freezer.state") not in ("FROZEN", None):
             if time.monotonic() > give_up:
                 break  # a task stuck in the kernel; the kill loop after the thaw still runs
             time.sleep(0.005)

@@ -103,15 +103,18 @@ def read_cookie(path: Path) -> bytes:
     with os.fdopen(fd, "rb") as file:
         raw = file.read(65536)
     offset = 0
-    while offset + 2 <= len(raw):
-        offset += 2  # family
-        fields = []
-        for _ in range(4):
-            (length,) = struct.unpack_from(">H", raw, offset)
-            fields.append(raw[offset + 2:offset + 2 + length])
-            offset += 2 + length
-        if fields[2] == COOKIE_NAME:
-            return fields[3]
+    try:
+        while offset + 2 <= len(raw):
+            offset += 2  # family
+            fields = []
+            for _ in range(4):
+                (length,) = struct.unpack_from(">H", raw, offset)
+                fields.append(raw[offset + 2:offset + 2 + length])
+                offset += 2 + length
+            if fields[2] == COOKIE_NAME:
+                return fields[3]
+    except struct.error:
+        pass  # truncated: the user owns the file and may have mangled it
     raise X11Error(f"no {COOKIE_NAME.decode()} in {path}")
 
 
