@@ -16,7 +16,8 @@ from collections.abc import Callable
 from polydesk.model import PolydeskError
 
 PAM_SERVICE = "login"
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # per account: guessing one password stops quickly
+MAX_ADDRESS_FAILURES = 30  # per address: a classroom behind one NAT address must not lock itself out
 WINDOW_S = 300.0
 
 
@@ -38,10 +39,12 @@ def pam_authenticate(user: str, password: str, service: str = PAM_SERVICE) -> bo
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per account and per address in a sliding ``window``."""
+    """At most ``limit`` failures per account, ``address_limit`` per address, in a sliding ``window``."""
 
-    def __init__(self, limit: int = MAX_FAILURES, window: float = WINDOW_S) -> None:
+    def __init__(self, limit: int = MAX_FAILURES, address_limit: int = MAX_ADDRESS_FAILURES,
+                 window: float = WINDOW_S) -> None:
         self.limit = limit
+        self.address_limit = address_limit
         self.window = window
         self._failures: dict[str, deque[float]] = {}
 
@@ -58,9 +61,10 @@ class FailureLimiter:
     def check(self, user: str, address: str) -> None:
         """Raise TooManyAttempts if either the account or the address is over its limit."""
         now = time.monotonic()
-        for what, key in (("account", f"user:{user}"), ("address", f"addr:{address}")):
+        for what, key, limit in (("account", f"user:{user}", self.limit),
+                                 ("address", f"addr:{address}", self.address_limit)):
             times = self._recent(key, now)
-            if len(times) >= self.limit:
+            if len(times) >= limit:
                 raise TooManyAttempts(what, math.ceil(times[0] + self.window - now))
 
     def failed(self, user: str, address: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 PEER_KEY = "polydesk.peer"
 _PEERCRED = struct.Struct("3i")
@@ -34,13 +35,31 @@ class _WithPeer:
         await self.app(scope, receive, send)
 
 
+def _peer(transport: asyncio.BaseTransport) -> tuple[int, int, int] | None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return pid, uid, gid
+
+
 class PeerCredProtocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family == socket.AF_UNIX:
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            self.app = _WithPeer(self.app, _PEERCRED.unpack(raw))
+        peer = _peer(transport)
+        if peer is not None:
+            self.app = _WithPeer(self.app, peer)
+
+
+class PeerCredWebSocketProtocol(WebSocketsSansIOProtocol):
+    """The same for WebSockets: after the upgrade uvicorn hands the connection to a new protocol."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = _peer(transport)
+        if peer is not None:
+            self.app = _WithPeer(self.app, peer)
 
 
 class _Server(uvicorn.Server):
@@ -65,12 +84,13 @@ def unix_socket(path: Path) -> socket.socket:
 
 def make_servers(app: Any, listen: str, api_socket: Path) -> list[uvicorn.Server]:
     host, _, port = listen.rpartition(":")
-    common: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "ws": "websockets"}
-    unix = uvicorn.Config(app, uds=str(api_socket), http=PeerCredProtocol, **common)
+    common: dict[str, Any] = {"log_level": "warning", "lifespan": "off"}
+    unix = uvicorn.Config(app, uds=str(api_socket), http=PeerCredProtocol, ws=PeerCredWebSocketProtocol,
+                          **common)
     servers: list[uvicorn.Server] = [_Server(unix)]
     if listen:
         servers.append(_Server(uvicorn.Config(app, host=host.strip("[]"), port=int(port),
-                                              http="h11", **common)))
+                                              http="h11", ws="websockets-sansio", **common)))
     return servers
 
 
