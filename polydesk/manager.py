@@ -82,7 +82,8 @@ class Manager:
             host = self.hosts.get(session.host)
             alive = host is not None and await host.adopt(session)
             if not alive:
-                await self._ended_by_crash(session, "its display server died while the daemon was down")
+                await self._ended_by_itself(session, EndReason.CRASHED,
+                                            "its display server died while the daemon was down")
             elif session.state == SessionState.LOGGING_OFF:
                 self._logoffs[session.id] = asyncio.create_task(self._run_logoff(session, recovered=True))
                 self._watch(session)
@@ -390,25 +391,29 @@ class Manager:
         self._watchers[session.id] = asyncio.create_task(self._watch_one(session))
 
     async def _watch_one(self, session: Session) -> None:
-        await self._host(session).wait_ended(session)
+        reason = await self._host(session).wait_ended(session)
         if session.id in self._logoffs:
             return  # a log-off in progress finishes the session itself
         current = self.store.session(session.id)
         if current is not None and current.state != SessionState.LOGGING_OFF:
             self._watchers.pop(session.id, None)
-            await self._ended_by_crash(current, "its display server exited")
+            why = ("the user left the desktop" if reason == EndReason.LOGOUT
+                   else "its display server exited")
+            await self._ended_by_itself(current, reason, why)
 
-    async def _ended_by_crash(self, session: Session, why: str) -> None:
+    async def _ended_by_itself(self, session: Session, reason: EndReason, why: str) -> None:
+        """Ended without a log-off: a crash, or the user logging out from inside."""
         host = self.hosts.get(session.host)
         if host is not None:
             with contextlib.suppress(HostError):
                 await host.end(session, kill_after=0)
         self._forget(session.id)
-        self.store.end_session(session, SYSTEM.user, EndReason.CRASHED)
-        self.bus.publish(session_ended(session.id, str(EndReason.CRASHED), SYSTEM.user))
-        outcome = Outcome(session.id, Status.ENDED, session.user, f"crashed: {why}")
+        ended_by = session.user if reason == EndReason.LOGOUT else SYSTEM.user
+        self.store.end_session(session, ended_by, reason)
+        self.bus.publish(session_ended(session.id, str(reason), ended_by))
+        outcome = Outcome(session.id, Status.ENDED, session.user, why)
         self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
-                    detail={"crashed": True})
+                    detail={"crashed": reason == EndReason.CRASHED, "reason": str(reason)})
 
     # small helpers
 

@@ -68,8 +68,9 @@ SESSION_ACTIONS = (
 
 
 class EndReason(enum.StrEnum):
-    LOGOFF = "logoff"
-    CRASHED = "crashed"
+    LOGOFF = "logoff"  # ended through Polydesk (CLI, API, Dashboard)
+    LOGOUT = "logout"  # the user left their desktop from inside it
+    CRASHED = "crashed"  # the display server died
     RECOVERED = "recovered"  # finished after the daemon died in the middle of a log-off
 
 

@@ -178,7 +178,8 @@ def shutdown(daemon: Daemon) -> None:
 
 
 @pytest.fixture
-def daemon_factory() -> Iterator[Callable[..., Daemon]]:
+def daemon_factory(make_user: Callable[..., TestUser]) -> Iterator[Callable[..., Daemon]]:
+    """Daemons are torn down (their sessions logged off) before the test users are removed."""
     made: list[Daemon] = []
 
     def make(extra_config: str = "", hosts: str = '["xvnc"]', start: bool = True) -> Daemon:

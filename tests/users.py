@@ -57,12 +57,19 @@ def remove_user(user: TestUser) -> None:
 
 
 def user_pids(uid: int) -> list[int]:
+    """Processes of ``uid`` that still run. A zombie is dead, only not yet reaped by its
+    parent (and on this test machine PID 1 reaps no orphans), so it does not count."""
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
-            except FileNotFoundError:
-                pass
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            pids.append(int(entry))
     return pids

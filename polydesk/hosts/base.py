@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from polydesk.model import Account, Session
+from polydesk.model import Account, EndReason, Session
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ class SessionHost(Protocol):
         """After a daemon restart: True if the session still runs (and is now watched)."""
         ...
 
-    async def wait_ended(self, session: Session) -> None:
-        """Return when the session's display server has exited (for any reason)."""
+    async def wait_ended(self, session: Session) -> EndReason:
+        """Return when the session's display server has exited, saying why: LOGOUT when
+        the user's desktop ended first (the host then stops the display), else CRASHED."""
         ...
 
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from polydesk.hosts.base import Screen, Started
-from polydesk.model import Account, HostError, Session
+from polydesk.model import Account, EndReason, HostError, Session
 
 
 @dataclass
@@ -64,8 +64,9 @@ class FakeHost:
         desktop = self.desktops.get(session.id)
         return desktop is not None and not desktop.ended.is_set()
 
-    async def wait_ended(self, session: Session) -> None:
+    async def wait_ended(self, session: Session) -> EndReason:
         await self.desktops[session.id].ended.wait()
+        return EndReason.CRASHED
 
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
         self._record("notify_logoff", session.id).notices.append(seconds)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import logging
 import os
 import re
 import signal
@@ -35,6 +36,8 @@ MARKER_VAR = "POLYDESK_SESSION"
 CGROUP_PARENT = "polydesk"
 MOUNTS = Path("/proc/self/mounts")
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+log = logging.getLogger(__name__)
 
 
 class Mode(enum.StrEnum):
@@ -215,7 +218,9 @@ class _CgroupTracker(Tracker):
 
     def remove(self) -> None:
         # An exiting process may hold the directory for a moment after its last signal.
-        deadline = time.monotonic() + 2.0
+        # A zombie holds it until its parent reaps it; where nobody does (an init that
+        # does not reap orphans), leave the empty directory: nothing of the session runs.
+        deadline = time.monotonic() + 1.0
         while True:
             try:
                 self.path.rmdir()
@@ -223,8 +228,13 @@ class _CgroupTracker(Tracker):
             except FileNotFoundError:
                 return
             except OSError as exc:
-                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                if exc.errno != errno.EBUSY:
                     raise
+                if time.monotonic() > deadline:
+                    if self.pids():
+                        raise
+                    log.warning("cgroup %s is held by unreaped zombies; left in place", self.path)
+                    return
                 time.sleep(0.02)
 
     def _kill_loop(self, deadline: float) -> list[int]:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -38,7 +39,7 @@ import polydesk
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
 from polydesk.hosts.base import Screen, Started
-from polydesk.model import Account, HostError, Session
+from polydesk.model import Account, EndReason, HostError, Session
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class Handle:
     xvnc_start: int | None = None
     desktop_pid: int | None = None
     desktop_start: int | None = None
+    # Names the session's cgroup and marker. Unique per start, so two daemons on one
+    # machine (tests, a restored state directory) never share a cgroup for "session 1".
+    track_key: str = ""
 
     def to_data(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +107,7 @@ class Handle:
 
     def tracker(self) -> procs.Tracker:
         tracking = procs.Tracking.from_data(asdict(self))
-        return tracking.tracker(self.session_id, self.leaders())
+        return tracking.tracker(self.track_key or self.session_id, self.leaders())
 
     def leaders(self) -> list[tuple[int, int]]:
         return [(pid, started) for pid, started in ((self.xvnc_pid, self.xvnc_start),
@@ -181,8 +185,9 @@ class XvncHost:
     def _start(self, session_id: str, account: Account) -> Handle:
         """Blocking: make the files, start Xvnc, wait for it, start the desktop."""
         ensure_x11_unix()
-        tracker = self.tracking.tracker(session_id)
-        handle = self._prepare(session_id, account, tracker)
+        track_key = f"{session_id}-{secrets.token_hex(4)}"
+        tracker = self.tracking.tracker(track_key)
+        handle = self._prepare(session_id, account, tracker, track_key)
         try:
             handle = self._start_xvnc(handle, account, tracker)
             return self._start_desktop(handle, account, tracker)
@@ -190,7 +195,8 @@ class XvncHost:
             self._end(handle, 0.0)
             raise
 
-    def _prepare(self, session_id: str, account: Account, tracker: procs.Tracker) -> Handle:
+    def _prepare(self, session_id: str, account: Account, tracker: procs.Tracker,
+                 track_key: str) -> Handle:
         sessions = self.runtime_dir / "sessions"
         session_dir = sessions / session_id
         rfb_socket = session_dir / "vnc" / "rfb.sock"
@@ -212,7 +218,7 @@ class XvncHost:
             xdg_runtime_dir=str(session_dir / "xdg"), boot_id=procs.boot_id(),
             tracking=str(tracking.mode), cgroup_base=str(tracking.base) if tracking.base else None,
             cgroup_controller=tracking.controller,
-            cgroup=str(tracker.cgroup) if tracker.cgroup else None,
+            cgroup=str(tracker.cgroup) if tracker.cgroup else None, track_key=track_key,
         )
         _make_dir(session_dir, 0o711)
         _make_dir(handle.helpers_dir, 0o700)
@@ -330,7 +336,7 @@ class XvncHost:
         handle = Handle.from_session(session)
         return await asyncio.to_thread(handle.xvnc_running)
 
-    async def wait_ended(self, session: Session) -> None:
+    async def wait_ended(self, session: Session) -> EndReason:
         """Return when Xvnc exits. When the desktop exits first (the user logged out from
         inside), stop Xvnc, as xinit and display managers do.
 
@@ -339,11 +345,11 @@ class XvncHost:
         """
         handle = Handle.from_session(session)
         if not handle.same_boot():
-            return
+            return EndReason.CRASHED
         try:
-            await _wait_with_pidfds(handle)
+            return await _wait_with_pidfds(handle)
         except OSError:
-            await _wait_polling(handle)
+            return await _wait_polling(handle)
         finally:
             self._collect()
 
@@ -741,30 +747,34 @@ async def _x(function: Callable[[str, Path], int], handle: Handle) -> int:
         raise HostError(f"session {handle.session_id}: X error: {exc!r}") from exc
 
 
-async def _wait_with_pidfds(handle: Handle) -> None:
+async def _wait_with_pidfds(handle: Handle) -> EndReason:
     xvnc = _open_pidfd(handle.xvnc_pid, handle.xvnc_start)
     if xvnc is None:
-        return
+        return EndReason.CRASHED
     desktop = _open_pidfd(handle.desktop_pid, handle.desktop_start)
+    reason = EndReason.CRASHED
     try:
         if desktop is not None and await _first_exit(xvnc, desktop) == desktop:
+            reason = EndReason.LOGOUT
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(xvnc, signal.SIGTERM)
         await _first_exit(xvnc)
+        return reason
     finally:
         for fd in (xvnc, desktop):
             if fd is not None:
                 os.close(fd)
 
 
-async def _wait_polling(handle: Handle) -> None:
-    stopping = False
+async def _wait_polling(handle: Handle) -> EndReason:
+    reason = EndReason.CRASHED
     while handle.xvnc_running() and handle.xvnc_pid is not None:
-        if (not stopping and handle.desktop_pid is not None
+        if (reason != EndReason.LOGOUT and handle.desktop_pid is not None
                 and not procs.is_running(handle.desktop_pid, handle.desktop_start)):
             procs.send([handle.xvnc_pid], signal.SIGTERM)
-            stopping = True
+            reason = EndReason.LOGOUT
         await asyncio.sleep(0.5)
+    return reason
 
 
 def _open_pidfd(pid: int | None, started: int | None) -> int | None:
