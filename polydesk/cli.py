@@ -59,7 +59,7 @@ class Client:
             code = {400: USAGE, 401: NOT_PERMITTED, 403: NOT_PERMITTED, 404: USAGE}.get(
                 response.status_code, SOME_FAILED)
             fail(code, message)
-        return response.json()
+        return response.json() if response.content else None
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -286,6 +286,43 @@ def audit(
         results = ", ".join(f"{x['id']}:{x['status']}" for x in r["results"]) or "-"
         verdict = "" if r["allowed"] else " REFUSED"
         typer.echo(f"{r['seq']}\t{when}\t{r['caller']}({r['role']})\t{r['action']}{verdict}\t{results}")
+
+
+token_app = typer.Typer(help="API tokens for scripts (administrators): Authorization: Bearer TOKEN.",
+                        no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str | None, typer.Option(help="Account the token acts as (default: you).")] = None,
+    note: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    as_json: Json = False,
+) -> None:
+    """Make a token; it is printed once and never stored (only its digest is)."""
+    answer = client().call("POST", "/tokens", json={"user": user, "note": note})
+    typer.echo(json.dumps(answer, indent=2) if as_json else answer["token"])
+    if not as_json:
+        typer.echo(f"token {answer['id']} acts as {answer['user']}; keep it secret, it is shown only once",
+                   err=True)
+
+
+@token_app.command("list")
+def token_list(as_json: Json = False) -> None:
+    """List tokens (never the tokens themselves)."""
+    rows = client().call("GET", "/tokens")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        typer.echo(f"{r['id']}\t{r['user']}\t{when}\t{r['created_by']}\t{r['note']}")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id (from token list).")]) -> None:
+    """Revoke a token: it stops working at once."""
+    client().call("DELETE", f"/tokens/{token_id}")
 
 
 def main() -> None:
