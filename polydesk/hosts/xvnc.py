@@ -327,7 +327,7 @@ class XvncHost:
             "SHELL": account.shell or "/bin/sh",
             "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/games",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
-            procs.MARKER_VAR: handle.session_id,
+            procs.MARKER_VAR: handle.track_key or handle.session_id,
         }
 
     # ------------------------------------------------------------ watching

@@ -158,7 +158,8 @@ async def test_every_process_runs_as_the_user_in_the_session(sessions: Sessions,
     for pid in pids:
         process = psutil.Process(pid)
         assert process.uids().real == process.uids().effective == user.uid, command_of(pid)
-        assert process.environ()["POLYDESK_SESSION"] == session.id
+        assert process.environ()["POLYDESK_SESSION"] == session.host_data["track_key"]
+        assert session.host_data["track_key"].startswith(f"{session.id}-")
     desktop = psutil.Process(int(session.host_data["desktop_pid"])).environ()
     assert desktop["DISPLAY"] == session.display
     assert desktop["XAUTHORITY"] == data(session, "xauthority")
