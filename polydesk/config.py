@@ -6,6 +6,7 @@ Nothing here runs at import; ``load_settings`` is called by the composition root
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class Settings:
         "", "Shell command run as the user when ~/.xsession is absent; empty = xterm and openbox."
     )
     geometry: str = _setting("1280x800", "Size of each session's screen.")
-    depth: int = _setting(24, "Colour depth of each session's screen.")
+    depth: int = _setting(24, "Colour depth of each session's screen: 24 or 32.")
     first_display: int = _setting(10, "Lowest X display number given to a session.")
     process_tracking: str = _setting(
         "auto", "How session processes are tracked: auto, cgroup2, cgroup1 or marker."
@@ -80,6 +81,27 @@ def settings_table() -> list[tuple[str, Any, str]]:
     return rows
 
 
+def settings_markdown() -> str:
+    """docs/configuration.md, generated from the table so the two never drift."""
+    lines = [
+        "# Configuration",
+        "",
+        "Polydesk reads `/etc/polydesk/polydesk.toml` (or `$POLYDESK_CONFIG`, or `polydesk serve "
+        "--config FILE`).",
+        "Every key is optional; an unknown key or a value of the wrong type stops the daemon with "
+        "a message naming it.",
+        "This page is generated from `polydesk/config.py` (`python -m polydesk.config > "
+        "docs/configuration.md`).",
+        "",
+        "| setting | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, default, help_text in settings_table():
+        shown = json.dumps(default, ensure_ascii=False)
+        lines.append(f"| `{name}` | `{shown}` | {help_text} |")
+    return "\n".join(lines) + "\n"
+
+
 def _check(name: str, value: Any, default: Any) -> Any:
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -112,3 +134,7 @@ def load_settings(path: str | None = None, env: dict[str, str] | None = None, **
         raise InvalidRequest(f"unknown setting(s) in {config_path}: {', '.join(unknown)}")
     checked = {name: _check(name, value, defaults[name]) for name, value in values.items()}
     return Settings(**checked)
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")
