@@ -21,6 +21,7 @@ from polydesk import policy
 from polydesk.config import Settings
 from polydesk.events import (
     AuditRecord,
+    Event,
     EventBus,
     session_changed,
     session_ended,
@@ -41,15 +42,18 @@ from polydesk.model import (
     Session,
     SessionState,
     Status,
+    StoreError,
     Target,
     UnknownSession,
 )
+from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
 from polydesk.store import Store
 
 log = logging.getLogger(__name__)
 
 LOGOFF_NOTICE = "You will be logged off in {seconds} seconds. Save your work now."
 MAX_MESSAGE = 2000
+STATION_GRACE_S = 2.0
 
 
 class Manager:
@@ -73,12 +77,18 @@ class Manager:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._logoffs: dict[str, asyncio.Task[Outcome]] = {}
         self._idle: dict[str, tuple[float, float | None]] = {}
+        self.stations = Stations()
+        self._blocked: set[str] = set()  # read on every input message a station sends
+        self._going_away: dict[str, asyncio.Task[None]] = {}
 
     # lifecycle
 
     async def start(self) -> None:
         """Re-adopt every session the store knows; finish log-offs a crash interrupted."""
+        self.store.end_dangling_connections(time.time())  # no station survives a restart
         for session in self.store.sessions():
+            if session.blocked:
+                self._blocked.add(session.id)
             host = self.hosts.get(session.host)
             alive = host is not None and await host.adopt(session)
             if not alive:
@@ -92,7 +102,7 @@ class Manager:
 
     async def close(self) -> None:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""
-        tasks = [*self._watchers.values(), *self._logoffs.values()]
+        tasks = [*self._watchers.values(), *self._logoffs.values(), *self._going_away.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -227,6 +237,7 @@ class Manager:
 
     async def disconnect(self, caller: Caller, target: Target) -> list[Outcome]:
         async def act(session: Session) -> Outcome:
+            self.stations.close_all(session.id, DISCONNECTED)
             await self._host(session).disconnect(session)
             self._set(session.with_(state=SessionState.DISCONNECTED, client=None))
             return Outcome(session.id, Status.DISCONNECTED, session.user)
@@ -327,6 +338,70 @@ class Manager:
                             else Outcome(session_id, Status.FORBIDDEN, session.user, decision.reason))
         return resolved
 
+    # stations: the browsers (or VNC clients) attached through the bridge
+
+    async def open_station(self, caller: Caller, session_id: str, mode: Mode, client: str) -> Station:
+        """Attach a viewer. The user's own station takes the session over from any other."""
+        session = self.store.session(session_id)
+        if session is None:
+            raise UnknownSession(session_id)
+        own = policy.owns(caller, session)
+        action = Action.VIEW if mode == Mode.VIEW else Action.CONTROL
+        decision = policy.may(caller, action, session)
+        if not decision or (mode == Mode.OWN and not own):
+            reason = decision.reason or "only the session's user may use it as a station"
+            self._audit(caller, action, [session_id],
+                        [self._result(Outcome(session_id, Status.FORBIDDEN, session.user, reason))],
+                        allowed=False, detail={"mode": str(mode), "client": client})
+            raise NotPermitted(reason)
+        if session.state == SessionState.LOGGING_OFF:
+            raise InvalidRequest(f"session {session_id} is logging off")
+        station = Station(session_id, caller.user, mode, client)
+        if mode == Mode.OWN:
+            self.stations.close_all(session_id, TAKEN_OVER, Mode.OWN)
+            pending = self._going_away.pop(session_id, None)
+            if pending is not None:
+                pending.cancel()
+            self._set(session.with_(state=SessionState.ACTIVE, client=client))
+        else:
+            self._audit(caller, action, [session_id],
+                        [self._result(Outcome(session_id, Status.SHOWN, session.user))],
+                        detail={"mode": str(mode), "client": client})
+            if mode == Mode.CONTROL:
+                self.bus.publish(Event("control-started", session_id, None, {"by": caller.user}))
+        self.stations.add(station)
+        self.store.record_connection(station.id, session_id, caller.user, str(mode), client,
+                                     station.connected_at)
+        return station
+
+    def close_station(self, station: Station) -> None:
+        """The bridge is gone (tab closed, network lost, taken over, session ended)."""
+        self.stations.remove(station)
+        with contextlib.suppress(StoreError):
+            self.store.end_connection(station.id, station.session_id, time.time())
+        if station.mode == Mode.CONTROL:
+            self.bus.publish(Event("control-ended", station.session_id, None, {"by": station.user}))
+        if station.mode == Mode.OWN and not self.stations.of(station.session_id, Mode.OWN):
+            # A reload or a flaky network comes back within seconds: wait before saying so.
+            self._going_away[station.session_id] = asyncio.create_task(
+                self._mark_disconnected(station.session_id))
+
+    async def _mark_disconnected(self, session_id: str) -> None:
+        await asyncio.sleep(STATION_GRACE_S)
+        self._going_away.pop(session_id, None)
+        session = self.store.session(session_id)
+        if (session is not None and session.state == SessionState.ACTIVE
+                and not self.stations.of(session_id, Mode.OWN)):
+            self._set(session.with_(state=SessionState.DISCONNECTED, client=None))
+
+    def input_allowed(self, station: Station) -> bool:
+        """Checked for every input message a station sends: never while blocked."""
+        return station.mode != Mode.VIEW and station.session_id not in self._blocked
+
+    def rfb_socket(self, session_id: str) -> str | None:
+        session = self.store.session(session_id)
+        return self._host(session).rfb_socket(session) if session is not None else None
+
     # log-off, step by step
 
     def _begin_logoff(
@@ -418,6 +493,7 @@ class Manager:
     # small helpers
 
     def _forget(self, session_id: str) -> None:
+        self.stations.close_all(session_id, ENDED)
         watcher = self._watchers.pop(session_id, None)
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
@@ -426,6 +502,10 @@ class Manager:
 
     def _set(self, session: Session) -> Session:
         self.store.put_session(session)
+        if session.blocked:
+            self._blocked.add(session.id)
+        else:
+            self._blocked.discard(session.id)
         self.bus.publish(session_changed(session))
         return session
 

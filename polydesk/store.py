@@ -56,6 +56,13 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL, created_by TEXT NOT NULL, note TEXT NOT NULL DEFAULT ''
     );
     """,
+    """
+    CREATE TABLE connections (
+        station INTEGER NOT NULL, session_id TEXT NOT NULL, user TEXT NOT NULL, mode TEXT NOT NULL,
+        client TEXT NOT NULL, connected_at REAL NOT NULL, disconnected_at REAL
+    );
+    CREATE INDEX connections_session ON connections (session_id);
+    """,
 ]
 
 _SESSION_COLUMNS = (
@@ -194,6 +201,32 @@ class Store:
             )
             for row in reversed(rows)
         ]
+
+    # station connections: who was attached to which session, from where, when
+
+    def record_connection(self, station: int, session_id: str, user: str, mode: str, client: str,
+                          connected_at: float) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                       (station, session_id, user, mode, client, connected_at))
+
+    def end_connection(self, station: int, session_id: str, disconnected_at: float) -> None:
+        with self._write() as db:
+            db.execute("UPDATE connections SET disconnected_at = ? WHERE station = ? AND session_id = ? "
+                       "AND disconnected_at IS NULL", (disconnected_at, station, session_id))
+
+    def end_dangling_connections(self, at: float) -> None:
+        """Connections a killed daemon never closed: they ended when it died, at the latest."""
+        with self._write() as db:
+            db.execute("UPDATE connections SET disconnected_at = ? WHERE disconnected_at IS NULL", (at,))
+
+    def connections(self, session_id: str) -> list[dict[str, Any]]:
+        with _translated(self.path):
+            rows = self._db.execute(
+                "SELECT station, user, mode, client, connected_at, disconnected_at FROM connections "
+                "WHERE session_id = ? ORDER BY connected_at", (session_id,)).fetchall()
+        keys = ("station", "user", "mode", "client", "connected_at", "disconnected_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     # tokens (stored as digests only)
 

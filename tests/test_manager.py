@@ -181,3 +181,61 @@ async def test_restart_readopts_and_finishes_logoffs(tmp_path: Path) -> None:
     assert [s.id for s in await second.list_sessions(ADMIN)] == [ana]
     await second.close()
     store.close()
+
+
+async def test_own_station_takes_over_and_disconnects_after_grace(manager: Manager) -> None:
+    from polydesk import manager as manager_module
+    from polydesk.stations import TAKEN_OVER, Mode
+
+    (ana,) = await logon_all(manager, "ana")
+    first = await manager.open_station(ANA, ana, Mode.OWN, "10.0.0.1 Firefox")
+    second = await manager.open_station(ANA, ana, Mode.OWN, "10.0.0.2 Chromium")
+    assert first.closed.is_set() and first.close_reason == TAKEN_OVER
+    assert not second.closed.is_set()
+    assert (await manager.get_session(ADMIN, ana)).client == "10.0.0.2 Chromium"
+    manager.close_station(first)
+    manager.close_station(second)
+    manager_module.STATION_GRACE_S, old = 0.05, manager_module.STATION_GRACE_S
+    try:
+        third = await manager.open_station(ANA, ana, Mode.OWN, "10.0.0.3")
+        manager.close_station(third)
+        await asyncio.sleep(0.2)
+    finally:
+        manager_module.STATION_GRACE_S = old
+    session = await manager.get_session(ADMIN, ana)
+    assert (session.state, session.client) == (SessionState.DISCONNECTED, None)
+    assert [c["client"] for c in manager.store.connections(ana)] == ["10.0.0.1 Firefox",
+                                                                      "10.0.0.2 Chromium", "10.0.0.3"]
+    assert all(c["disconnected_at"] for c in manager.store.connections(ana))
+
+
+async def test_view_never_sends_input_and_block_stops_control(manager: Manager) -> None:
+    from polydesk.stations import Mode
+
+    (ana,) = await logon_all(manager, "ana")
+    view = await manager.open_station(TEACHER, ana, Mode.VIEW, "dash")
+    control = await manager.open_station(TEACHER, ana, Mode.CONTROL, "dash")
+    own = await manager.open_station(ANA, ana, Mode.OWN, "desk")
+    assert not manager.input_allowed(view)
+    assert manager.input_allowed(control) and manager.input_allowed(own)
+    await manager.block(TEACHER, Target(ids=(ana,)))
+    assert not manager.input_allowed(control) and not manager.input_allowed(own)
+    await manager.unblock(TEACHER, Target(ids=(ana,)))
+    assert manager.input_allowed(own)
+    await manager.disconnect(ADMIN, Target(ids=(ana,)))
+    assert all(s.closed.is_set() for s in (view, control, own))
+    actions = [(r.action, r.detail.get("mode")) for r in manager.audit(ADMIN)]
+    assert ("view", "view") in actions and ("control", "control") in actions
+
+
+async def test_stations_refused_by_role(manager: Manager) -> None:
+    from polydesk.stations import Mode
+
+    ana, boss = await logon_all(manager, "ana", "boss")
+    with pytest.raises(NotPermitted):
+        await manager.open_station(ANA, boss, Mode.VIEW, "x")
+    with pytest.raises(NotPermitted):
+        await manager.open_station(TEACHER, boss, Mode.CONTROL, "x")
+    with pytest.raises(NotPermitted):
+        await manager.open_station(TEACHER, ana, Mode.OWN, "x")  # not the teacher's desktop
+    assert [r.allowed for r in manager.audit(ADMIN)][-3:] == [False, False, False]

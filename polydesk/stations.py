@@ -1,0 +1,70 @@
+"""Stations: the viewers attached to sessions through the daemon's bridge.
+
+A station is one browser tab (or VNC client) on one session, in one of three
+modes: ``own`` (the session's user at their desk), ``view`` (a Dashboard user
+watching, input ignored) or ``control`` (a Dashboard user driving it).
+Bookkeeping only; the manager decides who may attach and what it means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import time
+from dataclasses import dataclass, field
+
+
+class Mode(enum.StrEnum):
+    OWN = "own"
+    VIEW = "view"
+    CONTROL = "control"
+
+
+TAKEN_OVER = "Disconnected: this session was opened elsewhere"
+DISCONNECTED = "Disconnected: the session was disconnected"
+ENDED = "Disconnected: the session has ended"
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Station:
+    session_id: str
+    user: str  # who is at this station (the session's user, or the watcher)
+    mode: Mode
+    client: str
+    id: int = field(default_factory=lambda: next(_ids))
+    connected_at: float = field(default_factory=time.time)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_reason: str | None = None
+
+    def close(self, reason: str) -> None:
+        """Ask the bridge to hang up, telling the station why."""
+        if not self.closed.is_set():
+            self.close_reason = reason
+            self.closed.set()
+
+
+class Stations:
+    def __init__(self) -> None:
+        self._by_session: dict[str, list[Station]] = {}
+
+    def add(self, station: Station) -> None:
+        self._by_session.setdefault(station.session_id, []).append(station)
+
+    def remove(self, station: Station) -> None:
+        stations = self._by_session.get(station.session_id, [])
+        if station in stations:
+            stations.remove(station)
+        if not stations:
+            self._by_session.pop(station.session_id, None)
+
+    def of(self, session_id: str, *modes: Mode) -> list[Station]:
+        return [s for s in self._by_session.get(session_id, []) if not modes or s.mode in modes]
+
+    def close_all(self, session_id: str, reason: str, *modes: Mode) -> int:
+        stations = self.of(session_id, *modes)
+        for station in stations:
+            station.close(reason)
+        return len(stations)
