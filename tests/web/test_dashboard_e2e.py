@@ -19,10 +19,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Daemon
 from tests.users import TestUser, user_pids
-from tests.web.webclient import logon
+from tests.web.webclient import logon, new_page, sign_in
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
-VIEWPORT = {"width": 1280, "height": 720}
 
 # The picture a card shows, as the browser drew it: mean colour and contrast of its pixels.
 PIXELS_JS = """(id) => {
@@ -56,15 +55,6 @@ def wait_for(probe: Callable[[], Any], timeout: float = 30, what: str = "conditi
         time.sleep(0.2)
 
 
-def sign_in(page: Page, daemon: Daemon, user: TestUser) -> None:
-    page.goto(daemon.url + "/")
-    expect(page).to_have_url(daemon.url + "/login")
-    page.fill("#user", user.name)
-    page.fill("#password", user.password)
-    page.click("#login-submit")
-    expect(page).to_have_url(daemon.url + "/")
-
-
 def pixels(page: Page, session_id: str) -> dict[str, Any] | None:
     result: dict[str, Any] | None = page.evaluate(PIXELS_JS, session_id)
     return result
@@ -80,15 +70,6 @@ def set_background(daemon: Daemon, session_id: str, color: str) -> None:
 
 def dominant(rgb: list[float], channel: int) -> bool:
     return rgb[channel] > 100 and all(rgb[channel] > v + 60 for i, v in enumerate(rgb) if i != channel)
-
-
-def new_page(browser: Browser) -> Page:
-    page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
 
 
 def test_administrator_logs_off_two_selected_users_and_the_third_stays(

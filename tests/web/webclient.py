@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Daemon
 from tests.users import TestUser
 
 COOKIE = "polydesk_session"
+VIEWPORT = {"width": 1280, "height": 720}
 
 
 def logon(daemon: Daemon, user: TestUser) -> str:
@@ -59,3 +61,23 @@ class Room:
     teacher: TestUser
     ana: TestUser
     bia: TestUser
+
+
+def sign_in(page: Page, daemon: Daemon, user: TestUser) -> None:
+    """Log on at the real log-on page in the browser, with the account's real password."""
+    page.goto(daemon.url + "/")
+    expect(page).to_have_url(daemon.url + "/login")
+    page.fill("#user", user.name)
+    page.fill("#password", user.password)
+    page.click("#login-submit")
+    expect(page).to_have_url(daemon.url + "/")
+
+
+def new_page(browser: Browser) -> Page:
+    """A page that records script errors and console errors (CSP refusals among them) in ``errors``."""
+    page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page

@@ -1,0 +1,93 @@
+"""The Dashboard's controls in Chromium, on in-memory sessions (fast): range selection, view
+filters, sort, size, disconnect/message/block results, live arrivals, and the own-session page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from playwright.sync_api import Browser, expect
+
+from tests.users import TestUser
+from tests.web.webclient import Room, logon, new_page, sign_in, socket_client
+
+
+def test_selection_view_and_actions(room: Room, make_user: Callable[..., TestUser], browser: Browser) -> None:
+    daemon = room.daemon
+    ids = {u.name: logon(daemon, u) for u in (room.bia, room.ana)}  # bia first: logon order != names
+    page = new_page(browser)
+    sign_in(page, daemon, room.admin)
+    cards = page.locator("#grid .card")
+    expect(cards.locator(".user")).to_have_text(sorted(ids))
+
+    # a session that starts while the page is open appears by itself, one that changes changes in place
+    caio = make_user("caio")
+    ids[caio.name] = logon(daemon, caio)
+    expect(cards).to_have_count(3)
+    expect(cards.locator(".user")).to_have_text(sorted(ids))
+    with socket_client(daemon) as root:
+        root.post("/api/v1/sessions/disconnect", json={"ids": [ids[room.bia.name]]})
+        root.post("/api/v1/sessions/logoff", json={"ids": [ids[caio.name]], "force": True})
+    expect(cards).to_have_count(2)
+    bia_card = page.locator(f"#card-{ids[room.bia.name]}")
+    expect(bia_card.locator(".state")).to_have_text("Disconnected")
+    expect(bia_card).to_have_class(re.compile(r"\bstate-disconnected\b"))
+    del ids[caio.name]
+
+    # view: active only hides the disconnected one; search; sort by logon time; sizes
+    page.select_option("#filter", "active")
+    expect(bia_card).to_be_hidden()
+    page.select_option("#filter", "all")
+    expect(bia_card).to_be_visible()
+    page.fill("#search", room.ana.name[4:7])  # "ana"
+    expect(cards.filter(visible=True)).to_have_count(1)
+    page.fill("#search", "")
+    page.select_option("#sort", "logon")
+    expect(cards.locator(".user")).to_have_text([room.bia.name, room.ana.name])
+    page.select_option("#size", "small")
+    expect(page.locator("#grid")).to_have_class(re.compile(r"\bsize-small\b"))
+    expect(page.locator(f"#card-{ids[room.ana.name]} img.thumb")).to_have_attribute(
+        "src", re.compile(r"size=small"))
+    box = page.locator(f"#card-{ids[room.ana.name]}").bounding_box()
+    assert box is not None and box["width"] < 200
+
+    # Shift-click selects a range; select all; an empty selection explains itself
+    page.locator("#grid .card").nth(0).click()
+    page.locator("#grid .card").nth(1).click(modifiers=["Shift"])
+    expect(page.locator("#selected-count")).to_have_text("2 selected")
+    page.locator("#grid").click(position={"x": 1200, "y": 300})  # empty space: clears
+    expect(page.locator("#selected-count")).to_have_text("0 selected")
+    page.click("#toolbar [data-action=disconnect]")
+    expect(page.locator("#notice")).to_contain_text("Select one or more sessions first")
+    page.click("#select-all")
+    expect(page.locator("#selected-count")).to_have_text("2 selected")
+
+    # send a message to both: the results list each session
+    page.click("#toolbar [data-action=message]")
+    page.fill("#message", "Ten minutes left")
+    page.fill("#msg-time", "30")
+    page.click("#confirm-ok")
+    expect(page.locator("#results-body tr")).to_have_count(2)
+    expect(page.locator("#results-body")).to_contain_text("Message shown")
+    # cancelling asks nothing of the server
+    page.click("#toolbar [data-action=block]")
+    page.click("#confirm-cancel")
+    expect(page.locator("#confirm")).to_be_hidden()
+    assert not any(s["blocked"] for s in daemon.sessions())
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_own_page_starts_a_session_and_shows_it_live(room: Room, browser: Browser) -> None:
+    page = new_page(browser)
+    sign_in(page, room.daemon, room.ana)
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#own-actions")).to_be_hidden()
+    page.click("#own-logon")
+    expect(page.locator("#own-result")).to_contain_text("Started")
+    expect(page.locator("#grid .card")).to_have_count(1)
+    expect(page.locator("#own-actions")).to_be_visible()
+    assert [s["user"] for s in room.daemon.sessions()] == [room.ana.name]
+    page.click("#sign-out")
+    expect(page).to_have_url(room.daemon.url + "/login")
+    assert page.request.get(room.daemon.url + "/api/v1/whoami").status == 401
+    assert page.errors == []  # type: ignore[attr-defined]
