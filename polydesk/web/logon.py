@@ -19,6 +19,7 @@ PAM_SERVICE = "login"
 MAX_FAILURES = 5  # per account: guessing one password stops quickly
 MAX_ADDRESS_FAILURES = 30  # per address: a classroom behind one NAT address must not lock itself out
 WINDOW_S = 300.0
+PRUNE_AT = 10_000  # keys kept before expired ones are swept
 
 
 class TooManyAttempts(PolydeskError):
@@ -69,6 +70,9 @@ class FailureLimiter:
 
     def failed(self, user: str, address: str) -> None:
         now = time.monotonic()
+        if len(self._failures) > PRUNE_AT:  # many names or addresses: drop whatever has expired
+            for key in list(self._failures):
+                self._recent(key, now)
         for key in (f"user:{user}", f"addr:{address}"):
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import itsdangerous
 
+from tests.conftest import Daemon
+from tests.users import TestUser
 from tests.web.webclient import COOKIE, Room, logon, signin, socket_client
 
 
@@ -164,6 +167,17 @@ def test_privileged_sessions_are_hidden_from_the_dashboard_by_default(room: Room
         # and a Dashboard user may not end an administrator's session
         refused = teacher.post("/api/v1/sessions/logoff", json={"ids": [boss], "force": True})
         assert refused.status_code == 403 and "administrators" in refused.json()["error"]["message"]
+
+
+def test_privileged_sessions_shown_when_the_setting_allows(
+    daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
+) -> None:
+    daemon = daemon_factory("show_privileged_sessions = true", hosts='["fake"]')
+    admin, teacher = make_user("adm", "admin"), make_user("tch", "dashboard")
+    tch = logon(daemon, teacher)
+    with signin(daemon, admin) as client:
+        assert client.get(f"/api/v1/sessions/{tch}/thumbnail").status_code == 200
+        assert f'id="card-{tch}"' in client.get("/").text
 
 
 def test_tokens_for_scripts(room: Room) -> None:
