@@ -82,6 +82,7 @@ async def run(settings: Settings) -> None:
     try:
         await serve(servers, settings.api_socket, stop)
     finally:
+        await app.state.thumbnails.close()  # stop capture loops and close their X connections
         await manager.close()  # sessions keep running; the next daemon re-adopts them
         store.close()
         lock.close()
