@@ -201,3 +201,19 @@ def test_leaving_the_desktop_ends_the_session(daemon: Daemon, make_user: Callabl
     assert display_files(str(session["display"])) == []
     last = daemon.cli_json("audit")[-1]
     assert last["targets"] == [session["id"]] and last["detail"]["reason"] == "logout"
+
+
+def test_logoff_interrupted_by_a_daemon_crash_is_finished(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    users = [make_user(n) for n in ("ana", "bia")]
+    ids = [str(logon(daemon, u)["id"]) for u in users]
+    started = daemon.cli("logoff", *ids, "--grace", "3", "--no-wait", "--yes")
+    assert started.returncode == 0 and started.stdout.count("logging-off") == 2
+    daemon.kill()  # in the middle of the grace period
+    daemon.start()
+    assert {s["state"] for s in daemon.sessions()} <= {"logging-off"}
+    assert wait_for(lambda: daemon.sessions() == [], timeout=15)
+    assert all(user_pids(u.uid) == [] for u in users)
+    recovered = [r for r in daemon.cli_json("audit") if r["detail"].get("recovered")]
+    assert sorted(r["targets"][0] for r in recovered) == sorted(ids)

@@ -239,3 +239,16 @@ async def test_stations_refused_by_role(manager: Manager) -> None:
     with pytest.raises(NotPermitted):
         await manager.open_station(TEACHER, ana, Mode.OWN, "x")  # not the teacher's desktop
     assert [r.allowed for r in manager.audit(ADMIN)][-3:] == [False, False, False]
+
+
+async def test_multiple_sessions_when_allowed(tmp_path: Path) -> None:
+    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), allow_multiple_sessions=True)
+    store = Store(tmp_path / "polydesk.db")
+    mgr = Manager([FakeHost()], store, EventBus(), settings, lookup)
+    first, resumed_first = await mgr.logon(ADMIN, "ana")
+    second, resumed_second = await mgr.logon(ADMIN, "ana")
+    assert first.id != second.id and not resumed_first and not resumed_second
+    outcomes = await mgr.logoff(ANA, Target(), force=True)  # no id: all of the caller's own
+    assert {o.id for o in outcomes} == {first.id, second.id}
+    await mgr.close()
+    store.close()
