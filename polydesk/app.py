@@ -36,6 +36,10 @@ def build_hosts(settings: Settings) -> list[SessionHost]:
                 depth=settings.depth, first_display=settings.first_display,
                 tracking=settings.process_tracking,
             ))
+        elif name == "logind":  # the sessions the OS already has: seats, display managers, SSH
+            from polydesk.hosts.logind import LogindHost
+
+            hosts.append(LogindHost(runtime_dir=settings.runtime_path, bus=settings.logind_bus))
         elif name == "fake":  # in-memory sessions, for tests and demos of the interfaces
             from polydesk.hosts.fake import FakeHost
 

@@ -55,7 +55,13 @@ class Settings:
     )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
     hosts: list[str] = field(
-        default_factory=lambda: ["xvnc"], metadata={"help": "Session hosts to run: xvnc, logind."}
+        default_factory=lambda: ["xvnc"],
+        metadata={"help": "Session hosts to run: xvnc (Polydesk's own sessions), logind (the "
+                          "machine's seats, display-manager and SSH sessions; see logind.md)."},
+    )
+    logind_bus: str = _setting(
+        "system", "D-Bus address of the bus that carries systemd-logind; system = the system bus "
+        "(or $DBUS_SYSTEM_BUS_ADDRESS)."
     )
 
     @property

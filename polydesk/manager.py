@@ -27,7 +27,7 @@ from polydesk.events import (
     session_ended,
     session_started,
 )
-from polydesk.hosts.base import SessionHost
+from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
 from polydesk.model import (
     SYSTEM,
     Account,
@@ -45,6 +45,7 @@ from polydesk.model import (
     StoreError,
     Target,
     UnknownSession,
+    UnknownUser,
 )
 from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
 from polydesk.store import Store
@@ -68,7 +69,8 @@ class Manager:
         if not hosts:
             raise ValueError("at least one session host is needed")
         self.hosts: Mapping[str, SessionHost] = {host.name: host for host in hosts}
-        self.default_host = hosts[0]
+        # Logons go to the first host that starts sessions itself (not logind, whose the OS starts).
+        self.default_host = next((h for h in hosts if not isinstance(h, DiscoveringHost)), hosts[0])
         self.store = store
         self.bus = bus
         self.settings = settings
@@ -80,18 +82,25 @@ class Manager:
         self.stations = Stations()
         self._blocked: set[str] = set()  # read on every input message a station sends
         self._going_away: dict[str, asyncio.Task[None]] = {}
+        self._discovery: list[asyncio.Task[None]] = []
 
     # lifecycle
 
     async def start(self) -> None:
-        """Re-adopt every session the store knows; finish log-offs a crash interrupted."""
+        """Re-adopt every session the store knows; finish log-offs a crash interrupted;
+        then follow the hosts whose sessions the OS starts (logind)."""
+        discovering = [h for h in self.hosts.values() if isinstance(h, DiscoveringHost)]
+        for discovering_host in discovering:
+            await discovering_host.open()  # a HostError here stops the daemon with its message
         self.store.end_dangling_connections(time.time())  # no station survives a restart
         for session in self.store.sessions():
             if session.blocked:
                 self._blocked.add(session.id)
             host = self.hosts.get(session.host)
             alive = host is not None and await host.adopt(session)
-            if not alive:
+            if not alive and isinstance(host, DiscoveringHost):
+                await self._ended_by_itself(session, EndReason.LOGOUT, "it ended while the daemon was down")
+            elif not alive:
                 await self._ended_by_itself(session, EndReason.CRASHED,
                                             "its display server died while the daemon was down")
             elif session.state == SessionState.LOGGING_OFF:
@@ -99,10 +108,13 @@ class Manager:
                 self._watch(session)
             else:
                 self._watch(session)
+        for discovering_host in discovering:
+            self._discovery.append(asyncio.create_task(self._discover(discovering_host)))
 
     async def close(self) -> None:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""
-        tasks = [*self._watchers.values(), *self._logoffs.values(), *self._going_away.values()]
+        tasks = [*self._discovery, *self._watchers.values(), *self._logoffs.values(),
+                 *self._going_away.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -175,8 +187,11 @@ class Manager:
             raise NotPermitted(decision.reason)
         account = self.lookup(user)
         async with self._lock(f"user:{account.name}"):
+            # Only the default host's sessions resume: a desktop on a seat or an SSH login
+            # (logind) is not one a browser station can take over.
             existing = [s for s in self.store.sessions()
-                        if s.uid == account.uid and s.state != SessionState.LOGGING_OFF]
+                        if s.uid == account.uid and s.state != SessionState.LOGGING_OFF
+                        and s.host == self.default_host.name]
             if existing and not self.settings.allow_multiple_sessions:
                 session = self._set(existing[0].with_(state=SessionState.ACTIVE))
                 self._audit(caller, Action.LOGON, [session.id],
@@ -459,6 +474,44 @@ class Manager:
                 await asyncio.sleep(0.1)
                 if await host.open_windows(session) == 0:
                     return
+
+    # sessions the OS starts (logind): found, not logged on
+
+    async def _discover(self, host: DiscoveringHost) -> None:
+        async def found(discovered: Discovered) -> None:
+            await self._discovered(host, discovered)
+
+        try:
+            await host.discover(found)
+        except HostError as exc:
+            log.error("a session host stopped reporting sessions: %s", exc)
+
+    async def _discovered(self, host: DiscoveringHost, found: Discovered) -> None:
+        """Record a session the host found, once: a key already stored keeps its id."""
+        name = host.name
+        async with self._lock(f"discover:{name}"):
+            for known in self.store.sessions():
+                if known.host == name and known.host_data.get("key") == found.key:
+                    if known.id not in self._watchers and known.id not in self._logoffs:
+                        self._watch(known)
+                    return
+            try:
+                account = self.lookup(found.user)
+                groups, uid = account.groups, account.uid
+            except UnknownUser:  # a name the name service does not know: least privilege
+                groups, uid = frozenset(), found.uid
+            session = Session(
+                id=self.store.new_session_id(), user=found.user, uid=found.uid,
+                role=policy.role_of(groups, uid, self.settings.admin_group, self.settings.dashboard_group),
+                host=name, state=SessionState.ACTIVE, logon_time=found.logon_time,
+                display=found.display, client=found.client, host_data={**found.data, "key": found.key},
+            )
+            self.store.put_session(session)
+            self._watch(session)
+            self.bus.publish(session_started(session))
+            self._audit(SYSTEM, Action.LOGON, [session.id],
+                        [self._result(Outcome(session.id, Status.STARTED, session.user))],
+                        detail={"user": session.user, "host": name, "discovered": True})
 
     # crashes
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from polydesk.model import Account, EndReason, Session
 
@@ -100,4 +101,45 @@ class SessionHost(Protocol):
 
     async def close(self) -> None:
         """Stop watching; leave every session running (daemon shutdown)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """A session that something else started (the OS: a display manager, SSH, a getty),
+    as a discovering host reports it to the manager."""
+
+    # Names the session for good: unique on this host and stable across daemon restarts
+    # (logind: boot id, logind session id and creation time). The manager keeps it as
+    # host_data["key"] and gives a session it already knows under that key its old id.
+    key: str
+    user: str
+    uid: int
+    logon_time: float
+    display: str | None = None
+    client: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # becomes Session.host_data (plus "key")
+
+
+@runtime_checkable
+class DiscoveringHost(Protocol):
+    """A SessionHost whose sessions are not started by Polydesk but found (logind).
+
+    The manager opens it before re-adopting stored sessions, then runs ``discover``
+    as a task for the daemon's life. A discovered session ends as any other does:
+    the host's ``wait_ended`` returns.
+    """
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect; raise HostError when this host cannot run on this machine."""
+        ...
+
+    async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:
+        """Report every session there is now, then each new one as it starts; never return.
+
+        A session may be reported more than once (the listing and its start signal can
+        overlap): the manager ignores a key it already has.
+        """
         ...
