@@ -39,14 +39,31 @@ def create_user(stem: str, groups: tuple[str, ...] = ()) -> TestUser:
         raise ValueError(f"user name too long: {name}")
     for group in groups:
         ensure_group(group)
-    cmd = ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group"]
+    # A random uid far from the usual range: a uid just freed by another test run on this
+    # machine, reused at once, would make that run's processes look like ours.
+    uid = _free_uid()
+    subprocess.run(["groupadd", "--gid", str(uid), name], check=True)
+    cmd = ["useradd", "--create-home", "--shell", "/bin/bash", "--uid", str(uid), "--gid", str(uid)]
     if groups:
         cmd += ["--groups", ",".join(groups)]
-    subprocess.run([*cmd, name], check=True)
+    subprocess.run([*cmd, name], check=True, stderr=subprocess.PIPE)  # warns: uid above UID_MAX
     password = secrets.token_urlsafe(12)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
     entry = pwd.getpwnam(name)
     return TestUser(name, entry.pw_uid, entry.pw_gid, entry.pw_dir, password)
+
+
+def _free_uid() -> int:
+    for _ in range(1000):
+        uid = secrets.randbelow(900_000) + 100_000
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            try:
+                grp.getgrgid(uid)
+            except KeyError:
+                return uid
+    raise RuntimeError("no free uid found")
 
 
 def remove_user(user: TestUser) -> None:
@@ -54,6 +71,7 @@ def remove_user(user: TestUser) -> None:
         raise ValueError(user.name)
     subprocess.run(["userdel", "--remove", "--force", user.name],
                    check=False, stderr=subprocess.DEVNULL)
+    subprocess.run(["groupdel", user.name], check=False, stderr=subprocess.DEVNULL)
 
 
 def user_pids(uid: int) -> list[int]:
