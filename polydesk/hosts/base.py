@@ -118,7 +118,9 @@ class Discovered:
     logon_time: float
     display: str | None = None
     client: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)  # becomes Session.host_data (plus "key")
+    # Becomes Session.host_data (plus "key"); its "details" entry, if any, is public
+    # (the API shows it): everything else stays the host's.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -43,7 +43,7 @@ from typing import TypeVar
 import polydesk
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
-from polydesk.hosts.base import Discovered, Screen, Started
+from polydesk.hosts.base import Discovered, Recovered, Screen, Started
 from polydesk.hosts.dbus_login1 import Login1, Login1Error, SessionInfo
 from polydesk.model import Account, EndReason, HostError, Session
 
@@ -112,6 +112,11 @@ def discovered(info: SessionInfo, boot_id: str) -> Discovered:
             "remote_host": info.remote_host, "remote_user": info.remote_user,
             "service": info.service, "leader": info.leader, "vtnr": info.vtnr,
             "desktop": info.desktop,
+            "details": {  # shown by the API and the CLI (Session.host_data is otherwise private)
+                "logind_id": info.id, "seat": info.seat, "tty": info.tty, "type": kind_of(info),
+                "class": info.session_class, "remote": info.remote, "remote_host": info.remote_host,
+                "service": info.service,
+            },
         },
     )
 
@@ -251,6 +256,9 @@ class LogindHost:
     async def start(self, session_id: str, account: Account) -> Started:
         raise HostError("logind sessions are started by the system (a display manager, SSH, a "
                         "console log-in), not by Polydesk")
+
+    async def recover(self) -> list[Recovered]:
+        return []  # logind itself lists its sessions again: discovery re-adds them
 
     async def adopt(self, session: Session) -> bool:
         await self.open()

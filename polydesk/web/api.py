@@ -80,6 +80,9 @@ class SessionOut(BaseModel):
     idle_s: float | None
     client: str | None
     logoff_deadline: float | None
+    details: dict[str, Any] = Field(default_factory=dict, description=(
+        "What the session's host shows of it: for logind sessions logind_id, seat, tty, "
+        "type (x11, wayland, tty), class, remote, remote_host, service"))
     own: bool
 
 

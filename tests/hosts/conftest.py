@@ -164,3 +164,8 @@ def rfb() -> Iterator[Callable[[str], RfbClient]]:
     yield connect
     for client in clients:
         client.close()
+
+
+# ---------------------------------------------------------------- logind (mocked) and Xvfb
+
+from tests.hosts.logind_fixtures import logind, screens  # noqa: E402, F401
