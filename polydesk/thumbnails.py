@@ -128,18 +128,33 @@ def encode(base: Image.Image, size: str, version: int) -> Thumbnail:
     return Thumbnail(jpeg, f'"{hashlib.blake2b(jpeg, digest_size=12).hexdigest()}"', version)
 
 
-@functools.cache
-def placeholder(size: str) -> Thumbnail:
-    """A grey 16:10 card saying there is no picture (a host without screens, or a failed capture)."""
+@functools.lru_cache(maxsize=64)
+def placeholder(size: str, text: str = PLACEHOLDER_TEXT) -> Thumbnail:
+    """A grey 16:10 card saying there is no picture, or why (a host's reason: a Wayland session)."""
     width = SIZES[size]
     image = Image.new("RGB", (width, width * 10 // 16), (60, 64, 72))
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, width // 12))
-    draw.text((width / 2, width * 5 / 16), PLACEHOLDER_TEXT, fill=(200, 204, 212), font=font, anchor="mm")
+    short = text == PLACEHOLDER_TEXT
+    font = ImageFont.load_default(size=max(10, width // (12 if short else 18)))
+    lines = _wrap(draw, text, font, width - 16)
+    step = font.size * 1.25 if isinstance(font, ImageFont.FreeTypeFont) else 12
+    top = width * 5 / 16 - step * (len(lines) - 1) / 2
+    for number, line in enumerate(lines):
+        draw.text((width / 2, top + number * step), line, fill=(200, 204, 212), font=font, anchor="mm")
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=JPEG_QUALITY)
     jpeg = buffer.getvalue()
     return Thumbnail(jpeg, f'"p-{hashlib.blake2b(jpeg, digest_size=12).hexdigest()}"', 0)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 class Watcher:

@@ -526,10 +526,10 @@ async def _x(function: Callable[[str, Path], int], screen: Screen, session_id: s
 def find_screen(info: SessionInfo, folder: Path) -> tuple[Screen | None, str | None]:
     """(the session's screen, None) or (None, why there is none)."""
     if info.type == "wayland":
-        return None, ("Wayland session: the compositor gives no other program its picture, "
-                      "so Polydesk cannot show it")
+        # Wayland compositors show their picture to no other client (unlike X11).
+        return None, "Wayland session: Wayland lets no other program see its screen"
     if info.type != "x11":
-        return None, f"{kind_of(info)} session: no graphical screen"
+        return None, f"Text session ({kind_of(info)}): no screen to show"
     wanted = _local_display(info.display)
     for env in _environments(info):
         display = _local_display(env.get("DISPLAY", ""))
@@ -538,8 +538,9 @@ def find_screen(info: SessionInfo, folder: Path) -> tuple[Screen | None, str | N
         cookie = _cookie_for(env.get("XAUTHORITY", ""), display[1], info.uid)
         if cookie is not None:
             return _keep_cookie(folder, display, cookie), None
-    return None, ("X11 session: no DISPLAY and XAUTHORITY of the user's own in the environment "
-                  "of its processes")
+    # Neither the leader nor any process of the session has DISPLAY and an XAUTHORITY file
+    # of the user's own (or root's).
+    return None, "X11 session: its display and X cookie were not found"
 
 
 def _local_display(value: str) -> tuple[str, int] | None:

@@ -11,7 +11,7 @@ from polydesk.config import Settings
 from polydesk.hosts.base import Screen
 from polydesk.manager import Manager
 from polydesk.model import Action, Caller, NotPermitted, Role, Session, UnknownSession
-from polydesk.thumbnails import Thumbnailer
+from polydesk.thumbnails import PLACEHOLDER_TEXT, Thumbnailer, placeholder
 from polydesk.web.api import Who
 
 Size = Literal["small", "medium", "large"]
@@ -41,6 +41,13 @@ def on_dashboard(caller: Caller, session: Session, settings: Settings) -> bool:
 def screen_for(manager: Manager, session: Session) -> Screen | None:
     host = manager.hosts.get(session.host)
     return host.screen(session) if host is not None else None
+
+
+def no_screen_text(manager: Manager, session: Session) -> str:
+    """What the placeholder says: the host's reason when it has one (logind: a Wayland session)."""
+    reason = getattr(manager.hosts.get(session.host), "screen_unavailable_reason", None)
+    said = reason(session) if callable(reason) else None
+    return str(said) if said else PLACEHOLDER_TEXT
 
 
 def watchable(manager: Manager, caller: Caller, session_id: str) -> Session:
@@ -76,7 +83,9 @@ def thumbnails_router(manager: Manager, thumbnails: Thumbnailer) -> APIRouter:
         = "medium",
     ) -> Response:
         session = watchable(manager, caller, session_id)
-        thumb = await thumbnails.get(session.id, screen_for(manager, session), size)
+        screen = screen_for(manager, session)
+        thumb = (await thumbnails.get(session.id, screen, size) if screen is not None
+                 else placeholder(size, no_screen_text(manager, session)))
         headers = {"ETag": thumb.etag, "Cache-Control": "private, no-cache",
                    "X-Thumbnail-Version": str(thumb.version)}
         if thumb.etag in _etags(request.headers.get("if-none-match", "")):

@@ -33,6 +33,7 @@ from polydesk.hosts import x11
 from polydesk.hosts.base import Discovered, Screen
 from polydesk.hosts.logind import LogindHost, write_terminal
 from polydesk.model import HostError, Role, Session, SessionState
+from polydesk.thumbnails import placeholder
 from tests.conftest import Daemon
 from tests.hosts.conftest import await_for, wait_for
 from tests.hosts.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
@@ -230,7 +231,7 @@ async def test_a_cookie_file_of_another_user_is_never_used(
     session_id = logind.add_session(ana, type="x11", leader=leader)
     session = as_session(await found.wait(session_id))
     assert host.screen(session) is None
-    assert "XAUTHORITY of the user's own" in (host.screen_unavailable_reason(session) or "")
+    assert "X cookie were not found" in (host.screen_unavailable_reason(session) or "")
 
 
 async def test_wayland_and_text_sessions_have_no_screen_and_say_why(
@@ -243,7 +244,7 @@ async def test_wayland_and_text_sessions_have_no_screen_and_say_why(
                                                           leader=xs.leader)))
     assert host.screen(wayland) is None and host.screen(text) is None
     assert "Wayland" in (host.screen_unavailable_reason(wayland) or "")
-    assert "tty session" in (host.screen_unavailable_reason(text) or "")
+    assert "Text session (tty)" in (host.screen_unavailable_reason(text) or "")
 
 
 async def test_block_locks_and_covers_an_x11_session_and_unblock_undoes_both(
@@ -544,9 +545,11 @@ def test_thumbnail_of_an_x11_session_and_the_wayland_placeholder(
     r, g, b = image.getpixel((image.width // 2, image.height // 2))
     assert r > 150 and g < 90 and b < 80, "the session's red root window"
 
-    placeholder = jpeg(daemon, ids[wayland])
-    assert placeholder.status_code == 200 and placeholder.headers["x-thumbnail-version"] == "0"
-    Image.open(io.BytesIO(placeholder.content)).verify()
+    card = jpeg(daemon, ids[wayland])
+    assert card.status_code == 200 and card.headers["x-thumbnail-version"] == "0"
+    said = "Wayland session: Wayland lets no other program see its screen"
+    assert card.content == placeholder("small", said).jpeg != placeholder("small").jpeg, \
+        "the placeholder says why there is no picture"
 
 
 def test_the_dashboard_shows_both_kinds_in_one_grid(
