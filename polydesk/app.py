@@ -10,6 +10,7 @@ import fcntl
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import IO
 
@@ -64,7 +65,35 @@ def _lock_state_dir(state_dir: Path) -> IO[str]:
     return lock
 
 
-async def run(settings: Settings) -> None:
+def open_store(settings: Settings, recover: bool) -> Store:
+    """The state database, or a clear account of what is wrong with it.
+
+    A damaged or missing database while sessions still run must not silently
+    start afresh: those sessions would run on, unknown to the daemon. With
+    ``recover`` the damaged file is kept aside and the state is rebuilt from
+    the live sessions (Manager.recover).
+    """
+    path = settings.state_path / "polydesk.db"
+    running = sorted(p.name for p in (settings.runtime_path / "sessions").glob("*/session.json"))
+    hint = "start with `polydesk serve --recover` to rebuild the state from the running sessions"
+    if not path.exists() and running and not recover:
+        raise StoreError(f"state database {path} is missing but {len(running)} session(s) still "
+                         f"run in {settings.runtime_path / 'sessions'}; {hint}")
+    try:
+        return Store(path)
+    except StoreError as exc:
+        if not recover:
+            raise StoreError(f"{exc}; {hint} (the damaged file is kept aside)") from None
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        damaged = Path(f"{path}{suffix}")
+        if damaged.exists():
+            damaged.rename(Path(f"{aside}{suffix}"))
+    log.warning("damaged state database moved to %s; rebuilding from the running sessions", aside)
+    return Store(path)
+
+
+async def run(settings: Settings, recover: bool = False) -> None:
     from polydesk.web import create_app
     from polydesk.web.server import make_servers, serve
 
@@ -73,8 +102,10 @@ async def run(settings: Settings) -> None:
     lock = _lock_state_dir(settings.state_path)
     settings.runtime_path.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.runtime_path, 0o755)
-    store = Store(settings.state_path / "polydesk.db")
+    store = open_store(settings, recover)
     manager = Manager(build_hosts(settings), store, EventBus(), settings, lookup_account)
+    if recover:
+        log.info("recovered sessions: %s", ", ".join(await manager.recover()) or "none")
     await manager.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

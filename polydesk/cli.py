@@ -151,6 +151,9 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 def serve(
     config: Annotated[str | None, typer.Option(help="Configuration file (TOML).")] = None,
     listen: Annotated[str | None, typer.Option(help="host:port for the web page and API.")] = None,
+    recover: Annotated[bool, typer.Option(
+        "--recover", help="Rebuild a damaged or missing state database from the running sessions.")]
+    = False,
 ) -> None:
     """Run the daemon (as root)."""
     import asyncio
@@ -164,7 +167,7 @@ def serve(
     try:
         overrides: dict[str, Any] = {"listen": listen} if listen else {}
         settings = load_settings(config, **overrides)
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, recover=recover))
     except PolydeskError as exc:
         fail(USAGE, str(exc))
 

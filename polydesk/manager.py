@@ -39,6 +39,8 @@ from polydesk.model import (
     LogoffPlan,
     NotPermitted,
     Outcome,
+    PolydeskError,
+    Role,
     Session,
     SessionState,
     Status,
@@ -110,6 +112,34 @@ class Manager:
                 self._watch(session)
         for discovering_host in discovering:
             self._discovery.append(asyncio.create_task(self._discover(discovering_host)))
+
+    async def recover(self) -> list[str]:
+        """Rebuild the state of sessions the store does not know (a lost or damaged database)
+        from what the hosts find running. Call before start(). Returns the recovered ids."""
+        known = {s.id for s in self.store.sessions()}
+        recovered = []
+        for host in self.hosts.values():
+            for found in await host.recover():
+                if found.session_id in known:
+                    continue
+                try:
+                    account = self.lookup(found.user)
+                except PolydeskError as exc:
+                    log.warning("session %s of %s not recovered: %s", found.session_id, found.user, exc)
+                    continue
+                if found.session_id.isdigit():
+                    self.store.reserve_ids(int(found.session_id))
+                self.store.put_session(Session(
+                    id=found.session_id, user=account.name, uid=account.uid,
+                    role=self._role_of(account), host=host.name, state=SessionState.DISCONNECTED,
+                    logon_time=found.logon_time, display=found.started.display,
+                    host_data=found.started.data,
+                ))
+                recovered.append(found.session_id)
+        outcomes = [self._result(Outcome(i, Status.RESUMED, None, "recovered from the host"))
+                    for i in recovered]
+        self._audit(SYSTEM, Action.LOGON, recovered, outcomes, detail={"recover": True})
+        return recovered
 
     async def close(self) -> None:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""
@@ -186,6 +216,7 @@ class Manager:
                         detail={"user": user})
             raise NotPermitted(decision.reason)
         account = self.lookup(user)
+        self.store.ensure_space()
         async with self._lock(f"user:{account.name}"):
             # Only the default host's sessions resume: a desktop on a seat or an SSH login
             # (logind) is not one a browser station can take over.
@@ -208,8 +239,7 @@ class Manager:
                 raise
             session = Session(
                 id=session_id, user=account.name, uid=account.uid,
-                role=policy.role_of(account.groups, account.uid,
-                                    self.settings.admin_group, self.settings.dashboard_group),
+                role=self._role_of(account),
                 host=self.default_host.name, state=SessionState.ACTIVE, logon_time=time.time(),
                 display=started.display, host_data=started.data,
             )
@@ -304,6 +334,7 @@ class Manager:
         detail: dict[str, Any],
         allow_logging_off: bool = False,
     ) -> list[Outcome]:
+        self.store.ensure_space()  # refuse before acting, not after, when the disk is full
         resolved = self.resolve(caller, action, target)
 
         async def run(item: Session | Outcome) -> Outcome:
@@ -561,6 +592,10 @@ class Manager:
             self._blocked.discard(session.id)
         self.bus.publish(session_changed(session))
         return session
+
+    def _role_of(self, account: Account) -> Role:
+        return policy.role_of(account.groups, account.uid, self.settings.admin_group,
+                              self.settings.dashboard_group)
 
     def _host(self, session: Session) -> SessionHost:
         host = self.hosts.get(session.host)

@@ -65,6 +65,12 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# Space kept back in the state directory so that the audit record of an action that
+# was already carried out can still be written when the disk fills meanwhile.
+RESERVE_BYTES = 1 << 20
+MIN_FREE_BYTES = 2 << 20
+RESERVE_FILE = "space.reserve"
+
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
     "host_data, logoff"
@@ -92,7 +98,36 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
-            self._db.execute("PRAGMA quick_check").fetchone()
+            verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if verdict != "ok":
+            raise StoreError(f"state database {path} is damaged: {verdict}")
+        self._reserve = path.parent / RESERVE_FILE
+        self._make_reserve()
+
+    def _make_reserve(self) -> None:
+        if self._reserve.exists():
+            return
+        try:
+            with open(self._reserve, "wb") as fh:
+                fh.truncate(0)
+                fh.write(b"\0" * RESERVE_BYTES)  # written out, not sparse: the blocks are ours
+        except OSError:
+            self._reserve.unlink(missing_ok=True)
+
+    def ensure_space(self) -> None:
+        """Refuse, before anything is done, when the state directory is (nearly) full."""
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError as exc:
+            raise StoreError(f"state directory {self.path.parent}: {exc.strerror}") from exc
+        free = fs.f_bavail * fs.f_frsize
+        if free < MIN_FREE_BYTES and not self._reserve.exists():
+            raise StoreError(f"state directory {self.path.parent} is full ({free // 1024} KiB free): "
+                             "actions are refused until space is freed")
+        if free < MIN_FREE_BYTES:
+            raise StoreError(f"state directory {self.path.parent} is nearly full ({free // 1024} KiB "
+                             "free): actions are refused until space is freed")
+        self._make_reserve()
 
     def close(self) -> None:
         self._db.close()
@@ -102,36 +137,52 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self._db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *statements: tuple[str, tuple[Any, ...]]) -> sqlite3.Cursor:
+        """Run ``statements`` in one transaction; return the last cursor."""
         with _translated(self.path):
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                return self._attempt(statements)
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc) or not self._reserve.exists():
+                    raise
+                # The disk filled after the action was checked and carried out: give back
+                # the reserve so its record is still written; ensure_space refuses new ones.
+                self._reserve.unlink()
+                return self._attempt(statements)
+
+    def _attempt(self, statements: tuple[tuple[str, tuple[Any, ...]], ...]) -> sqlite3.Cursor:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                cursor = self._db.execute(sql, params)
             self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return cursor
 
     # sessions
 
     def new_session_id(self) -> str:
-        with self._write() as db:
-            cursor = db.execute("INSERT INTO session_ids DEFAULT VALUES")
+        cursor = self._write(("INSERT INTO session_ids DEFAULT VALUES", ()))
         return str(cursor.lastrowid)
 
+    def reserve_ids(self, up_to: int) -> None:
+        """Never hand out ids up to ``up_to`` again (sessions recovered with their old ids)."""
+        self._write(("INSERT OR IGNORE INTO session_ids (id) VALUES (?)", (up_to,)))
+
     def put_session(self, session: Session) -> None:
-        with self._write() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session.id, session.user, session.uid, str(session.role), session.host,
-                    str(session.state), session.logon_time, session.display, int(session.blocked),
-                    session.block_message, session.client, json.dumps(session.host_data),
-                    json.dumps(session.logoff.__dict__) if session.logoff else None,
-                ),
-            )
+        self._write((
+            f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                session.id, session.user, session.uid, str(session.role), session.host,
+                str(session.state), session.logon_time, session.display, int(session.blocked),
+                session.block_message, session.client, json.dumps(session.host_data),
+                json.dumps(session.logoff.__dict__) if session.logoff else None,
+            ),
+        ))
 
     def sessions(self) -> list[Session]:
         with _translated(self.path):
@@ -153,13 +204,12 @@ class Store:
             session.id, session.user, session.host, session.display, session.logon_time,
             time.time(), ended_by, reason,
         )
-        with self._write() as db:
-            db.execute("DELETE FROM sessions WHERE id = ?", (session.id,))
-            db.execute(
-                "INSERT INTO ended_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (ended.id, ended.user, ended.host, ended.display, ended.logon_time,
-                 ended.ended_at, ended.ended_by, str(ended.reason)),
-            )
+        self._write(
+            ("DELETE FROM sessions WHERE id = ?", (session.id,)),
+            ("INSERT INTO ended_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             (ended.id, ended.user, ended.host, ended.display, ended.logon_time,
+              ended.ended_at, ended.ended_by, str(ended.reason))),
+        )
         return ended
 
     def ended_sessions(self, limit: int = 100) -> list[EndedSession]:
@@ -176,14 +226,13 @@ class Store:
     # audit
 
     def append_audit(self, record: AuditRecord) -> int:
-        with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO audit (time, caller, caller_uid, role, via, action, targets, allowed, "
-                "results, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.time, record.caller, record.caller_uid, record.role, record.via,
-                 record.action, json.dumps(record.targets), int(record.allowed),
-                 json.dumps(record.results), json.dumps(record.detail)),
-            )
+        cursor = self._write((
+            "INSERT INTO audit (time, caller, caller_uid, role, via, action, targets, allowed, "
+            "results, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.time, record.caller, record.caller_uid, record.role, record.via,
+             record.action, json.dumps(record.targets), int(record.allowed),
+             json.dumps(record.results), json.dumps(record.detail)),
+        ))
         return int(cursor.lastrowid or 0)
 
     def audit(self, limit: int = 100, since_seq: int = 0) -> list[AuditRecord]:
@@ -206,19 +255,16 @@ class Store:
 
     def record_connection(self, station: int, session_id: str, user: str, mode: str, client: str,
                           connected_at: float) -> None:
-        with self._write() as db:
-            db.execute("INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                       (station, session_id, user, mode, client, connected_at))
+        self._write(("INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                     (station, session_id, user, mode, client, connected_at)))
 
     def end_connection(self, station: int, session_id: str, disconnected_at: float) -> None:
-        with self._write() as db:
-            db.execute("UPDATE connections SET disconnected_at = ? WHERE station = ? AND session_id = ? "
-                       "AND disconnected_at IS NULL", (disconnected_at, station, session_id))
+        self._write(("UPDATE connections SET disconnected_at = ? WHERE station = ? AND session_id = ? "
+                     "AND disconnected_at IS NULL", (disconnected_at, station, session_id)))
 
     def end_dangling_connections(self, at: float) -> None:
         """Connections a killed daemon never closed: they ended when it died, at the latest."""
-        with self._write() as db:
-            db.execute("UPDATE connections SET disconnected_at = ? WHERE disconnected_at IS NULL", (at,))
+        self._write(("UPDATE connections SET disconnected_at = ? WHERE disconnected_at IS NULL", (at,)))
 
     def connections(self, session_id: str) -> list[dict[str, Any]]:
         with _translated(self.path):
@@ -231,11 +277,8 @@ class Store:
     # tokens (stored as digests only)
 
     def add_token(self, token_id: str, digest: str, user: str, created_by: str, note: str) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
-                (token_id, digest, user, time.time(), created_by, note),
-            )
+        self._write(("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                     (token_id, digest, user, time.time(), created_by, note)))
 
     def token_user(self, digest: str) -> str | None:
         with _translated(self.path):
@@ -251,8 +294,7 @@ class Store:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def revoke_token(self, token_id: str) -> bool:
-        with self._write() as db:
-            cursor = db.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        cursor = self._write(("DELETE FROM tokens WHERE id = ?", (token_id,)))
         return cursor.rowcount > 0
 
 

@@ -102,9 +102,9 @@ class Daemon:
                    POLYDESK_RUNTIME_DIR=str(self.runtime_dir))
         return env
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "polydesk", "serve"], env=self.env(),
+            self.proc = subprocess.Popen([sys.executable, "-m", "polydesk", "serve", *args], env=self.env(),
                                          stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

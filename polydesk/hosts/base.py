@@ -21,6 +21,16 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Recovered:
+    """A live session found by the host itself, for rebuilding a lost state database."""
+
+    session_id: str
+    user: str
+    started: Started
+    logon_time: float
+
+
+@dataclass(frozen=True)
 class Screen:
     """Where a session's pixels can be read: an X display and the cookie file that opens it."""
 
@@ -44,6 +54,10 @@ class SessionHost(Protocol):
 
     async def adopt(self, session: Session) -> bool:
         """After a daemon restart: True if the session still runs (and is now watched)."""
+        ...
+
+    async def recover(self) -> list[Recovered]:
+        """Every session of this host still running, found without the state database."""
         ...
 
     async def wait_ended(self, session: Session) -> EndReason:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from polydesk.hosts.base import Screen, Started
+from polydesk.hosts.base import Recovered, Screen, Started
 from polydesk.model import Account, EndReason, HostError, Session
 
 
@@ -59,6 +59,10 @@ class FakeHost:
         pids = [self._next_pid, self._next_pid + 1, self._next_pid + 2]
         self.desktops[session_id] = FakeDesktop(account, display, pids)
         return Started(display, {"pids": pids})
+
+    async def recover(self) -> list[Recovered]:
+        return [Recovered(sid, d.account.name, Started(d.display, {"pids": d.pids}), 0.0)
+                for sid, d in self.desktops.items() if not d.ended.is_set()]
 
     async def adopt(self, session: Session) -> bool:
         desktop = self.desktops.get(session.id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -38,7 +39,7 @@ from typing import Any
 import polydesk
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
-from polydesk.hosts.base import Screen, Started
+from polydesk.hosts.base import Recovered, Screen, Started
 from polydesk.model import Account, EndReason, HostError, Session
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,9 @@ class XvncHost:
         handle = self._prepare(session_id, account, tracker, track_key)
         try:
             handle = self._start_xvnc(handle, account, tracker)
-            return self._start_desktop(handle, account, tracker)
+            handle = self._start_desktop(handle, account, tracker)
+            _write_record(handle)
+            return handle
         except BaseException:
             self._end(handle, 0.0)
             raise
@@ -331,6 +334,23 @@ class XvncHost:
         }
 
     # ------------------------------------------------------------ watching
+
+    async def recover(self) -> list[Recovered]:
+        return await asyncio.to_thread(self._recover)
+
+    def _recover(self) -> list[Recovered]:
+        found = []
+        for record in sorted((self.runtime_dir / "sessions").glob(f"*/{RECORD}")):
+            try:
+                saved = json.loads(record.read_text())
+                handle = Handle(**saved["handle"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("cannot read %s: %s", record, exc)
+                continue
+            if handle.xvnc_running():
+                found.append(Recovered(handle.session_id, handle.user,
+                                       Started(handle.display, handle.to_data()), saved["logon_time"]))
+        return found
 
     async def adopt(self, session: Session) -> bool:
         handle = Handle.from_session(session)
@@ -669,6 +689,17 @@ def _abstract_x_sockets() -> set[str]:
         return set()
     return {fields[-1] for fields in (line.split() for line in lines)
             if len(fields) >= 8 and fields[-1].startswith("@/tmp/.X11-unix/")}
+
+
+RECORD = "session.json"
+
+
+def _write_record(handle: Handle) -> None:
+    """What `polydesk serve --recover` needs if the state database is lost (root only)."""
+    path = handle.dir / RECORD
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"handle": handle.to_data(), "logon_time": time.time()}, fh)
 
 
 def _remove_display_files(number: int, xvnc_pid: int | None) -> None:
