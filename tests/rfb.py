@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from typing import Any
 
 KEYSYMS = {"\n": 0xFF0D, "\t": 0xFF09, "\b": 0xFF08}
 
@@ -17,9 +18,20 @@ class RfbClient:
     """
 
     def __init__(self, path: str, timeout: float = 5.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(path)
+        self._handshake(sock)
+
+    @classmethod
+    def over(cls, sock: Any) -> RfbClient:
+        """The same client over anything with recv/sendall/settimeout/close (the station bridge)."""
+        client = cls.__new__(cls)
+        client._handshake(sock)
+        return client
+
+    def _handshake(self, sock: Any) -> None:
+        self.sock = sock
         version = self._read(12)
         assert version.startswith(b"RFB 003."), version
         self.sock.sendall(b"RFB 003.008\n")
@@ -51,6 +63,31 @@ class RfbClient:
         for char in text:
             self.key(KEYSYMS.get(char, ord(char)))
             time.sleep(0.01)
+
+    def framebuffer(self, timeout: float = 10.0) -> bytes:
+        """Ask for the whole screen in Raw encoding and return its pixels (32 bpp, as Xvnc sends)."""
+        self.sock.sendall(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: Raw only
+        self.sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, self.width, self.height))
+        pixels = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (kind,) = self._read(1)
+            if kind == 2:  # Bell
+                continue
+            if kind == 3:  # ServerCutText
+                self._read(3)
+                (length,) = struct.unpack(">I", self._read(4))
+                self._read(length)
+                continue
+            assert kind == 0, f"unexpected server message {kind}"
+            (count,) = struct.unpack(">xH", self._read(3))
+            for _ in range(count):
+                _x, _y, w, h, encoding = struct.unpack(">HHHHi", self._read(12))
+                assert encoding == 0, f"asked for Raw, got encoding {encoding}"
+                pixels += self._read(w * h * 4)
+            if len(pixels) >= self.width * self.height * 4:
+                return bytes(pixels)
+        raise TimeoutError("no whole framebuffer update arrived")
 
     def closed_by_server(self, timeout: float) -> bool:
         """True if the server hangs up within ``timeout`` (whatever it sends meanwhile is dropped)."""

@@ -34,6 +34,7 @@ STATIC = Path(__file__).parent / "static"
 
 _STATUS: dict[type[PolydeskError], int] = {
     UnknownSession: 404,
+from polydesk.web.vncproxy import vnc_router
     UnknownUser: 404,
     NotPermitted: 403,
     InvalidRequest: 400,
@@ -92,3 +93,4 @@ def create_app(
         return _error(400, "invalid-request", problems or "malformed request")
 
     return app
+    app.include_router(vnc_router(manager, auth))

@@ -1,0 +1,174 @@
+"""The station bridge, /api/v1/sessions/{id}/vnc, at the RFB level: who is refused and how, what
+a station may send, connection records; and independent VNC clients (our RFB reader, vncdotool
+through a TCP relay) completing the handshake and getting frames over it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image, ImageStat
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import unix_connect
+
+from tests.conftest import Daemon
+from tests.rfb import RfbClient
+from tests.users import TestUser
+from tests.web.stationclient import TcpRelay, WsSocket, refusal, station, vnc_url
+from tests.web.webclient import COOKIE, Room, logon, signin, socket_client
+
+
+def cookie(client: httpx.Client, daemon: Daemon) -> dict[str, str]:
+    """What the browser sends on its own page's WebSocket handshake."""
+    return {"Cookie": f"{COOKIE}={client.cookies[COOKIE]}", "Origin": daemon.url}
+
+
+def token_for(daemon: Daemon, user: TestUser) -> dict[str, str]:
+    with socket_client(daemon) as root:
+        answer = root.post("/api/v1/tokens", json={"user": user.name, "note": "station test"})
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def wait_for(probe: Callable[[], object], timeout: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_refusals_come_before_the_websocket(room: Room) -> None:
+    daemon = room.daemon
+    a, boss = logon(daemon, room.ana), logon(daemon, room.admin)
+    with signin(daemon, room.ana) as ana, signin(daemon, room.bia) as bia, \
+            signin(daemon, room.teacher) as teacher:
+        # nobody: 401; another user's session, in any mode: 403; a Dashboard user as "own": 403
+        assert refusal(daemon, a, {"Origin": daemon.url})[0] == 401
+        for mode in ("own", "view", "control"):
+            status, body = refusal(daemon, a, cookie(bia, daemon), mode)
+            assert status == 403 and body["error"]["code"] == "not-permitted", (mode, body)
+        assert refusal(daemon, a, cookie(teacher, daemon), "own")[0] == 403
+        # only administrators may watch an administrator's session
+        assert refusal(daemon, boss, cookie(teacher, daemon), "view")[0] == 403
+        # the right cookie on a page of another site (cross-site WebSocket hijacking): 403
+        status, body = refusal(daemon, a, {**cookie(ana, daemon), "Origin": "http://evil.example"})
+        assert status == 403 and "another site" in body["error"]["message"]
+        # an unknown session names its id; a mode that is not one: 400
+        status, body = refusal(daemon, "4242", cookie(ana, daemon))
+        assert status == 404 and "4242" in body["error"]["message"]
+        assert refusal(daemon, a, cookie(ana, daemon), "steal")[0] == 400
+        # allowed, but in-memory sessions have no screen: 409, and nothing is left attached
+        status, body = refusal(daemon, a, cookie(teacher, daemon), "view")
+        assert status == 409 and body["error"]["code"] == "no-screen"
+
+        # the refusals are in the audit log; the connection that was let in is in the records
+        with socket_client(daemon) as root:
+            audit = root.get("/api/v1/audit", params={"limit": 50}).json()
+        refused = [(r["caller"], r["action"], r["detail"]["mode"]) for r in audit
+                   if r["action"] in ("view", "control") and not r["allowed"]]
+        assert (room.bia.name, "view", "view") in refused and (room.teacher.name, "view", "view") in refused
+        rows = teacher.get(f"/api/v1/sessions/{a}/connections").json()
+        assert [(r["user"], r["mode"]) for r in rows] == [(room.teacher.name, "view")]
+        assert rows[0]["disconnected_at"] >= rows[0]["connected_at"]
+        assert ana.get(f"/api/v1/sessions/{a}/connections").status_code == 200  # the owner
+        assert bia.get(f"/api/v1/sessions/{a}/connections").status_code == 403
+
+
+def test_own_station_over_the_bridge_types_and_disconnects(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    ana, teacher = make_user("ana"), make_user("tch", "dashboard")
+    a = logon(daemon, ana)
+    with signin(daemon, ana) as browser, station(daemon, a, cookie(browser, daemon)) as rfb:
+        assert (rfb.width, rfb.height) == (1280, 800)
+        pixels = rfb.framebuffer()
+        assert len(set(pixels[i:i + 4] for i in range(0, len(pixels), 4 * 97))) > 2  # not one colour
+        rfb.type("touch from-the-bridge\n")
+        wait_for(lambda: (Path(ana.home) / "from-the-bridge").exists(), what="the typed command")
+        session = next(s for s in daemon.sessions() if s["id"] == a)
+        assert session["state"] == "active" and session["client"].startswith("127.0.0.1 ")
+
+        # a Dashboard user who only views gets the same frames; its keys never reach the session
+        with signin(daemon, teacher) as dash, station(daemon, a, cookie(dash, daemon), "view") as view:
+            assert len(view.framebuffer()) == 1280 * 800 * 4
+            view.type("touch from-a-viewer\n")
+            rfb.type("touch after-the-viewer\n")  # the owner's keys still do, after the viewer's
+            wait_for(lambda: (Path(ana.home) / "after-the-viewer").exists(), what="the owner's command")
+            assert not (Path(ana.home) / "from-a-viewer").exists()
+
+        # blocked: the station still sees the screen, but its keys are dropped at the bridge
+        with socket_client(daemon) as root:
+            assert root.post("/api/v1/sessions/block", json={"ids": [a]}).status_code == 200
+            rfb.type("touch while-blocked\n")
+            time.sleep(1.5)
+            assert not (Path(ana.home) / "while-blocked").exists()
+            assert root.post("/api/v1/sessions/unblock", json={"ids": [a]}).status_code == 200
+        rfb.type("\x08" * 30 + "touch after-unblock\n")
+        wait_for(lambda: (Path(ana.home) / "after-unblock").exists(), what="input after unblock")
+        assert not (Path(ana.home) / "while-blocked").exists()
+
+    # the station is gone: within a few seconds the session is disconnected, still running
+    wait_for(lambda: next(s for s in daemon.sessions() if s["id"] == a)["state"] == "disconnected",
+             timeout=10, what="the session to be disconnected")
+    with socket_client(daemon) as root:
+        rows = root.get(f"/api/v1/sessions/{a}/connections").json()
+    assert [(r["user"], r["mode"]) for r in rows] == [(ana.name, "own"), (teacher.name, "view")]
+    assert all(r["disconnected_at"] is not None and r["client"].startswith("127.0.0.1 ") for r in rows)
+
+
+def test_a_second_station_takes_over_and_the_first_is_told(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    ana = make_user("ana")
+    a = logon(daemon, ana)
+    with station(daemon, a, token_for(daemon, ana)) as first:
+        first.framebuffer()
+        with signin(daemon, ana) as browser, station(daemon, a, cookie(browser, daemon)) as second:
+            assert isinstance(first.sock, WsSocket)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    first.sock.ws.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                4000, "Disconnected: this session was opened elsewhere")
+            assert len(second.framebuffer()) == 1280 * 800 * 4
+            session = next(s for s in daemon.sessions() if s["id"] == a)
+            assert session["state"] == "active" and "Python" in session["client"]  # the newer one
+
+    # the Unix socket's peer (root: an administrator) may watch, but not take ana's desk as its own
+    uri = f"ws://polydesk/api/v1/sessions/{a}/vnc?mode="
+    with pytest.raises(InvalidStatus) as refused:
+        unix_connect(str(daemon.socket), uri + "own")
+    assert refused.value.response.status_code == 403
+    with unix_connect(str(daemon.socket), uri + "view", max_size=None) as ws:
+        watcher = RfbClient.over(WsSocket(ws))
+        assert len(watcher.framebuffer()) == 1280 * 800 * 4
+        session = next(s for s in daemon.sessions() if s["id"] == a)
+        assert session["client"] is None or "local" not in session["client"]  # a viewer is not the CLIENT
+
+
+def test_vncdotool_gets_frames_through_a_relay(daemon: Daemon, make_user: Callable[..., TestUser],
+                                               tmp_path: Path) -> None:
+    ana = make_user("ana")
+    a = logon(daemon, ana)
+    relay = TcpRelay(vnc_url(daemon, a), token_for(daemon, ana))
+    try:
+        shot = tmp_path / "screen.png"
+        vncdo = Path(sys.executable).parent / "vncdo"
+        result = subprocess.run([str(vncdo), "-s", f"127.0.0.1::{relay.port}", "-t", "30",
+                                 "capture", str(shot)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        with Image.open(shot) as image:
+            assert image.size == (1280, 800)
+            spread = ImageStat.Stat(image.convert("L")).stddev[0]
+        assert spread > 8  # the desktop and its xterm, not a blank frame
+    finally:
+        relay.close()
+    with socket_client(daemon) as root:
+        rows = root.get(f"/api/v1/sessions/{a}/connections").json()
+    assert rows and rows[0]["mode"] == "own" and "websockets" in rows[0]["client"].lower()
