@@ -13,7 +13,7 @@ import pytest
 
 from polydesk.config import Settings
 from polydesk.events import EventBus
-from polydesk.hosts.base import Discovered, DiscoveringHost, Screen, Started
+from polydesk.hosts.base import Discovered, DiscoveringHost, Recovered, Screen, Started
 from polydesk.hosts.fake import FakeHost
 from polydesk.manager import Manager
 from polydesk.model import Account, EndReason, HostError, Role, Session, Status, Target
@@ -59,6 +59,9 @@ class FakeOsHost:
 
     async def start(self, session_id: str, account: Account) -> Started:
         raise HostError("started by the system")
+
+    async def recover(self) -> list[Recovered]:
+        return []  # its sessions are found again by discover
 
     async def adopt(self, session: Session) -> bool:
         return session.host_data["key"] in self.live

@@ -172,6 +172,22 @@ def _get_auth(sock: Any, dname: str, protocol: Any, host: Any, dno: int) -> tupl
 unix_connect.get_auth = _get_auth
 
 
+_original_base_init = xdisplay._BaseDisplay.__init__
+
+
+def _base_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    """python-xlib keeps the extension event and error tables on the class, so every
+    connection of the process shares them; a second server whose extensions have other
+    event codes (an Xorg seat beside Xvnc) then breaks every later connection
+    ("'type' object does not support item assignment"). Give each connection its own."""
+    self.event_classes = xevent.event_class.copy()
+    self.error_classes = xerror.xerror_class.copy()
+    _original_base_init(self, *args, **kwargs)
+
+
+xdisplay._BaseDisplay.__init__ = _base_init
+
+
 def open_display(display: str, xauthority: Path) -> xdisplay.Display:
     """A python-xlib connection to ``display`` authorised by the cookie in ``xauthority``."""
     _auth.cookie = read_cookie(xauthority)

@@ -278,7 +278,7 @@ class Screens:
     base: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def xvfb(self, user: TestUser, colour: str = "#c03020") -> XScreen:
+    def xvfb(self, user: TestUser, colour: str = "#c03020", args: tuple[str, ...] = ()) -> XScreen:
         """Xvfb with a root window painted ``colour``, and a ``sleep`` of ``user`` with
         DISPLAY and XAUTHORITY in its environment (the session leader logind would name)."""
         cookie = x11.new_cookie()
@@ -287,7 +287,7 @@ class Screens:
         server_auth.write_bytes(x11.xauthority_bytes(0, cookie))  # the server takes every entry
         xvfb = subprocess.Popen(
             ["Xvfb", "-displayfd", str(write), "-auth", str(server_auth), "-nolisten", "tcp", "-noreset",
-             "-screen", "0", "640x400x24"],
+             "-screen", "0", "640x400x24", *args],
             pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(xvfb)
         os.close(write)
@@ -295,7 +295,7 @@ class Screens:
             number = int(pipe.readline().strip())
         display = f":{number}"
         home = Path(user.home)
-        xauthority = home / ".Xauthority-pdl"
+        xauthority = home / f".Xauthority-pdl-{number}"
         xauthority.unlink(missing_ok=True)
         x11.write_xauthority(xauthority, number, cookie, user.uid, user.gid)
         env = {"PATH": "/usr/bin:/bin", "DISPLAY": display, "XAUTHORITY": str(xauthority),

@@ -342,6 +342,17 @@ async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
     assert procs.is_running(not_sshd)
 
 
+def test_x_servers_with_other_extensions_do_not_break_each_other(
+        screens: Screens, account: Callable[[str], TestUser]) -> None:
+    """A daemon with logind talks to Xorg seats and to Xvnc; their extensions' event codes differ.
+    python-xlib shared one table of them per process (polydesk.hosts.x11 gives each its own)."""
+    ana = account("ana")
+    plain, full = screens.xvfb(ana, args=("-extension", "XFIXES")), screens.xvfb(ana)
+    for xs in (plain, full, plain, full):
+        with x11.connection(xs.display, xs.xauthority) as conn:
+            assert (conn.query_extension("XFIXES") is not None) == (xs is full)
+
+
 def _methods(logind: MockLogind) -> list[str]:
     log = logind.call("/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "GetCalls")[0]
     return [str(name) for _, name, _ in log]
