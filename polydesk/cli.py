@@ -45,6 +45,12 @@ class Client:
             self.http = httpx.Client(transport=transport, base_url="http://polydesk", headers=headers,
                                      timeout=600)
 
+    def exists(self, path: str) -> bool:
+        try:
+            return self.http.get(f"/api/v1{path}").status_code != 404
+        except httpx.HTTPError:
+            return True  # unknown: keep waiting
+
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, f"/api/v1{path}", **kwargs)
@@ -232,7 +238,22 @@ def logoff(
     if what_if:
         report(client().call("POST", "/sessions/logoff", json={**body, "what_if": True}), as_json)
     confirm("Log off", body, "/sessions/logoff", yes, "Unsaved work in them may be lost.")
-    report(client().call("POST", "/sessions/logoff", json=body), as_json)
+    answer = client().call("POST", "/sessions/logoff", json=body)
+    if not no_wait:
+        wait_until_ended(answer["results"], deadline=time.monotonic() + (grace or 30) + 120)
+    report(answer, as_json)
+
+
+def wait_until_ended(results: list[dict[str, Any]], deadline: float) -> None:
+    """The daemon answers after a while with the sessions still logging off: follow them."""
+    pending = [r for r in results if r["status"] == "logging-off"]
+    api = client()
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.5)
+        for result in list(pending):
+            if not api.exists(f"/sessions/{result['id']}"):
+                result.update(status="ended")
+                pending.remove(result)
 
 
 @app.command()

@@ -47,6 +47,7 @@ from polydesk.model import (
     StoreError,
     Target,
     UnknownSession,
+    UnknownToken,
     UnknownUser,
 )
 from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
@@ -203,7 +204,7 @@ class Manager:
         if not decision:
             raise NotPermitted(decision.reason)
         if not self.store.revoke_token(token_id):
-            raise InvalidRequest(f"no token with id {token_id!r}")
+            raise UnknownToken(token_id)
         self._audit(caller, Action.TOKEN, [], [], detail={"op": "revoke", "token_id": token_id})
 
     # logon
@@ -263,7 +264,10 @@ class Manager:
         message: str | None = None,
         what_if: bool = False,
         wait: bool = True,
+        wait_limit: float | None = None,
     ) -> list[Outcome]:
+        """End sessions. With ``wait``, answer once they have ended, or after ``wait_limit``
+        seconds with those still under way reported as logging-off."""
         grace = self.settings.logoff_grace if grace is None else grace
         if grace < 0:
             raise InvalidRequest("grace must be 0 or more seconds")
@@ -273,9 +277,12 @@ class Manager:
             if what_if:
                 return Outcome(session.id, Status.WOULD_END, session.user)
             task = self._begin_logoff(caller, session, grace, force, message)
-            if not wait:
-                return Outcome(session.id, Status.LOGGING_OFF, session.user)
-            return await asyncio.shield(task)
+            if wait:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(task), wait_limit)
+                except TimeoutError:
+                    pass
+            return Outcome(session.id, Status.LOGGING_OFF, session.user)
 
         detail = {"grace": grace, "force": force, "what_if": what_if, "message": message}
         return await self._each(caller, Action.LOGOFF, target, act, detail, allow_logging_off=True)

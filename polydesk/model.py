@@ -210,6 +210,14 @@ class UnknownUser(PolydeskError):
         self.user = user
 
 
+class UnknownToken(PolydeskError):
+    code = "unknown-token"
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"no token with id {token_id!r}")
+        self.token_id = token_id
+
+
 class NotPermitted(PolydeskError):
     code = "not-permitted"
 

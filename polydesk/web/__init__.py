@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,6 +23,7 @@ from polydesk.model import (
     PolydeskError,
     StoreError,
     UnknownSession,
+    UnknownToken,
     UnknownUser,
 )
 from polydesk.thumbnails import Thumbnailer
@@ -29,13 +34,14 @@ from polydesk.web.logon import LogonChecker, TooManyAttempts
 from polydesk.web.pages import pages_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.thumbs import thumbnails_router
+from polydesk.web.vncproxy import vnc_router
 
 STATIC = Path(__file__).parent / "static"
 
 _STATUS: dict[type[PolydeskError], int] = {
     UnknownSession: 404,
-from polydesk.web.vncproxy import vnc_router
     UnknownUser: 404,
+    UnknownToken: 404,
     NotPermitted: 403,
     InvalidRequest: 400,
     HostError: 502,
@@ -46,6 +52,29 @@ from polydesk.web.vncproxy import vnc_router
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """The methods of the route that owns ``path``: a literal route (/sessions/logoff) before a
+    templated one (/sessions/{session_id}) that happens to match it too."""
+    routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)]
+    literal = [r for r in routes if "{" not in r.path]
+    return ", ".join(sorted({m for r in (literal or routes) for m in r.methods or ()}))
+
+
+def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents 422 on every route; Polydesk answers a malformed request with 400."""
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+    return openapi
 
 
 def create_app(
@@ -69,6 +98,7 @@ def create_app(
     app.include_router(api_router(manager))
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
+    app.include_router(vnc_router(manager, auth))
     app.include_router(pages_router(manager, auth, logon or LogonChecker()))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outermost last: headers go on every answer, errors included; cookies are read before auth.
@@ -83,7 +113,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "not-signed-in", 403: "not-permitted", 404: "not-found"}.get(exc.status_code, "error")
-        return _error(exc.status_code, code, str(exc.detail))
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Retry-After on 429
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(app, request.url.path)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -92,5 +126,5 @@ def create_app(
         )
         return _error(400, "invalid-request", problems or "malformed request")
 
+    app.openapi = _without_422(app)  # type: ignore[method-assign]
     return app
-    app.include_router(vnc_router(manager, auth))

@@ -6,20 +6,35 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from polydesk.events import public_session
 from polydesk.manager import Manager
 from polydesk.model import Caller, InvalidRequest, Outcome, Status, Target
 
+# Exactly one of the three ways to choose sessions, said in the schema so that a client
+# (or a fuzzer) can tell a valid selection from the document alone.
+_ONE_SELECTION: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["ids"], "properties": {"ids": {"minItems": 1}}},
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+        {"required": ["own"], "properties": {"own": {"const": True}}},
+    ]
+}
+
+
+# An HTTP answer should not hang for a whole grace period (proxies give up); a client
+# that wants the end polls the sessions still logging off, as the CLI does.
+LOGOFF_WAIT_LIMIT_S = 10.0
+
 
 class Selection(BaseModel):
     """Which sessions: ``ids``, ``all`` (everyone the caller may act on but the caller), or ``own``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_SELECTION)
     ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default=[], max_length=1000)
-    all: bool = False
-    own: bool = False
+    all: StrictBool = False
+    own: StrictBool = False
 
     def target(self) -> Target:
         chosen = sum((bool(self.ids), self.all, self.own))
@@ -32,10 +47,10 @@ class Selection(BaseModel):
 
 class LogoffRequest(Selection):
     grace: int | None = Field(default=None, ge=0, le=3600)
-    force: bool = False
+    force: StrictBool = False
     message: str | None = Field(default=None, max_length=2000)
-    what_if: bool = False
-    wait: bool = True
+    what_if: StrictBool = False
+    wait: StrictBool = True
 
 
 class BlockRequest(Selection):
@@ -43,13 +58,36 @@ class BlockRequest(Selection):
 
 
 class MessageRequest(Selection):
-    text: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=2000, pattern=r"\S")
     time: int | None = Field(default=None, ge=1, le=86400)
 
 
 class LogonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1, max_length=64)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in (
+        (400, "Malformed request: the message says which field and why"),
+        (401, "Not signed in: use the Unix socket, a bearer token or the log-on page"),
+        (403, "Not permitted (or a missing or wrong CSRF token)"),
+        (404, "No such session, user or token: the message names it"),
+        (429, "Too many failed log-ons"),
+        (502, "The session host could not do it"),
+        (503, "The state directory cannot be written (for example, it is full)"),
+    )
+}
 
 
 class Result(BaseModel):
@@ -140,7 +178,7 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 
 
 def api_router(manager: Manager) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     @router.get("/sessions", response_model=list[SessionOut], summary="List the sessions you may see")
     async def list_sessions(caller: Who) -> list[SessionOut]:
@@ -160,7 +198,7 @@ def api_router(manager: Manager) -> APIRouter:
     async def logoff(body: LogoffRequest, caller: Who) -> Results | JSONResponse:
         return _results(await manager.logoff(
             caller, body.target(), grace=body.grace, force=body.force, message=body.message,
-            what_if=body.what_if, wait=body.wait,
+            what_if=body.what_if, wait=body.wait, wait_limit=LOGOFF_WAIT_LIMIT_S,
         ))
 
     @router.post("/sessions/disconnect", response_model=Results, responses=_REFUSED,
@@ -187,7 +225,7 @@ def api_router(manager: Manager) -> APIRouter:
     async def audit(
         caller: Who,
         limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-        since: Annotated[int, Query(ge=0)] = 0,
+        since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     ) -> list[dict[str, Any]]:
         return [record.to_json() for record in manager.audit(caller, limit=limit, since=since)]
 
