@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from polydesk.model import Action, Caller, Role, Session, SessionState
 from polydesk.policy import may, may_global, may_logon, may_see, role_of
@@ -58,3 +60,34 @@ def test_roles_from_groups() -> None:
     assert role_of(frozenset({"adm", "dash"}), 5, "adm", "dash") == Role.ADMIN
     assert role_of(frozenset({"dash"}), 5, "adm", "dash") == Role.DASHBOARD
     assert role_of(frozenset({"users"}), 5, "adm", "dash") == Role.STANDARD
+
+
+# Property tests: whatever the ids, users and roles, no role ever gains an action the
+# table above denies, and the rules MultiPoint states hold.
+roles = st.sampled_from(list(Role))
+actions = st.sampled_from(list(Action))
+
+
+@given(caller_role=roles, owner_role=roles, action=actions, caller_uid=st.integers(0, 5),
+       owner_uid=st.integers(0, 5), session_id=st.text(min_size=1, max_size=8))
+def test_no_role_gains_what_the_table_denies(caller_role: Role, owner_role: Role, action: Action,
+                                             caller_uid: int, owner_uid: int, session_id: str) -> None:
+    caller = Caller("c", caller_uid, caller_role)
+    session = Session(id=session_id, user="o", uid=owner_uid, role=owner_role, host="fake",
+                      state=SessionState.ACTIVE, logon_time=0)
+    owner = "self" if caller_uid == owner_uid else owner_role.value
+    expected = EXPECTED[(caller_role, owner)]
+    assert bool(may(caller, action, session)) == (action in expected)
+    if caller_role == Role.STANDARD and caller_uid != owner_uid:
+        assert not may(caller, action, session)  # standard users: nothing on others
+    if owner_role == Role.ADMIN and caller_role != Role.ADMIN and caller_uid != owner_uid:
+        assert not may(caller, action, session)  # only administrators touch administrators
+    if caller_uid == owner_uid:
+        assert not may(caller, Action.BLOCK, session)  # nobody locks themselves out
+
+
+@given(caller_role=roles, action=actions)
+def test_global_actions_only_for_administrators(caller_role: Role, action: Action) -> None:
+    decision = may_global(Caller("c", 1, caller_role), action)
+    if action in (Action.AUDIT, Action.TOKEN):
+        assert bool(decision) == (caller_role == Role.ADMIN)
