@@ -59,6 +59,18 @@ class RfbClient:
         for down in (1, 0):
             self.sock.sendall(struct.pack(">BBxxI", 4, down, keysym))
 
+    def press(self, *keysyms: int) -> None:
+        """A key combination: every key down in order, then up in reverse (Alt+F4 ...)."""
+        for keysym in keysyms:
+            self.sock.sendall(struct.pack(">BBxxI", 4, 1, keysym))
+        for keysym in reversed(keysyms):
+            self.sock.sendall(struct.pack(">BBxxI", 4, 0, keysym))
+
+    def click(self, x: int, y: int, button: int = 1) -> None:
+        mask = 1 << (button - 1)
+        self.sock.sendall(struct.pack(">BBHH", 5, mask, x, y))
+        self.sock.sendall(struct.pack(">BBHH", 5, 0, x, y))
+
     def type(self, text: str) -> None:
         for char in text:
             self.key(KEYSYMS.get(char, ord(char)))
