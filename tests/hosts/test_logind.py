@@ -31,7 +31,8 @@ from Xlib import X
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
 from polydesk.hosts.base import Discovered, Screen
-from polydesk.hosts.logind import LogindHost, write_terminal
+from polydesk.hosts.logind import LogindHost
+from polydesk.hosts.logind_local import write_terminal
 from polydesk.model import HostError, Role, Session, SessionState
 from polydesk.thumbnails import placeholder
 from tests.conftest import Daemon
