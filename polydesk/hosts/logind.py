@@ -473,7 +473,8 @@ class LogindHost:
         info = await self._current(ref)
         if info is None:
             raise HostError(f"logind session {ref.logind_id} has ended")
-        if not info.tty:
+        # A graphical session's VT shows graphics: text written there would be shown to nobody.
+        if info.type != "tty" or not info.tty:
             raise HostError(f"messages are not supported for this session type ({describe(info)}): "
                             f"{self._why(session) or 'no X display and no terminal'}")
         try:

@@ -318,6 +318,9 @@ async def test_message_and_notice_on_a_text_session_go_to_its_terminal(
     assert "You will be logged off in 10 seconds. (10 s)" in out
     with pytest.raises(OSError, match="not a terminal name"):
         write_terminal("../etc/passwd", "no")
+    wayland = as_session(await found.wait(logind.add_session(ana, type="wayland", tty="tty2")))
+    with pytest.raises(HostError, match="not supported for this session type"):
+        await host.message(wayland, "nobody would see this on a graphical VT", None)
 
 
 async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
