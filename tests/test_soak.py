@@ -1,0 +1,122 @@
+"""Soak: logon / disconnect / resume / block / unblock / log off across 20 users, with a
+dashboard watching, for POLYDESK_SOAK_S seconds (default 600). Run by `scripts/test --slow`.
+
+Afterwards: no session process, display, socket or session directory left, and the
+daemon's file descriptors and memory back within stated bounds of where they started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.conftest import Daemon
+from tests.users import TestUser, user_pids
+
+USERS = 20
+FD_SLACK = 20  # descriptors the daemon may hold more at the end (log files, pools)
+RSS_GROWTH_MB = 40  # memory the daemon may grow by over the whole soak
+
+
+def fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def watch(url: str, token: str, stop: asyncio.Event) -> int:
+    """A dashboard: the events WebSocket plus thumbnails of every session, once a second."""
+    headers = {"Authorization": f"Bearer {token}"}
+    frames = 0
+    async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers=headers, timeout=30) as http, \
+            websockets.connect(url.replace("http", "ws") + "/api/v1/events",
+                               additional_headers=headers) as events:
+        while not stop.is_set():
+            for session in (await http.get("/sessions")).json():
+                answer = await http.get(f"/sessions/{session['id']}/thumbnail")
+                frames += answer.status_code == 200
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(events.recv(), 1)
+    return frames
+
+
+async def churn(daemon: Daemon, users: list[TestUser], token: str, seconds: float,
+                samples: list[float], displays: set[str]) -> int:
+    assert daemon.proc is not None
+    rounds = 0
+    deadline = time.monotonic() + seconds
+    rng = random.Random(20261124)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=f"{daemon.url}/api/v1", headers=headers, timeout=120) as http:
+        while time.monotonic() < deadline and rounds < 10_000:
+            batch = rng.sample(users, 5)
+            ids = []
+            for user in batch:
+                answer = await http.post("/sessions", json={"user": user.name})
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.json()["session"]["id"])
+                displays.add(answer.json()["session"]["display"])
+            for action, body in (("disconnect", {}), ("block", {"message": "soak"}), ("unblock", {})):
+                answer = await http.post(f"/sessions/{action}", json={"ids": ids, **body})
+                assert answer.json()["failed"] == 0, answer.text
+            for user in batch[:2]:  # resume two of them
+                assert (await http.post("/sessions", json={"user": user.name})).json()["resumed"]
+            answer = await http.post("/sessions/logoff", json={"ids": ids[:3], "grace": 0})
+            assert answer.json()["failed"] == 0, answer.text
+            rounds += 1
+            samples.append(rss_mb(daemon.proc.pid))
+        answer = await http.post("/sessions/logoff", json={"all": True, "force": True})
+        assert answer.json()["failed"] == 0
+    return rounds
+
+
+@pytest.mark.slow
+def test_soak(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
+    seconds = float(os.environ.get("POLYDESK_SOAK_S", "600"))
+    users = [make_user(f"soak{i}") for i in range(USERS)]
+    token = daemon.cli("token", "create").stdout.strip().split()[-1]
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    before = {"fds": fds(pid), "rss_mb": rss_mb(pid)}
+
+    samples: list[float] = []
+    used_displays: set[str] = set()
+
+    async def main() -> tuple[int, int]:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch(daemon.url, token, stop))
+        try:
+            rounds = await churn(daemon, users, token, seconds, samples, used_displays)
+        finally:
+            stop.set()
+        return rounds, await watcher
+
+    rounds, frames = asyncio.run(main())
+    time.sleep(2)
+    after = {"fds": fds(pid), "rss_mb": rss_mb(pid)}
+    print(f"soak: {seconds:.0f} s, {rounds} rounds, {frames} thumbnails; before {before['fds']} fds "
+          f"{before['rss_mb']:.1f} MB, after {after['fds']} fds {after['rss_mb']:.1f} MB; "
+          f"RSS by round: {[round(x) for x in samples[::max(1, len(samples) // 12)]]}")
+    assert rounds > 0 and frames > 0
+    assert daemon.sessions() == []
+    assert all(user_pids(u.uid) == [] for u in users)
+    left = [d for d in used_displays if Path(f"/tmp/.X11-unix/X{d.lstrip(':')}").exists()
+            and not any(s["display"] == d for s in daemon.sessions())]
+    assert not left, f"X sockets outlived their sessions: {left}"
+    assert list((daemon.runtime_dir / "sessions").iterdir()) == []
+    assert after["fds"] <= before["fds"] + FD_SLACK
+    assert after["rss_mb"] <= before["rss_mb"] + RSS_GROWTH_MB
