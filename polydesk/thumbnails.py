@@ -1,160 +1,84 @@
-"""Live thumbnails: capture -> scale -> encode, only on change, shared by all watchers.
+"""Live thumbnails: change-driven capture, shared by every watcher, nothing while nobody looks.
 
-One capture loop per session, started by the first watcher and stopped when the
-last one leaves. A watcher is a Dashboard's event stream (``Watcher``) or a
-recent thumbnail request (it keeps the loop alive for ``linger`` seconds), so
-nothing is captured while nobody looks. Each capture is scaled down once to the
-largest thumbnail width; only when those pixels differ from the last ones is the
-version bumped, the watchers told, and the JPEGs re-encoded (lazily, per size,
-when someone asks for that size).
+One *feed* per session, started by the first watcher (a Dashboard's event
+stream, ``Watcher``) or thumbnail request, and stopped once no watcher is left
+and no request came for ``linger`` seconds; its X connection closes with it.
 
-The capture itself is one small function, ``capture``, over a python-xlib
-connection opened with the session's own X cookie; issue 5 replaces it with
-DAMAGE + MIT-SHM without touching the rest.
+While it runs, a feed sleeps until the X server says the screen changed (the
+connection's socket becomes readable: a DAMAGE event, see ``capture``). Then,
+at most once per ``interval``, it asks which rectangles changed, reads only
+those (through MIT-SHM), scales only them into each thumbnail size in use
+(``picture.Scale``), and if any thumbnail pixel changed, bumps the version
+and tells the watchers. JPEGs are encoded lazily, once per version and size,
+when someone asks. An unchanged screen costs nothing at all: no event, no wake-up.
+
+Pacing, as Epoptes does it: after a new version, the next one is made only
+once someone fetched it (or ``consume_wait`` passed), so a Dashboard that
+cannot keep up, or hides that card, is not sent pictures it will not look at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import functools
-import hashlib
-import io
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
-from PIL import Image, ImageChops, ImageDraw, ImageFont
+from PIL import Image
 
+from polydesk.capture import Box, CaptureError, ScreenReader
 from polydesk.hosts.base import Screen
+from polydesk.picture import (
+    PLACEHOLDER_TEXT,
+    SIZES,
+    Scale,
+    Thumbnail,
+    encode,
+    placeholder,
+    same,
+    thumb_size,
+)
+
+__all__ = ["PLACEHOLDER_TEXT", "SIZES", "CaptureError", "Reader", "Thumbnail", "Thumbnailer", "Watcher",
+           "placeholder"]
 
 log = logging.getLogger(__name__)
 
-SIZES: dict[str, int] = {"small": 160, "medium": 320, "large": 480}
-BASE_WIDTH = max(SIZES.values())
-JPEG_QUALITY = 70
-PLACEHOLDER_TEXT = "no picture"
+DEFAULT_SIZE = "medium"  # what the Dashboard shows until a request says otherwise
+X_TIMEOUT_S = 5.0  # a capture longer than this means a stuck X server: give up on it
+RETRY_S = 2.0  # after a failed capture, while watched
+SIZE_LINGER_S = 60.0  # a thumbnail size nobody asked for this long is no longer kept up to date
+
+T = TypeVar("T")
 
 
-class CaptureError(Exception):
-    """The session's screen could not be read (display gone, cookie refused, odd pixel format)."""
+class Reader(Protocol):
+    """One session's screen (``capture.ScreenReader``; a stand-in in tests)."""
 
+    size: tuple[int, int]
 
-@dataclass(frozen=True)
-class Thumbnail:
-    jpeg: bytes
-    etag: str  # a quoted HTTP entity tag: a hash of the JPEG
-    version: int  # 0 for the placeholder; otherwise unique for this daemon's life
+    def fileno(self) -> int | None:
+        """Readable when the screen may have changed; None: no such signal, poll."""
+        ...
 
+    def changes(self) -> list[Box] | None:
+        """What changed since the last call: boxes, [] for nothing, None for everything."""
+        ...
 
-class Grabber(Protocol):
-    """An open connection to one session's screen."""
+    def settle(self) -> bool:
+        """True if the screen changed again since ``changes()``."""
+        ...
 
-    def grab(self) -> Image.Image: ...
+    def read(self, box: Box | None = None) -> Image.Image: ...
+
+    def abort(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-def capture(conn: Any) -> Image.Image:
-    """The whole root window of ``conn`` (a python-xlib Display) as an RGB image."""
-    root = conn.screen().root
-    geometry = root.get_geometry()
-    reply = root.get_image(0, 0, geometry.width, geometry.height, 2, 0xFFFFFFFF)  # 2 = ZPixmap
-    info = conn.display.info
-    bpp = next((f.bits_per_pixel for f in info.pixmap_formats if f.depth == reply.depth), None)
-    lsb_first = info.image_byte_order == 0
-    if bpp == 32:
-        rawmode = "BGRX" if lsb_first else "XRGB"
-    elif bpp == 16 and reply.depth == 16 and lsb_first:
-        rawmode = "BGR;16"
-    else:
-        raise CaptureError(f"unsupported pixel format: depth {reply.depth}, {bpp} bits per pixel")
-    size = (geometry.width, geometry.height)
-    return Image.frombuffer("RGB", size, reply.data, "raw", rawmode, 0, 1)
-
-
-class XGrabber:
-    """Grabs with python-xlib GetImage over a connection kept open between captures."""
-
-    def __init__(self, screen: Screen) -> None:
-        from pathlib import Path
-
-        from Xlib import error as xerror
-
-        from polydesk.hosts.x11 import X11Error, open_display
-
-        self._errors: tuple[type[BaseException], ...] = (
-            xerror.XError, xerror.ConnectionClosedError, X11Error, OSError,
-        )
-        try:
-            self._conn = open_display(screen.display, Path(screen.xauthority))
-        except self._errors as exc:
-            raise CaptureError(f"cannot open {screen.display}: {exc}") from exc
-
-    def grab(self) -> Image.Image:
-        try:
-            return capture(self._conn)
-        except self._errors as exc:
-            raise CaptureError(f"cannot read the screen: {exc}") from exc
-
-    def close(self) -> None:
-        with contextlib.suppress(*self._errors):
-            self._conn.close()
-
-
-def scale_base(image: Image.Image) -> Image.Image:
-    """Down to BASE_WIDTH (never up): a cheap integer reduce, then one bilinear step."""
-    if image.width <= BASE_WIDTH:
-        return image
-    factor = image.width // BASE_WIDTH
-    if factor > 1:
-        image = image.reduce(factor)
-    height = max(1, round(image.height * BASE_WIDTH / image.width))
-    return image.resize((BASE_WIDTH, height), Image.Resampling.BILINEAR)
-
-
-def encode(base: Image.Image, size: str, version: int) -> Thumbnail:
-    width = min(SIZES[size], base.width)
-    image = base
-    if width != base.width:
-        image = base.resize((width, max(1, round(base.height * width / base.width))),
-                            Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    jpeg = buffer.getvalue()
-    return Thumbnail(jpeg, f'"{hashlib.blake2b(jpeg, digest_size=12).hexdigest()}"', version)
-
-
-@functools.lru_cache(maxsize=64)
-def placeholder(size: str, text: str = PLACEHOLDER_TEXT) -> Thumbnail:
-    """A grey 16:10 card saying there is no picture, or why (a host's reason: a Wayland session)."""
-    width = SIZES[size]
-    image = Image.new("RGB", (width, width * 10 // 16), (60, 64, 72))
-    draw = ImageDraw.Draw(image)
-    short = text == PLACEHOLDER_TEXT
-    font = ImageFont.load_default(size=max(10, width // (12 if short else 18)))
-    lines = _wrap(draw, text, font, width - 16)
-    step = font.size * 1.25 if isinstance(font, ImageFont.FreeTypeFont) else 12
-    top = width * 5 / 16 - step * (len(lines) - 1) / 2
-    for number, line in enumerate(lines):
-        draw.text((width / 2, top + number * step), line, fill=(200, 204, 212), font=font, anchor="mm")
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    jpeg = buffer.getvalue()
-    return Thumbnail(jpeg, f'"p-{hashlib.blake2b(jpeg, digest_size=12).hexdigest()}"', 0)
-
-
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    return lines or [""]
 
 
 class Watcher:
@@ -187,7 +111,8 @@ class Watcher:
         self._event.set()
 
     async def changed(self) -> dict[str, int]:
-        """Wait for changes; {session id: new version} of every watched session that changed."""
+        """Wait for changes; {session id: newest version} of every watched session that
+        changed since the last call (several changes of one session come as one)."""
         await self._event.wait()
         self._event.clear()
         changed, self._changed = self._changed, set()
@@ -198,13 +123,19 @@ class Watcher:
 class _Feed:
     session_id: str
     screen: Screen
-    grabber: Grabber | None = None
-    base: Image.Image | None = None
+    reader: Reader | None = None
+    bases: dict[str, Image.Image] = field(default_factory=dict)  # size -> picture; replaced, never changed
+    sizes: dict[str, float] = field(default_factory=dict)  # size -> when last asked for
     version: int = 0
+    served: int = 0  # the newest version someone fetched
+    encoded: dict[str, Thumbnail] = field(default_factory=dict)
     captured_at: float = 0.0
     last_get: float = 0.0
-    encoded: dict[str, Thumbnail] = field(default_factory=dict)
+    damaged: bool = True  # the screen may differ from the bases: look at the next chance
+    listening: int | None = None  # the fd the event loop watches for us
+    failed: bool = False
     watchers: set[Watcher] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -212,21 +143,27 @@ class _Feed:
 class Thumbnailer:
     def __init__(
         self,
-        open_grabber: Callable[[Screen], Grabber] = XGrabber,
+        open_reader: Callable[[Screen], Reader] = ScreenReader,
         interval: float = 1.0,
         linger: float = 10.0,
+        consume_wait: float = 5.0,
     ) -> None:
-        self._open = open_grabber
+        self._open = open_reader
         self.interval = interval
         self.linger = linger
+        self.consume_wait = consume_wait
         self._feeds: dict[str, _Feed] = {}
         self._versions = itertools.count(1)
+        # X work runs here, not in the default executor: a stuck X server must not starve
+        # the session host's threads. Four: captures are short, and a slow one waits.
+        self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="thumbnails")
+        self.frames = 0  # thumbnails made (new versions), for the benchmark and metrics
 
     def watcher(self) -> Watcher:
         return Watcher(self)
 
     def capturing(self) -> set[str]:
-        """The sessions whose capture loop runs now (for tests and metrics)."""
+        """The sessions whose feed runs now (for tests and metrics)."""
         return {sid for sid, feed in self._feeds.items() if feed.task is not None}
 
     def version(self, session_id: str) -> int:
@@ -240,25 +177,29 @@ class Thumbnailer:
         if screen is None:
             return placeholder(size)
         feed = self._feed(session_id, screen)
-        feed.last_get = time.monotonic()
+        now = time.monotonic()
+        feed.last_get = feed.sizes[size] = now
         self._ensure_running(feed)
-        if feed.base is None:
-            await self._refresh(feed)
-        async with feed.lock:
-            base = feed.base
-            if base is None:
-                return placeholder(size)
-            cached = feed.encoded.get(size)
-            if cached is None:
-                cached = await asyncio.to_thread(encode, base, size, feed.version)
-                feed.encoded[size] = cached
-            return cached
+        if size not in feed.bases:
+            await self._refresh(feed, unless=size)  # the first picture, or the first at this size
+        base = feed.bases.get(size)
+        if base is None:
+            return placeholder(size)
+        thumb = feed.encoded.get(size)
+        if thumb is None or thumb.version != feed.version:
+            # In the loop's thread: a 320x200 JPEG takes ~0.15 ms, less than a thread hop.
+            thumb = feed.encoded[size] = encode(base, feed.version)
+        if thumb.version > feed.served:
+            feed.served = thumb.version
+            feed.wake.set()  # the feed may be waiting for this picture to be taken
+        return thumb
 
     async def close(self) -> None:
         tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # watchers
 
@@ -270,9 +211,10 @@ class Thumbnailer:
     def _detach(self, watcher: Watcher, session_id: str) -> None:
         feed = self._feeds.get(session_id)
         if feed is not None:
-            feed.watchers.discard(watcher)  # the loop notices it is no longer wanted
+            feed.watchers.discard(watcher)
+            feed.wake.set()  # the feed checks whether it is still wanted
 
-    # the capture loop
+    # the feed
 
     def _feed(self, session_id: str, screen: Screen) -> _Feed:
         feed = self._feeds.get(session_id)
@@ -290,49 +232,163 @@ class Thumbnailer:
     async def _run(self, feed: _Feed) -> None:
         try:
             while self._wanted(feed):
-                ok = await self._refresh(feed, fresh_within=self.interval * 0.9)
-                if not ok and not feed.watchers:
-                    break  # the display is gone or refuses us: the next request starts afresh
-                await asyncio.sleep(self.interval)
+                if feed.damaged or feed.reader is None:
+                    await self._pace(feed)
+                    if not self._wanted(feed):
+                        break
+                    await self._refresh(feed)
+                    if feed.failed and not feed.watchers:
+                        break  # the display is gone or refuses us: the next request starts afresh
+                    if feed.failed:
+                        await self._wait(feed, RETRY_S)
+                        continue
+                if feed.reader is not None and feed.reader.fileno() is None:
+                    feed.damaged = True  # no change signal from this screen: poll at the interval
+                elif not feed.damaged:
+                    await self._wait(feed, None)
         finally:
             # Leave the table before the first await, so a request arriving meanwhile makes a new feed.
             if self._feeds.get(feed.session_id) is feed:
                 del self._feeds[feed.session_id]
             feed.task = None
-            grabber, feed.grabber = feed.grabber, None
-            if grabber is not None:
-                await asyncio.shield(asyncio.to_thread(grabber.close))
+            self._stop_listening(feed)
+            reader, feed.reader = feed.reader, None
+            if reader is not None:
+                await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, reader.close))
 
-    async def _refresh(self, feed: _Feed, fresh_within: float = 0.0) -> bool:
-        """Capture once; bump the version and tell the watchers if the picture changed."""
+    async def _wait(self, feed: _Feed, timeout: float | None) -> None:
+        """Until something happens to the feed (damage, a watcher leaving, a picture taken) or
+        ``timeout``; without watchers, at most until the last request's linger runs out."""
+        if not feed.watchers:
+            left = max(0.0, feed.last_get + self.linger - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        feed.wake.clear()
+        self._listen(feed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(feed.wake.wait(), timeout)
+
+    async def _pace(self, feed: _Feed) -> None:
+        """At most one picture per interval, and (Epoptes) the next only once the last was taken."""
+        delay = feed.captured_at + self.interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        deadline = feed.captured_at + self.consume_wait
+        while feed.watchers and feed.served < feed.version and self._wanted(feed):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            feed.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(feed.wake.wait(), left)
+
+    def _listen(self, feed: _Feed) -> None:
+        """Have the event loop wake the feed when the X server sends something."""
+        if feed.reader is None or feed.listening is not None:
+            return
+        fd = feed.reader.fileno()
+        if fd is None:
+            return
+        feed.listening = fd
+        asyncio.get_running_loop().add_reader(fd, self._readable, feed)
+
+    def _readable(self, feed: _Feed) -> None:
+        # The capture thread reads the connection; stop watching until it has.
+        self._stop_listening(feed)
+        feed.damaged = True
+        feed.wake.set()
+
+    def _stop_listening(self, feed: _Feed) -> None:
+        if feed.listening is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(feed.listening)
+            feed.listening = None
+
+    async def _refresh(self, feed: _Feed, unless: str | None = None) -> None:
+        """Look at the screen once; a new version (and the watchers told) if a thumbnail changed.
+        ``unless`` a picture at that size exists by the time it is our turn."""
         async with feed.lock:
-            if fresh_within and time.monotonic() - feed.captured_at < fresh_within:
-                return True  # a request captured meanwhile
+            if unless is not None and unless in feed.bases:
+                return
+            self._stop_listening(feed)
+            now = time.monotonic()
+            sizes = {s for s, asked in feed.sizes.items() if now - asked < SIZE_LINGER_S} or {DEFAULT_SIZE}
             try:
-                if feed.grabber is None:
-                    feed.grabber = await asyncio.to_thread(self._open, feed.screen)
-                image = await asyncio.to_thread(_grab_base, feed.grabber)
+                if feed.reader is None:
+                    feed.reader = await self._in_pool(None, self._open, feed.screen)
+                    feed.bases = {}
+                bases, changed, feed.damaged = await self._in_pool(
+                    feed.reader, _update, feed.reader, feed.bases, sizes)
+                feed.failed = False
             except CaptureError as exc:
                 log.info("no thumbnail for session %s: %s", feed.session_id, exc)
-                grabber, feed.grabber = feed.grabber, None
-                if grabber is not None:
-                    await asyncio.to_thread(grabber.close)  # reconnect on the next try
-                return False
+                feed.failed, feed.damaged = True, True
+                reader, feed.reader = feed.reader, None
+                if reader is not None:
+                    await self._in_pool(None, reader.close)  # reconnect on the next try
+                return
             finally:
                 feed.captured_at = time.monotonic()
-            if feed.base is not None and not await asyncio.to_thread(_differs, feed.base, image):
-                return True
-            feed.base = image
-            feed.version = next(self._versions)
-            feed.encoded.clear()
-        for watcher in list(feed.watchers):
-            watcher._notify(feed.session_id)
-        return True
+            feed.bases = bases
+            if changed:
+                feed.version = next(self._versions)
+                self.frames += 1
+            self._listen(feed)  # a request's refresh: the feed's own loop may be asleep
+            if feed.damaged:
+                feed.wake.set()
+        if changed:
+            for watcher in list(feed.watchers):
+                watcher._notify(feed.session_id)
+
+    async def _in_pool(self, reader: Reader | None, function: Callable[..., T], *args: object) -> T:
+        """Run X work in the pool; a server that does not answer within X_TIMEOUT_S is cut off."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), X_TIMEOUT_S)
+        except TimeoutError:
+            if reader is not None:
+                reader.abort()  # the stuck call fails now; wait for it to let go of the reader
+                with contextlib.suppress(Exception):
+                    await future
+            raise CaptureError(f"the X server did not answer within {X_TIMEOUT_S} s") from None
 
 
-def _grab_base(grabber: Grabber) -> Image.Image:
-    return scale_base(grabber.grab())
+def _update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]
+            ) -> tuple[dict[str, Image.Image], bool, bool]:
+    """In a pool thread: (new bases for ``sizes``, whether any changed, whether the screen
+    changed again meanwhile). ``bases`` is left as it is: the loop's thread may be encoding it."""
+    screen = reader.size
+    scales = {size: Scale(screen, thumb_size(screen, SIZES[size])) for size in sizes}
+    boxes = reader.changes()
+    screen = reader.size  # changes() notices a resize
+    if boxes is None or any(bases.get(s) is None or bases[s].size != scales[s].out for s in sizes):
+        scales = {size: Scale(screen, thumb_size(screen, SIZES[size])) for size in sizes}
+        image = reader.read()
+        new = {size: scale.whole(image) for size, scale in scales.items()}
+        # A size added to a picture already made is no change: the version names the screen.
+        changed = not bases or any(size in bases and not same(bases[size], new[size]) for size in sizes)
+        if not changed:
+            new = {size: bases.get(size, new[size]) for size in sizes}
+        return new, changed, reader.settle()
+    new = {size: bases[size] for size in sizes}
+    changed = False
+    for box in boxes:
+        plans = {size: scale.regions(box) for size, scale in scales.items()}
+        area = _union(source for _, source in plans.values())
+        image = reader.read(area)
+        for size, (dest, _) in plans.items():
+            tile = scales[size].tile(image, area[:2], dest)
+            if same(tile, new[size].crop(dest)):
+                continue
+            if new[size] is bases[size]:
+                new[size] = new[size].copy()  # copy on write: published bases never change
+            new[size].paste(tile, dest[:2])
+            changed = True
+    return new, changed, reader.settle()
 
 
-def _differs(old: Image.Image, new: Image.Image) -> bool:
-    return old.size != new.size or ImageChops.difference(old, new).getbbox() is not None
+def _union(boxes: Iterator[Box]) -> Box:
+    left, top, right, bottom = next(boxes)
+    for box in boxes:
+        left, top = min(left, box[0]), min(top, box[1])
+        right, bottom = max(right, box[2]), max(bottom, box[3])
+    return left, top, right, bottom

@@ -132,10 +132,14 @@ async def _pump(ws: WebSocket, auth: Authenticator, caller: Caller, stream: _Str
             for session_id, version in (await stream.watcher.changed()).items():
                 await outbox.put({"kind": "thumbnail-changed", "session_id": session_id,
                                   "session": None, "detail": {"version": version}})
+            # Pacing: the next batch only once this one is written; meanwhile the watcher
+            # folds further changes of a session into one (a slow socket gets fewer, newer).
+            await outbox.join()
 
     async def sender() -> None:
         while True:
             await ws.send_json(await outbox.get())  # one sender: ASGI sends must not interleave
+            outbox.task_done()
 
     async def reader() -> None:
         while True:

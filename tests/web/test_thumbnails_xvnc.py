@@ -71,3 +71,84 @@ def test_thumbnail_shows_the_real_desktop_and_follows_it(
         assert r > 150 and g < 80 and b < 80, (r, g, b)  # the background, now red, fills most of it
         assert int(root.get(f"/api/v1/sessions/{a}/thumbnail", params={"size": "large"})
                    .headers["x-thumbnail-version"]) == changed["detail"]["version"]
+
+
+def daemon_x_clients(daemon: Daemon, session_id: str, display: str) -> int:
+    """How many X connections the daemon has open to the display (X-Resource: client pids)."""
+    from Xlib.ext import res
+
+    from polydesk.hosts.x11 import connection
+
+    assert daemon.proc is not None
+    xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
+    with connection(display, xauthority) as conn:
+        ids = conn.res_query_client_ids([{"client": 0, "mask": res.LocalClientPIDMask}]).ids
+    return sum(1 for i in ids if i.spec.mask == res.LocalClientPIDMask and i.value[0] == daemon.proc.pid)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_one_capture_connection_for_every_dashboard_and_none_without(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    a = logon(daemon, make_user("ana"))
+    with socket_client(daemon) as root:
+        display = root.get(f"/api/v1/sessions/{a}").json()["display"]
+    assert daemon_x_clients(daemon, a, display) == 0  # nobody watches: not even connected
+    url = "ws://polydesk/api/v1/events?thumbnails=true"
+    with unix_connect(str(daemon.socket), url, open_timeout=10) as one, \
+            unix_connect(str(daemon.socket), url, open_timeout=10) as two:
+        for ws in (one, two):
+            assert json.loads(ws.recv(timeout=10))["kind"] == "snapshot"
+        assert wait_for(lambda: daemon_x_clients(daemon, a, display) >= 1)
+        time.sleep(1)
+        assert daemon_x_clients(daemon, a, display) == 1  # one capture, shared
+    assert wait_for(lambda: daemon_x_clients(daemon, a, display) == 0)  # both gone: it closes
+
+
+def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
+    """The capture path on a real Xvnc: DAMAGE says exactly what changed, MIT-SHM reads it,
+    nothing is read while the screen is still, and no shared memory is left behind."""
+    from polydesk.capture import ScreenReader, area
+    from polydesk.hosts.base import Screen
+
+    a = logon(daemon, make_user("ana"))
+    with socket_client(daemon) as root:
+        display = root.get(f"/api/v1/sessions/{a}").json()["display"]
+    xauthority = daemon.runtime_dir / "sessions" / a / "Xauthority"
+    reader = ScreenReader(Screen(display, str(xauthority)))
+    try:
+        assert reader.uses_damage and reader.uses_shm and reader.size == (1280, 800)
+        assert shm_segments() == 1
+        assert reader.changes() == [(0, 0, 1280, 800)]  # a new DAMAGE starts with everything
+        full = reader.read()
+        assert full.size == (1280, 800)
+        time.sleep(3)  # the desktop finishes drawing
+        reader.changes()
+        reader.settle()
+        set_background(daemon, a, display, "#10e040")
+        assert wait_for(reader.settle, 5)
+        boxes = reader.changes()
+        assert boxes, boxes
+        assert sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) > 1280 * 800 // 3
+        r, g, b = (int(v) for v in ImageStat.Stat(reader.read(max(boxes, key=area))).median)
+        assert g > 200 and r < 40 and b < 90, (r, g, b)
+        time.sleep(0.5)
+        assert not reader.settle() and reader.changes() == []  # still: nothing to read
+    finally:
+        reader.close()
+    assert wait_for(lambda: shm_segments() == 0, 5)  # the server let go of it: it is gone
+
+
+def shm_segments() -> int:
+    """System V shared memory segments this process made that still exist."""
+    with open("/proc/sysvipc/shm") as file:
+        rows = [line.split() for line in file.readlines()[1:]]
+    return sum(1 for row in rows if int(row[4]) == os.getpid())  # cpid
