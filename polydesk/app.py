@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from polydesk import service
 from polydesk.accounts import lookup_account
 from polydesk.config import Settings
 from polydesk.events import EventBus
@@ -114,9 +115,14 @@ async def run(settings: Settings, recover: bool = False) -> None:
     app = create_app(manager, settings)
     servers = make_servers(app, settings.listen, settings.api_socket)
     log.info("polydesk serving on %s and %s", settings.listen, settings.api_socket)
+    # Under systemd (Type=notify): READY=1 once both listeners accept connections.
+    ready = asyncio.create_task(service.notify_when_ready(
+        servers, f"serving on {settings.listen} and {settings.api_socket}"))
     try:
         await serve(servers, settings.api_socket, stop)
     finally:
+        ready.cancel()
+        service.notify("STOPPING=1")
         await app.state.thumbnails.close()  # stop capture loops and close their X connections
         await manager.close()  # sessions keep running; the next daemon re-adopts them
         store.close()

@@ -312,6 +312,30 @@ def audit(
         typer.echo(f"{r['seq']}\t{when}\t{r['caller']}({r['role']})\t{r['action']}{verdict}\t{results}")
 
 
+@app.command("install-service")
+def install_service(
+    unit_dir: Annotated[str, typer.Option(help="Where to write polydesk.service.")] = "/etc/systemd/system",
+    executable: Annotated[str | None, typer.Option(
+        help="The polydesk command ExecStart runs (default: this one).")] = None,
+    no_start: Annotated[bool, typer.Option("--no-start", help="Enable at boot, do not start now.")]
+    = False,
+) -> None:
+    """Install the systemd unit (root): start at boot, restart on failure, sessions kept."""
+    from pathlib import Path
+
+    from polydesk import service
+
+    try:
+        done = service.install(Path(unit_dir), executable, start=not no_start)
+    except PermissionError as exc:
+        fail(NOT_PERMITTED, f"cannot write the unit: {exc} (run as root)")
+    except (OSError, ValueError) as exc:
+        fail(USAGE, str(exc))
+    for step in done.steps:
+        typer.echo(step)
+    raise typer.Exit(OK if done.ok else SOME_FAILED)
+
+
 token_app = typer.Typer(help="API tokens for scripts (administrators): Authorization: Bearer TOKEN.",
                         no_args_is_help=True)
 app.add_typer(token_app, name="token")
