@@ -104,6 +104,12 @@ def exit_code(results: list[dict[str, Any]]) -> int:
     return SOME_FAILED
 
 
+def printable(text: str) -> str:
+    """What others typed (a browser's user agent, a message) may hold terminal escapes: show
+    control characters as \\xNN instead of letting them drive the terminal."""
+    return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in text)
+
+
 def report(answer: dict[str, Any], as_json: bool) -> NoReturn:
     results = answer["results"]
     if as_json:
@@ -113,7 +119,7 @@ def report(answer: dict[str, Any], as_json: bool) -> NoReturn:
             line = f"{r['id'] or '-'}\t{r['user'] or '-'}\t{r['status']}"
             if r["reason"]:
                 line += f"\t{r['reason']}"
-            typer.echo(line, err=not r["ok"])
+            typer.echo(printable(line), err=not r["ok"])
         if not results:
             typer.echo("no session to act on")
     raise typer.Exit(exit_code(results))
@@ -189,7 +195,7 @@ def sessions(as_json: Json = False) -> None:
     table = [header] + [
         (">" if r["own"] else "", r["id"], r["user"], r["state"], "yes" if r["blocked"] else "no",
          r["display"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(r["logon_time"])),
-         _duration(r["idle_s"]), r["client"] or "-")
+         _duration(r["idle_s"]), printable(r["client"] or "-"))
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
@@ -309,7 +315,7 @@ def audit(
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
         results = ", ".join(f"{x['id']}:{x['status']}" for x in r["results"]) or "-"
         verdict = "" if r["allowed"] else " REFUSED"
-        typer.echo(f"{r['seq']}\t{when}\t{r['caller']}({r['role']})\t{r['action']}{verdict}\t{results}")
+        typer.echo(printable(f"{r['seq']}\t{when}\t{r['caller']}({r['role']})\t{r['action']}{verdict}\t{results}"))
 
 
 @app.command("install-service")
@@ -334,6 +340,34 @@ def install_service(
     for step in done.steps:
         typer.echo(step)
     raise typer.Exit(OK if done.ok else SOME_FAILED)
+
+
+config_app = typer.Typer(help="The configuration file (docs/configuration.md).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[str | None, typer.Argument(
+        help="The file (default: $POLYDESK_CONFIG, else /etc/polydesk/polydesk.toml).",
+        show_default=False)] = None,
+) -> None:
+    """Check a configuration file: each bad key or value with its line. Exit 0 good, 2 bad."""
+    from polydesk.config import DEFAULT_CONFIG
+    from polydesk.config_check import check_text
+
+    path = file or os.environ.get("POLYDESK_CONFIG") or DEFAULT_CONFIG
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(USAGE, f"cannot read {path}: {exc}")
+    problems = check_text(text)
+    for problem in problems:
+        typer.echo(printable(problem.format(path)), err=True)
+    if problems:
+        raise typer.Exit(USAGE)
+    typer.echo(f"{path}: ok")
 
 
 token_app = typer.Typer(help="API tokens for scripts (administrators): Authorization: Bearer TOKEN.",

@@ -103,3 +103,23 @@ def test_logon_resumes_the_same_session(fake_daemon: Daemon, make_user: Callable
     again = fake_daemon.cli("logon", ana.name)
     assert again.stdout.split("\t")[:3] == [first, ana.name, "resumed"]
     assert fake_daemon.cli("logon", make_user("bia").name, user=ana).returncode == 3
+
+
+def test_bad_input_is_refused_clearly_and_shown_safely(
+    fake_daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    ana = make_user("ana")
+    a = logon(fake_daemon, ana)
+    huge = fake_daemon.cli("msg", a, "x" * 5000)
+    assert huge.returncode == 2 and "2000" in huge.stderr
+    odd = fake_daemon.cli("block", "../../etc/passwd", "\x1b[2J", "' OR 1=1 --")
+    assert odd.returncode == 2
+    assert "no session with id '../../etc/passwd'" in odd.stderr
+    assert "\x1b" not in odd.stderr  # the escape is shown, not obeyed
+    assert fake_daemon.cli("msg", a, "   ").returncode == 2  # an empty message
+    nasty = "<script>alert(1)</script>\x1b]0;pwned\x07"
+    assert fake_daemon.cli("block", a, "--message", nasty).returncode == 0
+    audit = fake_daemon.cli("audit")
+    assert "\x1b" not in audit.stdout and "\x07" not in audit.stdout
+    stored = json.loads(fake_daemon.cli("audit", "--json").stdout)[-1]
+    assert stored["detail"]["message"] == nasty  # kept verbatim, escaped only where shown
