@@ -105,6 +105,11 @@ async def run(settings: Settings, recover: bool = False) -> None:
     os.chmod(settings.runtime_path, 0o755)
     store = open_store(settings, recover)
     manager = Manager(build_hosts(settings), store, EventBus(), settings, lookup_account)
+    fleet = None
+    if settings.fleet is not None:  # a host of a fleet (fleet.py; nats is imported only then)
+        from polydesk.fleet import FleetNode
+
+        fleet = FleetNode(settings, manager)
     if recover:
         log.info("recovered sessions: %s", ", ".join(await manager.recover()) or "none")
     await manager.start()
@@ -112,7 +117,9 @@ async def run(settings: Settings, recover: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    app = create_app(manager, settings)
+    app = create_app(manager, settings, fleet=fleet)
+    if fleet is not None:
+        await fleet.start()  # returns at once: joining the fleet goes on while this host serves
     servers = make_servers(app, settings.listen, settings.api_socket)
     log.info("polydesk serving on %s and %s", settings.listen, settings.api_socket)
     # Under systemd (Type=notify): READY=1 once both listeners accept connections.
@@ -123,6 +130,8 @@ async def run(settings: Settings, recover: bool = False) -> None:
     finally:
         ready.cancel()
         service.notify("STOPPING=1")
+        if fleet is not None:
+            await fleet.close()  # the others see this host offline at once; its sessions run on
         await app.state.thumbnails.close()  # stop capture loops and close their X connections
         await manager.close()  # sessions keep running; the next daemon re-adopts them
         store.close()

@@ -125,11 +125,16 @@ def report(answer: dict[str, Any], as_json: bool) -> NoReturn:
     raise typer.Exit(exit_code(results))
 
 
-def selection(ids: list[str] | None, all_: bool, own_if_empty: bool) -> dict[str, Any]:
+def selection(ids: list[str] | None, all_: bool, own_if_empty: bool, fleet: bool = False,
+              host: str | None = None) -> dict[str, Any]:
     if ids and all_:
         fail(USAGE, "give session ids or --all, not both")
+    if (fleet or host) and not all_:
+        fail(USAGE, "--fleet and --host go with --all (a session id names its host: HOST/ID)")
+    if fleet and host:
+        fail(USAGE, "give --fleet (every host) or --host (one host), not both")
     if all_:
-        return {"all": True}
+        return {"all": True, **({"fleet": True} if fleet else {}), **({"host": host} if host else {})}
     if ids:
         return {"ids": ids}
     if own_if_empty:
@@ -157,6 +162,8 @@ def confirm(what: str, body: dict[str, Any], path: str, yes: bool, warning: str)
 Ids = Annotated[list[str] | None, typer.Argument(help="Session ids.", show_default=False)]
 All = Annotated[bool, typer.Option("--all", help="Every session you may act on, except your own.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Fleet = Annotated[bool, typer.Option("--fleet", help="Fleet mode: with --all, every host of the fleet.")]
+OnHost = Annotated[str | None, typer.Option("--host", help="Fleet mode: with --all, only this host.")]
 
 
 @app.command()
@@ -185,9 +192,15 @@ def serve(
 
 
 @app.command()
-def sessions(as_json: Json = False) -> None:
+def sessions(
+    as_json: Json = False,
+    fleet: Annotated[bool, typer.Option("--fleet", help="Every host of the fleet (ids HOST/ID).")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Only this host of the fleet.")] = None,
+) -> None:
     """List sessions, like `query session`. `>` marks your own."""
-    rows = client().call("GET", "/sessions")
+    on_fleet = fleet or host is not None
+    rows = client().call("GET", "/fleet/sessions" if on_fleet else "/sessions",
+                         params={"host": host} if host else None)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -196,11 +209,31 @@ def sessions(as_json: Json = False) -> None:
         (">" if r["own"] else "", r["id"], r["user"], r["state"], "yes" if r["blocked"] else "no",
          r["display"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(r["logon_time"])),
          _duration(r["idle_s"]), printable(r["client"] or "-"))
+        + ((r["fleet_host"] + ("" if r["host_online"] else " (offline)"),) if on_fleet else ())
         for r in rows
     ]
+    if on_fleet:
+        table[0] += ("HOST",)
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def hosts(as_json: Json = False) -> None:
+    """Fleet mode: the hosts of the fleet, online or offline. `*` marks this one."""
+    rows = client().call("GET", "/fleet/hosts")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = [("", "HOST", "STATE", "SESSIONS", "LAST SEEN", "ADDRESS")] + [
+        ("*" if r["local"] else "", r["name"], "online" if r["online"] else "offline", str(r["sessions"]),
+         "now" if r["local"] else f"{r['last_seen_s']:.0f} s ago", r["listen"] or "-")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _duration(seconds: float | None) -> str:
@@ -228,6 +261,8 @@ def logon(user: Annotated[str, typer.Argument(help="Account to log on.")], as_js
 def logoff(
     ids: Ids = None,
     all_: All = False,
+    fleet: Fleet = False,
+    host: OnHost = None,
     grace: Annotated[int | None, typer.Option(help="Seconds of warning before the end.")] = None,
     force: Annotated[bool, typer.Option("--force", help="No warning, no polite close.")] = False,
     message: Annotated[str | None, typer.Option(help="Warning text shown in the session.")] = None,
@@ -237,7 +272,7 @@ def logoff(
     as_json: Json = False,
 ) -> None:
     """Log off sessions. No id: your own session. --all: everyone but you."""
-    body: dict[str, Any] = {**selection(ids, all_, own_if_empty=True), "force": force,
+    body: dict[str, Any] = {**selection(ids, all_, own_if_empty=True, fleet=fleet, host=host), "force": force,
                             "message": message, "wait": not no_wait}
     if grace is not None:
         body["grace"] = grace
@@ -257,15 +292,18 @@ def wait_until_ended(results: list[dict[str, Any]], deadline: float) -> None:
     while pending and time.monotonic() < deadline:
         time.sleep(0.5)
         for result in list(pending):
-            if not api.exists(f"/sessions/{result['id']}"):
+            host, slash, local_id = str(result["id"]).partition("/")
+            if not api.exists(f"/fleet/sessions/{host}/{local_id}" if slash else f"/sessions/{result['id']}"):
                 result.update(status="ended")
                 pending.remove(result)
 
 
 @app.command()
-def disconnect(ids: Ids = None, all_: All = False, as_json: Json = False) -> None:
+def disconnect(ids: Ids = None, all_: All = False, as_json: Json = False, fleet: Fleet = False,
+               host: OnHost = None) -> None:
     """Drop the viewers of sessions; they keep running. No id: your own session."""
-    report(client().call("POST", "/sessions/disconnect", json=selection(ids, all_, True)), as_json)
+    report(client().call("POST", "/sessions/disconnect", json=selection(ids, all_, True, fleet, host)),
+           as_json)
 
 
 @app.command()
@@ -275,16 +313,20 @@ def block(
     message: Annotated[str | None, typer.Option(help='Text on the cover (default "Station blocked").')]
     = None,
     as_json: Json = False,
+    fleet: Fleet = False,
+    host: OnHost = None,
 ) -> None:
     """Cover the screens of sessions with a message and ignore their input."""
-    body = {**selection(ids, all_, own_if_empty=False), "message": message}
+    body = {**selection(ids, all_, own_if_empty=False, fleet=fleet, host=host), "message": message}
     report(client().call("POST", "/sessions/block", json=body), as_json)
 
 
 @app.command()
-def unblock(ids: Ids = None, all_: All = False, as_json: Json = False) -> None:
+def unblock(ids: Ids = None, all_: All = False, as_json: Json = False, fleet: Fleet = False,
+            host: OnHost = None) -> None:
     """Lift the block of sessions."""
-    report(client().call("POST", "/sessions/unblock", json=selection(ids, all_, False)), as_json)
+    report(client().call("POST", "/sessions/unblock", json=selection(ids, all_, False, fleet, host)),
+           as_json)
 
 
 @app.command()
@@ -294,10 +336,13 @@ def msg(
     time_: Annotated[int | None, typer.Option("--time", help="Close the message after S seconds.")]
     = None,
     as_json: Json = False,
+    fleet: Fleet = False,
+    host: OnHost = None,
 ) -> None:
     """Show a message on sessions: polydesk msg ID... TEXT, or polydesk msg --all TEXT."""
     *ids, text = args
-    body = {**selection(ids, all_, own_if_empty=False), "text": text, "time": time_}
+    body = {**selection(ids, all_, own_if_empty=False, fleet=fleet, host=host), "text": text,
+            "time": time_}
     report(client().call("POST", "/sessions/message", json=body), as_json)
 
 

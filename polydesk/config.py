@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polydesk.fleet_config import FleetSettings, fleet_markdown, load_fleet
 from polydesk.model import InvalidRequest
 
 DEFAULT_CONFIG = "/etc/polydesk/polydesk.toml"
@@ -63,6 +64,8 @@ class Settings:
         "system", "D-Bus address of the bus that carries systemd-logind; system = the system bus "
         "(or $DBUS_SYSTEM_BUS_ADDRESS)."
     )
+    fleet: FleetSettings | None = field(default=None, metadata={
+        "help": "Fleet mode: the `[fleet]` table below (see fleet.md); absent = this host on its own."})
 
     @property
     def state_path(self) -> Path:
@@ -105,7 +108,7 @@ def settings_markdown() -> str:
     for name, default, help_text in settings_table():
         shown = json.dumps(default, ensure_ascii=False)
         lines.append(f"| `{name}` | `{shown}` | {help_text} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + fleet_markdown()
 
 
 def _check(name: str, value: Any, default: Any) -> Any:
@@ -138,8 +141,9 @@ def load_settings(path: str | None = None, env: dict[str, str] | None = None, **
     unknown = sorted(set(values) - set(defaults))
     if unknown:
         raise InvalidRequest(f"unknown setting(s) in {config_path}: {', '.join(unknown)}")
+    fleet = values.pop("fleet", None)  # a table of its own, checked by fleet_config
     checked = {name: _check(name, value, defaults[name]) for name, value in values.items()}
-    return Settings(**checked)
+    return Settings(**checked, fleet=None if fleet is None else load_fleet(fleet))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from polydesk.model import (
     Status,
     StoreError,
     Target,
+    UnknownHost,
     UnknownSession,
     UnknownToken,
     UnknownUser,
@@ -367,6 +368,8 @@ class Manager:
 
     def resolve(self, caller: Caller, action: Action, target: Target) -> list[Session | Outcome]:
         """The sessions a request is about; refusals and unknown ids as ready Outcomes."""
+        if target.scope is not None:  # fleet.FleetDesk takes those apart before they come here
+            raise UnknownHost(target.scope, "fleet mode is off on this host (no [fleet] in its config)")
         sessions = self.store.sessions()
         if target.all:
             return [s for s in sessions

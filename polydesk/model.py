@@ -182,6 +182,9 @@ class Target:
 
     ids: tuple[str, ...] = ()
     all: bool = False
+    # Fleet mode, with ``all``: "*" = every host of the fleet, or one host's name; None = this host.
+    # (Ids name their own host: ``host/id``.)
+    scope: str | None = None
 
     @property
     def own(self) -> bool:
@@ -216,6 +219,16 @@ class UnknownToken(PolydeskError):
     def __init__(self, token_id: str) -> None:
         super().__init__(f"no token with id {token_id!r}")
         self.token_id = token_id
+
+
+class UnknownHost(PolydeskError):
+    """A fleet host that is not known (or fleet mode is off, and no host but this one is)."""
+
+    code = "unknown-host"
+
+    def __init__(self, host: str, why: str | None = None) -> None:
+        super().__init__(why or f"no host {host!r} in the fleet")
+        self.host = host
 
 
 class NotPermitted(PolydeskError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,7 @@ from polydesk.model import (
     NotPermitted,
     PolydeskError,
     StoreError,
+    UnknownHost,
     UnknownSession,
     UnknownToken,
     UnknownUser,
@@ -30,11 +31,15 @@ from polydesk.thumbnails import Thumbnailer
 from polydesk.web.api import api_router
 from polydesk.web.auth import Authenticator, CookieSessions, load_secret
 from polydesk.web.events import events_router
+from polydesk.web.fleet import fleet_router
 from polydesk.web.logon import LogonChecker, TooManyAttempts
 from polydesk.web.pages import pages_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.thumbs import thumbnails_router
 from polydesk.web.vncproxy import vnc_router
+
+if TYPE_CHECKING:
+    from polydesk.fleet import FleetNode  # imports nats: only in fleet mode
 
 STATIC = Path(__file__).parent / "static"
 
@@ -42,6 +47,7 @@ _STATUS: dict[type[PolydeskError], int] = {
     UnknownSession: 404,
     UnknownUser: 404,
     UnknownToken: 404,
+    UnknownHost: 404,
     NotPermitted: 403,
     InvalidRequest: 400,
     HostError: 502,
@@ -82,6 +88,7 @@ def create_app(
     settings: Settings,
     thumbnails: Thumbnailer | None = None,
     logon: LogonChecker | None = None,
+    fleet: FleetNode | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Polydesk",
@@ -95,7 +102,8 @@ def create_app(
     app.state.manager = manager
     app.state.auth = auth
     app.state.thumbnails = thumbnails
-    app.include_router(api_router(manager))
+    app.include_router(api_router(manager, fleet.desk if fleet is not None else None))
+    app.include_router(fleet_router(manager, thumbnails, fleet))
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))

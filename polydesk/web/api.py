@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from polydesk.events import public_session
+from polydesk.fleet_config import HOST_NAME
 from polydesk.manager import Manager
 from polydesk.model import Caller, InvalidRequest, Outcome, Status, Target
 
@@ -32,9 +33,12 @@ class Selection(BaseModel):
     """Which sessions: ``ids``, ``all`` (everyone the caller may act on but the caller), or ``own``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_SELECTION)
-    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default=[], max_length=1000)
+    ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default=[], max_length=1000)
     all: StrictBool = False
     own: StrictBool = False
+    # Fleet mode, with "all": every host of the fleet, or one host. (Ids name their host: host/id.)
+    fleet: StrictBool = False
+    host: str | None = Field(default=None, pattern=HOST_NAME.pattern)
 
     def target(self) -> Target:
         chosen = sum((bool(self.ids), self.all, self.own))
@@ -42,7 +46,11 @@ class Selection(BaseModel):
             raise InvalidRequest('empty selection: give "ids", "all": true or "own": true')
         if chosen > 1:
             raise InvalidRequest('give only one of "ids", "all" and "own"')
-        return Target(ids=tuple(self.ids), all=self.all)
+        if (self.fleet or self.host) and not self.all:
+            raise InvalidRequest('"fleet" and "host" go with "all": true (ids say their host: host/id)')
+        if self.fleet and self.host:
+            raise InvalidRequest('give "fleet" (every host) or "host" (one), not both')
+        return Target(ids=tuple(self.ids), all=self.all, scope="*" if self.fleet else self.host)
 
 
 class LogoffRequest(Selection):
@@ -173,12 +181,30 @@ def current_caller(request: Request) -> Caller:
 
 
 Who = Annotated[Caller, Depends(current_caller)]
+
+
+class Desk(Protocol):
+    """Where the session actions go: the Manager, or in fleet mode fleet_desk.FleetDesk."""
+
+    async def logoff(self, caller: Caller, target: Target, *, grace: int | None = None,
+                     force: bool = False, message: str | None = None, what_if: bool = False,
+                     wait: bool = True, wait_limit: float | None = None) -> list[Outcome]: ...
+
+    async def disconnect(self, caller: Caller, target: Target) -> list[Outcome]: ...
+
+    async def block(self, caller: Caller, target: Target, message: str | None = None) -> list[Outcome]: ...
+
+    async def unblock(self, caller: Caller, target: Target) -> list[Outcome]: ...
+
+    async def message(self, caller: Caller, target: Target, text: str,
+                      timeout: int | None = None) -> list[Outcome]: ...
 _REFUSED: dict[int | str, dict[str, Any]] = {
     403: {"description": "every target was refused (the results say why)"}}
 
 
-def api_router(manager: Manager) -> APIRouter:
+def api_router(manager: Manager, desk: Desk | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
+    sessions_desk: Desk = desk or manager
 
     @router.get("/sessions", response_model=list[SessionOut], summary="List the sessions you may see")
     async def list_sessions(caller: Who) -> list[SessionOut]:
@@ -196,7 +222,7 @@ def api_router(manager: Manager) -> APIRouter:
     @router.post("/sessions/logoff", response_model=Results, responses=_REFUSED,
                  summary="Log off sessions")
     async def logoff(body: LogoffRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.logoff(
+        return _results(await sessions_desk.logoff(
             caller, body.target(), grace=body.grace, force=body.force, message=body.message,
             what_if=body.what_if, wait=body.wait, wait_limit=LOGOFF_WAIT_LIMIT_S,
         ))
@@ -204,22 +230,22 @@ def api_router(manager: Manager) -> APIRouter:
     @router.post("/sessions/disconnect", response_model=Results, responses=_REFUSED,
                  summary="Disconnect sessions")
     async def disconnect(body: Selection, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.disconnect(caller, body.target()))
+        return _results(await sessions_desk.disconnect(caller, body.target()))
 
     @router.post("/sessions/block", response_model=Results, responses=_REFUSED,
                  summary="Block sessions with a message")
     async def block(body: BlockRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.block(caller, body.target(), body.message))
+        return _results(await sessions_desk.block(caller, body.target(), body.message))
 
     @router.post("/sessions/unblock", response_model=Results, responses=_REFUSED,
                  summary="Unblock sessions")
     async def unblock(body: Selection, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.unblock(caller, body.target()))
+        return _results(await sessions_desk.unblock(caller, body.target()))
 
     @router.post("/sessions/message", response_model=Results, responses=_REFUSED,
                  summary="Show a message on sessions")
     async def message(body: MessageRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.message(caller, body.target(), body.text, body.time))
+        return _results(await sessions_desk.message(caller, body.target(), body.text, body.time))
 
     @router.get("/audit", summary="The audit log (administrators)")
     async def audit(
