@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 LOGOFF_NOTICE = "You will be logged off in {seconds} seconds. Save your work now."
 MAX_MESSAGE = 2000
 STATION_GRACE_S = 2.0
+IDLE_FRESH_S = 2.0  # an idle time older than this is asked for again (in the background)
 
 
 class Manager:
@@ -83,6 +84,7 @@ class Manager:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._logoffs: dict[str, asyncio.Task[Outcome]] = {}
         self._idle: dict[str, tuple[float, float | None]] = {}
+        self._idle_queries: dict[str, asyncio.Task[float | None]] = {}
         self.stations = Stations()
         self._blocked: set[str] = set()  # read on every input message a station sends
         self._going_away: dict[str, asyncio.Task[None]] = {}
@@ -146,7 +148,7 @@ class Manager:
     async def close(self) -> None:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""
         tasks = [*self._discovery, *self._watchers.values(), *self._logoffs.values(),
-                 *self._going_away.values()]
+                 *self._going_away.values(), *self._idle_queries.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -157,8 +159,10 @@ class Manager:
 
     async def list_sessions(self, caller: Caller) -> list[Session]:
         visible = [s for s in self.store.sessions() if policy.may_see(caller, s)]
-        idles = await asyncio.gather(*(self._idle_seconds(s) for s in visible))
-        return [s.with_(idle_s=idle) for s, idle in zip(visible, idles, strict=True)]
+        unknown = [s for s in visible if s.id not in self._idle]
+        if unknown:  # the first time only: ask the hosts, all at once
+            await asyncio.gather(*(self._idle_seconds(s) for s in unknown))
+        return [s.with_(idle_s=self._idle_known(s)) for s in visible]
 
     async def get_session(self, caller: Caller, session_id: str) -> Session:
         session = self.store.session(session_id)
@@ -593,6 +597,7 @@ class Manager:
             watcher.cancel()
         self._locks.pop(session_id, None)
         self._idle.pop(session_id, None)
+        self._idle_queries.pop(session_id, None)  # a query still running then keeps its answer
 
     def _set(self, session: Session) -> Session:
         self.store.put_session(session)
@@ -617,16 +622,33 @@ class Manager:
         return self._locks.setdefault(key, asyncio.Lock())
 
     async def _idle_seconds(self, session: Session) -> float | None:
+        """Seconds since the session's last input. Only the first time waits for the host (an
+        X query each): after that the last answer is given at once, aged, while one query per
+        session at a time refreshes it, so 50 clients listing at once never wait on X servers."""
+        if session.id in self._idle:
+            return self._idle_known(session)
+        self._idle_known(session)  # starts the query
+        return await asyncio.shield(self._idle_queries[session.id])
+
+    def _idle_known(self, session: Session) -> float | None:
+        """The last answer, aged; asks again in the background when it is older than IDLE_FRESH_S."""
         now = time.monotonic()
         cached = self._idle.get(session.id)
-        if cached and now - cached[0] < 2:
-            return cached[1]
+        if (cached is None or now - cached[0] >= IDLE_FRESH_S) and session.id not in self._idle_queries:
+            self._idle_queries[session.id] = asyncio.create_task(self._query_idle(session))
+        if cached is None or cached[1] is None:
+            return None
+        return cached[1] + (now - cached[0])
+
+    async def _query_idle(self, session: Session) -> float | None:
         host = self.hosts.get(session.host)
         try:
             idle = await asyncio.wait_for(host.idle_seconds(session), 1) if host else None
         except (HostError, TimeoutError):
             idle = None
-        self._idle[session.id] = (now, idle)
+        if self._idle_queries.get(session.id) is asyncio.current_task():  # not forgotten meanwhile
+            del self._idle_queries[session.id]
+            self._idle[session.id] = (time.monotonic(), idle)
         return idle
 
     @staticmethod
