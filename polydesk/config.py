@@ -55,6 +55,14 @@ class Settings:
         False, "Show administrator and Dashboard-user sessions as thumbnails."
     )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
+    metrics: bool = _setting(
+        True, "Serve Prometheus metrics at /metrics (see metrics.md): on the API socket, and to local "
+        "clients when `listen` is a loopback address; anywhere else only with `metrics_token`."
+    )
+    metrics_token: str = _setting(
+        "", "Token a scraper sends (Authorization: Bearer TOKEN) to read /metrics from another machine "
+        "or through a reverse proxy; empty = refused there."
+    )
     hosts: list[str] = field(
         default_factory=lambda: ["xvnc"],
         metadata={"help": "Session hosts to run: xvnc (Polydesk's own sessions), logind (the "

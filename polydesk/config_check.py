@@ -54,11 +54,6 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                          "auto, cgroup2, cgroup1 or marker"),
     "hosts": (lambda v: bool(v) and all(h in ("xvnc", "logind", "fake") for h in v),
               'a non-empty list of "xvnc", "logind" (and "fake" for tests)'),
-    "logoff_grace": (lambda v: v >= 0, "0 or more seconds"),
-    "close_wait": (lambda v: v >= 0, "0 or more seconds"),
-    "kill_after": (lambda v: v >= 0, "0 or more seconds"),
-    "idle_disconnect_after": (lambda v: v >= 0, "0 (never) or more seconds"),
-    "disconnected_logoff_after": (lambda v: v >= 0, "0 (never) or more seconds"),
 }
 
 
@@ -73,6 +68,8 @@ def check_text(text: str) -> list[Problem]:
         return [Problem(line, None, f"TOML syntax: {_TOML_POSITION.sub('', message).strip()}"
                         + (f" (column {found.group(2)})" if found else ""))]
     known = {name for name, _, _ in settings_table()}
+    non_negative = {name for name, default, _ in settings_table()
+                    if isinstance(default, int | float) and not isinstance(default, bool) and default >= 0}
     problems: list[Problem] = []
     for key, value in data.items():
         # A table ([fleet]): each of its keys alone first, so that every bad one is named;
@@ -88,6 +85,8 @@ def check_text(text: str) -> list[Problem]:
         rule = VALUE_RULES.get(key)
         if rule is not None and not rule[0](value):
             problems.append(Problem(find_line(text, key), key, f"must be {rule[1]}, not {value!r}"))
+        elif key in non_negative and value < 0:  # seconds, counts, sizes: none is below zero
+            problems.append(Problem(find_line(text, key), key, f"must be 0 or more, not {value!r}"))
     return sorted(problems, key=lambda p: (p.line or 0))
 
 

@@ -251,6 +251,33 @@ class Store:
             for row in reversed(rows)
         ]
 
+    # counts for the metrics (metrics.py): totals since the database began, read incrementally
+
+    def audit_counts(
+        self, after_seq: int = 0
+    ) -> tuple[int, list[tuple[str, bool, int]], list[tuple[str, int]]]:
+        """Audit records after ``after_seq``: (the newest seq, entries by (action, allowed),
+        logon results by status). Pass the returned seq next time to read only what is new."""
+        with _translated(self.path):
+            newest = self._db.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
+            entries = self._db.execute(
+                "SELECT action, allowed, count(*) FROM audit WHERE seq > ? AND seq <= ? "
+                "GROUP BY action, allowed", (after_seq, newest)).fetchall()
+            logons = self._db.execute(
+                "SELECT json_extract(r.value, '$.status'), count(*) FROM audit, json_each(audit.results) r "
+                "WHERE seq > ? AND seq <= ? AND action = 'logon' GROUP BY 1", (after_seq, newest)).fetchall()
+        return (int(newest), [(str(a), bool(ok), int(n)) for a, ok, n in entries],
+                [(str(status), int(n)) for status, n in logons])
+
+    def ended_counts(self, after_row: int = 0) -> tuple[int, list[tuple[str, int]]]:
+        """Ended sessions recorded after row ``after_row``: (the newest row, counts by reason)."""
+        with _translated(self.path):
+            newest = self._db.execute("SELECT coalesce(max(rowid), 0) FROM ended_sessions").fetchone()[0]
+            rows = self._db.execute(
+                "SELECT reason, count(*) FROM ended_sessions WHERE rowid > ? AND rowid <= ? GROUP BY reason",
+                (after_row, newest)).fetchall()
+        return int(newest), [(str(reason), int(n)) for reason, n in rows]
+
     # station connections: who was attached to which session, from where, when
 
     def record_connection(self, station: int, session_id: str, user: str, mode: str, client: str,

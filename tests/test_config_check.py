@@ -19,6 +19,7 @@ logof_grace = 10
 logoff_grace = "ten"
 depth = 16
 hosts = ["xvnc", "nope"]
+kill_after = -1
 block_message = "Olhem para a lousa"
 """
 
@@ -26,11 +27,12 @@ block_message = "Olhem para a lousa"
 def test_each_bad_key_or_value_is_named_with_its_line() -> None:
     problems = check_text(BAD)
     assert [(p.line, p.key) for p in problems] == [
-        (2, "listen"), (3, "logof_grace"), (5, "logoff_grace"), (6, "depth"), (7, "hosts")]
+        (2, "listen"), (3, "logof_grace"), (5, "logoff_grace"), (6, "depth"), (7, "hosts"), (8, "kill_after")]
     by_key = {p.key: p.message for p in problems}
     assert "did you mean 'logoff_grace'" in by_key["logof_grace"]
     assert by_key["logoff_grace"] == "must be int, not 'ten'"  # the daemon's own words
     assert "24 or 32" in by_key["depth"] and "'nope'" in by_key["hosts"]
+    assert by_key["kill_after"] == "must be 0 or more, not -1"
 
 
 def test_a_syntax_error_names_its_line_and_column() -> None:
@@ -85,7 +87,7 @@ def test_the_command(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[0] == (
         f"{bad}:2: listen: must be host:port, e.g. 127.0.0.1:8765 (or empty: API socket only), "
         "not '0.0.0.0'")
-    assert len(result.stderr.splitlines()) == 5
+    assert len(result.stderr.splitlines()) == 6
 
     good = tmp_path / "good.toml"
     good.write_text('listen = "127.0.0.1:8765"\nlogoff_grace = 60\n')

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polydesk.config import Settings
 from polydesk.manager import Manager
+from polydesk.metrics import Metrics
 from polydesk.model import (
     HostError,
     InvalidRequest,
@@ -33,6 +34,7 @@ from polydesk.web.auth import Authenticator, CookieSessions, load_secret
 from polydesk.web.events import events_router
 from polydesk.web.fleet import fleet_router
 from polydesk.web.logon import LogonChecker, TooManyAttempts
+from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.thumbs import thumbnails_router
@@ -108,10 +110,13 @@ def create_app(
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))
     app.include_router(pages_router(manager, auth, logon or LogonChecker()))
+    metrics = app.state.metrics = Metrics(manager.store, thumbnails)
+    app.include_router(metrics_router(metrics, settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outermost last: headers go on every answer, errors included; cookies are read before auth.
     app.add_middleware(CookieSessions, secret=load_secret(settings.state_path / "web-secret"))
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestTimer, metrics=metrics)  # outermost: times the others too
 
     @app.exception_handler(PolydeskError)
     async def polydesk_error(request: Request, exc: PolydeskError) -> JSONResponse:
