@@ -95,9 +95,9 @@ class FleetMirror:
             f"session.{h}.{i}" for h, ids in self._sessions.items() for i in ids}
 
     def end_resync(self) -> None:
-        for key in self._snapshot or ():
+        gone, self._snapshot = self._snapshot or set(), None
+        for key in gone:
             self.apply(key, None)
-        self._snapshot = None
 
     def expire(self) -> None:
         """Forget what the bucket has dropped by age, and the sessions of hosts it forgot."""

@@ -1,0 +1,112 @@
+"""Faults: a daemon killed with kill -9 shows offline, its entries expire, and it comes back
+with its sessions; a NATS node of a 3-node cluster restarts and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.fleet.conftest import Host, Nats, NatsNode, wait_for
+from tests.fleet.test_fleet_commands import logon
+from tests.users import TestUser, user_pids
+
+
+def test_killed_daemon_shows_offline_expires_and_recovers(
+    nats_server: Nats, make_fleet: Callable[..., list[Host]], make_user: Callable[..., TestUser]
+) -> None:
+    a, b = make_fleet(nats_server)
+    bia = make_user("bia")
+    session = logon(b.daemon, bia)
+    assert wait_for(lambda: [s["id"] for s in a.fleet_sessions()] == [f"B/{session}"])
+
+    b.daemon.kill()
+    killed = time.monotonic()
+    assert wait_for(lambda: not a.hosts()["B"]["online"], timeout=10), a.hosts()
+    assert time.monotonic() - killed < 10
+    assert [s["host_online"] for s in a.fleet_sessions()] == [False]  # still listed, as offline
+    refused = a.daemon.cli("logoff", f"B/{session}", "--force", "--yes", "--json")
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["results"][0]["reason"] == "host B is offline"
+    everyone = json.loads(a.daemon.cli("logoff", "--all", "--fleet", "--force", "--yes", "--json").stdout)
+    assert [(r["id"], r["reason"]) for r in everyone["results"]] == [("B/*", "host B is offline")]
+    assert user_pids(bia.uid) != []  # the session runs on without its daemon
+
+    # Nothing refreshes B's entries any more: they expire (stale_after is 10 s here).
+    assert wait_for(lambda: "B" not in a.hosts() and a.fleet_sessions() == [], timeout=20), a.hosts()
+
+    b.daemon.start()  # re-adopts the session and publishes it again
+    assert wait_for(lambda: a.hosts().get("B", {}).get("online"), timeout=10), a.hosts()
+    assert wait_for(lambda: [(s["id"], s["host_online"]) for s in a.fleet_sessions()] == [
+        (f"B/{session}", True)]), a.fleet_sessions()
+    result = a.daemon.cli("logoff", f"B/{session}", "--force", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert user_pids(bia.uid) == []
+
+
+def test_nats_node_restart_loses_nothing(
+    nats_cluster: Nats, make_fleet: Callable[..., list[Host]], make_user: Callable[..., TestUser]
+) -> None:
+    a, b = make_fleet(nats_cluster, replicas=3)
+    users = [make_user(n) for n in ("ana", "bia", "caio")]
+    ids = [logon(b.daemon, u) for u in users]
+    expected = {f"B/{i}" for i in ids}
+    assert wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == expected)
+
+    # Restart the node that leads the bucket's stream (the worst one to lose), then another.
+    for _ in range(2):
+        leader = next(n for n in nats_cluster.nodes if _leads(n))
+        leader.stop()
+        assert {s["id"] for s in a.fleet_sessions()} == expected  # A's picture holds meanwhile
+        result = a.daemon.cli("block", f"B/{ids[0]}", "--message", "Exam", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr  # commands go on
+        leader.start()
+        caught_up = wait_for(lambda: all(_current(n) for n in nats_cluster.nodes), timeout=20)
+        assert caught_up, [_stream(n) for n in nats_cluster.nodes]
+
+    # Every node has the bucket with every key; a restarted A reads the whole fleet back from it.
+    for node in nats_cluster.nodes:
+        assert _keys(node) >= len(ids) + 2, node.jsz()
+    a.daemon.stop()
+    a.daemon.start()
+    assert wait_for(lambda: all(v["online"] for v in a.hosts().values()) and len(a.hosts()) == 2)
+    assert wait_for(lambda: {s["id"]: s["blocked"] for s in a.fleet_sessions()} == {
+        f"B/{ids[0]}": True, f"B/{ids[1]}": False, f"B/{ids[2]}": False}), a.fleet_sessions()
+    result = a.daemon.cli("logoff", f"B/{ids[1]}", "--force", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert user_pids(users[1].uid) == [] and user_pids(users[0].uid) != []
+
+
+def _stream(node: NatsNode) -> dict[str, Any] | None:
+    for account in node.jsz().get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            if stream["name"] == "KV_polydesk_fleet":
+                return dict(stream)
+    return None
+
+
+def _leads(node: NatsNode) -> bool:
+    stream = _stream(node)
+    cluster = stream.get("cluster", {}) if stream else {}
+    return isinstance(cluster, dict) and cluster.get("leader") == node.name
+
+
+def _current(node: NatsNode) -> bool:
+    """The node is up, the stream has a leader and every copy has caught up."""
+    try:
+        stream = _stream(node)
+    except OSError:
+        return False
+    cluster = stream.get("cluster") if stream else None
+    if not isinstance(cluster, dict) or not cluster.get("leader"):
+        return False
+    # "current" flickers under steady heartbeats; a replica a few messages behind is caught up.
+    return all(replica.get("lag", 0) < 50 and replica.get("active", 0) < 5e9
+               for replica in cluster.get("replicas", []))
+
+
+def _keys(node: NatsNode) -> int:
+    stream = _stream(node)
+    state = stream.get("state", {}) if stream else {}
+    return int(state.get("num_subjects", 0)) if isinstance(state, dict) else 0
