@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from polydesk import service
+from polydesk import i18n, service
 from polydesk.accounts import lookup_account
 from polydesk.config import Settings
 from polydesk.events import EventBus
@@ -100,6 +100,10 @@ async def run(settings: Settings, recover: bool = False) -> None:
 
     if os.geteuid() != 0:
         raise InvalidRequest("polydesk serve must run as root: it starts sessions as other users")
+    try:  # before anything shows text in a session
+        log.info("server language: %s", i18n.set_server_language(settings.language))
+    except ValueError as exc:
+        raise InvalidRequest(f"setting 'language': {exc}") from None
     lock = _lock_state_dir(settings.state_path)
     settings.runtime_path.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.runtime_path, 0o755)

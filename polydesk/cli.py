@@ -10,6 +10,7 @@ Exit codes: 0 all done; 1 some target failed; 2 bad usage or unknown id only;
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -20,11 +21,12 @@ import httpx
 import typer
 
 from polydesk.config import DEFAULT_RUNTIME_DIR
+from polydesk.i18n import _
 
 OK, SOME_FAILED, USAGE, NOT_PERMITTED, UNREACHABLE = 0, 1, 2, 3, 4
 
 app = typer.Typer(
-    help="Polydesk: shared desktop sessions. List, log on, log off, disconnect, block and message.",
+    help=_("Polydesk: shared desktop sessions. List, log on, log off, disconnect, block and message."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -55,7 +57,8 @@ class Client:
         try:
             response = self.http.request(method, f"/api/v1{path}", **kwargs)
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError, PermissionError) as exc:
-            fail(UNREACHABLE, f"cannot reach the polydesk daemon at {self.where}: {exc}")
+            fail(UNREACHABLE, _("cannot reach the polydesk daemon at {where}: {error}").format(
+                where=self.where, error=exc))
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -83,9 +86,9 @@ def client() -> Client:
 @app.callback()
 def _options(
     server: Annotated[str | None, typer.Option(envvar="POLYDESK_SERVER",
-                                               help="URL of a remote daemon (needs --token).")] = None,
-    token: Annotated[str | None, typer.Option(envvar="POLYDESK_TOKEN", help="API token.")] = None,
-    socket: Annotated[str | None, typer.Option(help="Path of the daemon's API socket.")] = None,
+                                               help=_("URL of a remote daemon (needs --token)."))] = None,
+    token: Annotated[str | None, typer.Option(envvar="POLYDESK_TOKEN", help=_("API token."))] = None,
+    socket: Annotated[str | None, typer.Option(help=_("Path of the daemon's API socket."))] = None,
 ) -> None:
     _state.update(server=server, token=token, socket=socket)
 
@@ -121,25 +124,25 @@ def report(answer: dict[str, Any], as_json: bool) -> NoReturn:
                 line += f"\t{r['reason']}"
             typer.echo(printable(line), err=not r["ok"])
         if not results:
-            typer.echo("no session to act on")
+            typer.echo(_("no session to act on"))
     raise typer.Exit(exit_code(results))
 
 
 def selection(ids: list[str] | None, all_: bool, own_if_empty: bool, fleet: bool = False,
               host: str | None = None) -> dict[str, Any]:
     if ids and all_:
-        fail(USAGE, "give session ids or --all, not both")
+        fail(USAGE, _("give session ids or --all, not both"))
     if (fleet or host) and not all_:
-        fail(USAGE, "--fleet and --host go with --all (a session id names its host: HOST/ID)")
+        fail(USAGE, _("--fleet and --host go with --all (a session id names its host: HOST/ID)"))
     if fleet and host:
-        fail(USAGE, "give --fleet (every host) or --host (one host), not both")
+        fail(USAGE, _("give --fleet (every host) or --host (one host), not both"))
     if all_:
         return {"all": True, **({"fleet": True} if fleet else {}), **({"host": host} if host else {})}
     if ids:
         return {"ids": ids}
     if own_if_empty:
         return {"own": True}
-    fail(USAGE, "give one or more session ids, or --all")
+    fail(USAGE, _("give one or more session ids, or --all"))
 
 
 def confirm(what: str, body: dict[str, Any], path: str, yes: bool, warning: str) -> None:
@@ -154,24 +157,26 @@ def confirm(what: str, body: dict[str, Any], path: str, yes: bool, warning: str)
         return
     names = ", ".join(f"{r['user']} ({r['id']})" for r in targets)
     if not sys.stdin.isatty():
-        fail(USAGE, f"{what} {len(targets)} sessions ({names}) needs --yes when not run interactively")
-    if not typer.confirm(f"{what} {len(targets)} sessions: {names}? {warning}", default=False):
+        fail(USAGE, _("{what} {n} sessions ({names}) needs --yes when not run interactively").format(
+            what=what, n=len(targets), names=names))
+    if not typer.confirm(_("{what} {n} sessions: {names}? {warning}").format(
+            what=what, n=len(targets), names=names, warning=warning), default=False):
         raise typer.Exit(OK)
 
 
-Ids = Annotated[list[str] | None, typer.Argument(help="Session ids.", show_default=False)]
-All = Annotated[bool, typer.Option("--all", help="Every session you may act on, except your own.")]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-Fleet = Annotated[bool, typer.Option("--fleet", help="Fleet mode: with --all, every host of the fleet.")]
-OnHost = Annotated[str | None, typer.Option("--host", help="Fleet mode: with --all, only this host.")]
+Ids = Annotated[list[str] | None, typer.Argument(help=_("Session ids."), show_default=False)]
+All = Annotated[bool, typer.Option("--all", help=_("Every session you may act on, except your own."))]
+Json = Annotated[bool, typer.Option("--json", help=_("Machine-readable output."))]
+Fleet = Annotated[bool, typer.Option("--fleet", help=_("Fleet mode: with --all, every host of the fleet."))]
+OnHost = Annotated[str | None, typer.Option("--host", help=_("Fleet mode: with --all, only this host."))]
 
 
 @app.command()
 def serve(
-    config: Annotated[str | None, typer.Option(help="Configuration file (TOML).")] = None,
-    listen: Annotated[str | None, typer.Option(help="host:port for the web page and API.")] = None,
+    config: Annotated[str | None, typer.Option(help=_("Configuration file (TOML)."))] = None,
+    listen: Annotated[str | None, typer.Option(help=_("host:port for the web page and API."))] = None,
     recover: Annotated[bool, typer.Option(
-        "--recover", help="Rebuild a damaged or missing state database from the running sessions.")]
+        "--recover", help=_("Rebuild a damaged or missing state database from the running sessions."))]
     = False,
 ) -> None:
     """Run the daemon (as root)."""
@@ -194,8 +199,8 @@ def serve(
 @app.command()
 def sessions(
     as_json: Json = False,
-    fleet: Annotated[bool, typer.Option("--fleet", help="Every host of the fleet (ids HOST/ID).")] = False,
-    host: Annotated[str | None, typer.Option("--host", help="Only this host of the fleet.")] = None,
+    fleet: Annotated[bool, typer.Option("--fleet", help=_("Every host of the fleet (ids HOST/ID)."))] = False,
+    host: Annotated[str | None, typer.Option("--host", help=_("Only this host of the fleet."))] = None,
 ) -> None:
     """List sessions, like `query session`. `>` marks your own."""
     on_fleet = fleet or host is not None
@@ -204,16 +209,17 @@ def sessions(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    header = ("", "ID", "USER", "STATE", "BLOCKED", "DISPLAY", "LOGON", "IDLE", "CLIENT")
+    header = ("", _("ID"), _("USER"), _("STATE"), _("BLOCKED"), _("DISPLAY"), _("LOGON"), _("IDLE"),
+              _("CLIENT"))
     table = [header] + [
-        (">" if r["own"] else "", r["id"], r["user"], r["state"], "yes" if r["blocked"] else "no",
+        (">" if r["own"] else "", r["id"], r["user"], r["state"], _("yes") if r["blocked"] else _("no"),
          r["display"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(r["logon_time"])),
          _duration(r["idle_s"]), printable(r["client"] or "-"))
-        + ((r["fleet_host"] + ("" if r["host_online"] else " (offline)"),) if on_fleet else ())
+        + ((r["fleet_host"] + ("" if r["host_online"] else " " + _("(offline)")),) if on_fleet else ())
         for r in rows
     ]
     if on_fleet:
-        table[0] += ("HOST",)
+        table[0] += (_("HOST"),)
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -226,9 +232,11 @@ def hosts(as_json: Json = False) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = [("", "HOST", "STATE", "SESSIONS", "LAST SEEN", "ADDRESS")] + [
-        ("*" if r["local"] else "", r["name"], "online" if r["online"] else "offline", str(r["sessions"]),
-         "now" if r["local"] else f"{r['last_seen_s']:.0f} s ago", r["listen"] or "-")
+    table = [("", _("HOST"), _("STATE"), _("SESSIONS"), _("LAST SEEN"), _("ADDRESS"))] + [
+        ("*" if r["local"] else "", r["name"], _("online") if r["online"] else _("offline"),
+         str(r["sessions"]),
+         _("now") if r["local"] else _("{seconds:.0f} s ago").format(seconds=r["last_seen_s"]),
+         r["listen"] or "-")
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
@@ -246,14 +254,14 @@ def _duration(seconds: float | None) -> str:
 
 
 @app.command()
-def logon(user: Annotated[str, typer.Argument(help="Account to log on.")], as_json: Json = False) -> None:
+def logon(user: Annotated[str, typer.Argument(help=_("Account to log on."))], as_json: Json = False) -> None:
     """Start USER's session, or resume the running one."""
     answer = client().call("POST", "/sessions", json={"user": user})
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
         return
     s = answer["session"]
-    verb = "resumed" if answer["resumed"] else "started"
+    verb = _("resumed") if answer["resumed"] else _("started")
     typer.echo(f"{s['id']}\t{s['user']}\t{verb}\t{s['display']}")
 
 
@@ -263,12 +271,12 @@ def logoff(
     all_: All = False,
     fleet: Fleet = False,
     host: OnHost = None,
-    grace: Annotated[int | None, typer.Option(help="Seconds of warning before the end.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="No warning, no polite close.")] = False,
-    message: Annotated[str | None, typer.Option(help="Warning text shown in the session.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    what_if: Annotated[bool, typer.Option("--what-if", help="Show what would end; end nothing.")] = False,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once log-off has begun.")] = False,
+    grace: Annotated[int | None, typer.Option(help=_("Seconds of warning before the end."))] = None,
+    force: Annotated[bool, typer.Option("--force", help=_("No warning, no polite close."))] = False,
+    message: Annotated[str | None, typer.Option(help=_("Warning text shown in the session."))] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation."))] = False,
+    what_if: Annotated[bool, typer.Option("--what-if", help=_("Show what would end; end nothing."))] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help=_("Return once log-off has begun."))] = False,
     as_json: Json = False,
 ) -> None:
     """Log off sessions. No id: your own session. --all: everyone but you."""
@@ -278,7 +286,7 @@ def logoff(
         body["grace"] = grace
     if what_if:
         report(client().call("POST", "/sessions/logoff", json={**body, "what_if": True}), as_json)
-    confirm("Log off", body, "/sessions/logoff", yes, "Unsaved work in them may be lost.")
+    confirm(_("Log off"), body, "/sessions/logoff", yes, _("Unsaved work in them may be lost."))
     answer = client().call("POST", "/sessions/logoff", json=body)
     if not no_wait:
         wait_until_ended(answer["results"], deadline=time.monotonic() + (grace or 30) + 120)
@@ -310,7 +318,7 @@ def disconnect(ids: Ids = None, all_: All = False, as_json: Json = False, fleet:
 def block(
     ids: Ids = None,
     all_: All = False,
-    message: Annotated[str | None, typer.Option(help='Text on the cover (default "Station blocked").')]
+    message: Annotated[str | None, typer.Option(help=_('Text on the cover (default "Station blocked").'))]
     = None,
     as_json: Json = False,
     fleet: Fleet = False,
@@ -331,9 +339,9 @@ def unblock(ids: Ids = None, all_: All = False, as_json: Json = False, fleet: Fl
 
 @app.command()
 def msg(
-    args: Annotated[list[str], typer.Argument(help="Session ids (or --all), then the message text.")],
+    args: Annotated[list[str], typer.Argument(help=_("Session ids (or --all), then the message text."))],
     all_: All = False,
-    time_: Annotated[int | None, typer.Option("--time", help="Close the message after S seconds.")]
+    time_: Annotated[int | None, typer.Option("--time", help=_("Close the message after S seconds."))]
     = None,
     as_json: Json = False,
     fleet: Fleet = False,
@@ -348,7 +356,7 @@ def msg(
 
 @app.command()
 def audit(
-    limit: Annotated[int, typer.Option(help="How many entries, newest last.")] = 50,
+    limit: Annotated[int, typer.Option(help=_("How many entries, newest last."))] = 50,
     as_json: Json = False,
 ) -> None:
     """Show the audit log (administrators)."""
@@ -359,16 +367,17 @@ def audit(
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
         results = ", ".join(f"{x['id']}:{x['status']}" for x in r["results"]) or "-"
-        verdict = "" if r["allowed"] else " REFUSED"
+        verdict = "" if r["allowed"] else " " + _("REFUSED")
         typer.echo(printable(f"{r['seq']}\t{when}\t{r['caller']}({r['role']})\t{r['action']}{verdict}\t{results}"))
 
 
 @app.command("install-service")
 def install_service(
-    unit_dir: Annotated[str, typer.Option(help="Where to write polydesk.service.")] = "/etc/systemd/system",
+    unit_dir: Annotated[str, typer.Option(help=_("Where to write polydesk.service."))]
+    = "/etc/systemd/system",
     executable: Annotated[str | None, typer.Option(
-        help="The polydesk command ExecStart runs (default: this one).")] = None,
-    no_start: Annotated[bool, typer.Option("--no-start", help="Enable at boot, do not start now.")]
+        help=_("The polydesk command ExecStart runs (default: this one)."))] = None,
+    no_start: Annotated[bool, typer.Option("--no-start", help=_("Enable at boot, do not start now."))]
     = False,
 ) -> None:
     """Install the systemd unit (root): start at boot, restart on failure, sessions kept."""
@@ -377,9 +386,9 @@ def install_service(
     from polydesk import service
 
     try:
-        done = service.install(Path(unit_dir), executable, start=not no_start)
+        done = service.install(Path(unit_dir), executable, start=not no_start, say=_)
     except PermissionError as exc:
-        fail(NOT_PERMITTED, f"cannot write the unit: {exc} (run as root)")
+        fail(NOT_PERMITTED, _("cannot write the unit: {error} (run as root)").format(error=exc))
     except (OSError, ValueError) as exc:
         fail(USAGE, str(exc))
     for step in done.steps:
@@ -387,14 +396,14 @@ def install_service(
     raise typer.Exit(OK if done.ok else SOME_FAILED)
 
 
-config_app = typer.Typer(help="The configuration file (docs/configuration.md).", no_args_is_help=True)
+config_app = typer.Typer(help=_("The configuration file (docs/configuration.md)."), no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
 @config_app.command("check")
 def config_check(
     file: Annotated[str | None, typer.Argument(
-        help="The file (default: $POLYDESK_CONFIG, else /etc/polydesk/polydesk.toml).",
+        help=_("The file (default: $POLYDESK_CONFIG, else /etc/polydesk/polydesk.toml)."),
         show_default=False)] = None,
 ) -> None:
     """Check a configuration file: each bad key or value with its line. Exit 0 good, 2 bad."""
@@ -406,32 +415,32 @@ def config_check(
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
-        fail(USAGE, f"cannot read {path}: {exc}")
+        fail(USAGE, _("cannot read {path}: {error}").format(path=path, error=exc))
     problems = check_text(text)
     for problem in problems:
         typer.echo(printable(problem.format(path)), err=True)
     if problems:
         raise typer.Exit(USAGE)
-    typer.echo(f"{path}: ok")
+    typer.echo(_("{path}: ok").format(path=path))
 
 
-token_app = typer.Typer(help="API tokens for scripts (administrators): Authorization: Bearer TOKEN.",
+token_app = typer.Typer(help=_("API tokens for scripts (administrators): Authorization: Bearer TOKEN."),
                         no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
 
 @token_app.command("create")
 def token_create(
-    user: Annotated[str | None, typer.Option(help="Account the token acts as (default: you).")] = None,
-    note: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    user: Annotated[str | None, typer.Option(help=_("Account the token acts as (default: you)."))] = None,
+    note: Annotated[str, typer.Option(help=_("What the token is for."))] = "",
     as_json: Json = False,
 ) -> None:
     """Make a token; it is printed once and never stored (only its digest is)."""
     answer = client().call("POST", "/tokens", json={"user": user, "note": note})
     typer.echo(json.dumps(answer, indent=2) if as_json else answer["token"])
     if not as_json:
-        typer.echo(f"token {answer['id']} acts as {answer['user']}; keep it secret, it is shown only once",
-                   err=True)
+        typer.echo(_("token {id} acts as {user}; keep it secret, it is shown only once").format(
+            id=answer["id"], user=answer["user"]), err=True)
 
 
 @token_app.command("list")
@@ -447,9 +456,24 @@ def token_list(as_json: Json = False) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id (from token list).")]) -> None:
+def token_revoke(token_id: Annotated[str, typer.Argument(help=_("Token id (from token list)."))]) -> None:
     """Revoke a token: it stops working at once."""
     client().call("DELETE", f"/tokens/{token_id}")
+
+
+def _translate_help(group: typer.Typer) -> None:
+    """Commands' help is their docstring: shown in the user's language (scripts/translations.py
+    extracts the docstrings of this module's commands)."""
+    for command in group.registered_commands:
+        doc = command.help or (command.callback.__doc__ if command.callback else None)
+        if doc:
+            command.help = _(inspect.cleandoc(doc))
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _translate_help(sub.typer_instance)
+
+
+_translate_help(app)
 
 
 def main() -> None:

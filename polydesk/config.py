@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from polydesk.fleet_config import FleetSettings, fleet_markdown, load_fleet
+from polydesk.i18n import N_
 from polydesk.model import InvalidRequest
 
 DEFAULT_CONFIG = "/etc/polydesk/polydesk.toml"
@@ -40,7 +41,10 @@ class Settings:
     allow_multiple_sessions: bool = _setting(
         False, "Let one account have several sessions; otherwise logging on again resumes."
     )
-    block_message: str = _setting("Station blocked", "Message shown on a blocked session's screen.")
+    block_message: str = _setting(
+        N_("Station blocked"), "Message shown on a blocked session's screen; this default is shown in the "
+        "server's `language` (\"Estação bloqueada\")."
+    )
     desktop: str = _setting(
         "", "Shell command run as the user when ~/.xsession is absent; empty = xterm and openbox."
     )
@@ -55,6 +59,11 @@ class Settings:
         False, "Show administrator and Dashboard-user sessions as thumbnails."
     )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
+    language: str = _setting(
+        "", "Language of what is shown in sessions (log-off notice, block cover, message window) and of "
+        "web pages whose browser asks for none Polydesk has: en or pt_BR; empty = the daemon's "
+        "environment (LANG). Pages follow each browser's Accept-Language; the CLI, its user's LANG."
+    )
     metrics: bool = _setting(
         True, "Serve Prometheus metrics at /metrics (see metrics.md): on the API socket, and to local "
         "clients when `listen` is a loopback address; anywhere else only with `metrics_token`."
@@ -106,7 +115,7 @@ def settings_markdown() -> str:
         "Polydesk reads `/etc/polydesk/polydesk.toml` (or `$POLYDESK_CONFIG`, or `polydesk serve "
         "--config FILE`).",
         "Every key is optional; an unknown key or a value of the wrong type stops the daemon with "
-        "a message naming it.",
+        "a message naming it; `polydesk config check [FILE]` names every bad key or value with its line.",
         "This page is generated from `polydesk/config.py` (`python -m polydesk.config > "
         "docs/configuration.md`).",
         "",

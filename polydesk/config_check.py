@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polydesk.config import load_settings, settings_table
+from polydesk.i18n import normalize
 from polydesk.model import InvalidRequest
 
 _NOWHERE = {"POLYDESK_CONFIG": "/nonexistent/polydesk.toml"}  # load_settings must read no file
@@ -50,6 +51,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "geometry": (lambda v: re.fullmatch(r"[1-9]\d{1,4}x[1-9]\d{1,4}", v) is not None,
                  "WIDTHxHEIGHT, e.g. 1280x800"),
     "first_display": (lambda v: 0 <= v < 10000, "a display number from 0 to 9999"),
+    "language": (lambda v: v == "" or normalize(v) is not None, "en or pt_BR (or empty: the daemon's LANG)"),
     "process_tracking": (lambda v: v in ("auto", "cgroup2", "cgroup1", "marker"),
                          "auto, cgroup2, cgroup1 or marker"),
     "hosts": (lambda v: bool(v) and all(h in ("xvnc", "logind", "fake") for h in v),

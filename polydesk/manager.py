@@ -28,6 +28,7 @@ from polydesk.events import (
     session_started,
 )
 from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
+from polydesk.i18n import N_, server_gettext
 from polydesk.model import (
     SYSTEM,
     Account,
@@ -56,7 +57,8 @@ from polydesk.store import Store
 
 log = logging.getLogger(__name__)
 
-LOGOFF_NOTICE = "You will be logged off in {seconds} seconds. Save your work now."
+# Shown in the session, in the server language (i18n.server_gettext), whoever asked.
+LOGOFF_NOTICE = N_("You will be logged off in {seconds} seconds. Save your work now.")
 MAX_MESSAGE = 2000
 STATION_GRACE_S = 2.0
 IDLE_FRESH_S = 2.0  # an idle time older than this is asked for again (in the background)
@@ -302,7 +304,7 @@ class Manager:
         return await self._each(caller, Action.DISCONNECT, target, act, {})
 
     async def block(self, caller: Caller, target: Target, message: str | None = None) -> list[Outcome]:
-        text = message or self.settings.block_message
+        text = message or server_gettext(self.settings.block_message)  # the default is translated
         _check_text(text)
 
         async def act(session: Session) -> Outcome:
@@ -488,7 +490,7 @@ class Manager:
                 remaining = plan.deadline - time.time()
                 if remaining > 0:
                     seconds = math.ceil(remaining)
-                    text = plan.message or LOGOFF_NOTICE.format(seconds=seconds)
+                    text = plan.message or server_gettext(LOGOFF_NOTICE).format(seconds=seconds)
                     with contextlib.suppress(HostError):
                         await host.notify_logoff(session, seconds, text)
                     await asyncio.sleep(remaining)

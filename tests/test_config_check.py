@@ -21,13 +21,15 @@ depth = 16
 hosts = ["xvnc", "nope"]
 kill_after = -1
 block_message = "Olhem para a lousa"
+language = "fr"
 """
 
 
 def test_each_bad_key_or_value_is_named_with_its_line() -> None:
     problems = check_text(BAD)
     assert [(p.line, p.key) for p in problems] == [
-        (2, "listen"), (3, "logof_grace"), (5, "logoff_grace"), (6, "depth"), (7, "hosts"), (8, "kill_after")]
+        (2, "listen"), (3, "logof_grace"), (5, "logoff_grace"), (6, "depth"), (7, "hosts"), (8, "kill_after"),
+        (10, "language")]
     by_key = {p.key: p.message for p in problems}
     assert "did you mean 'logoff_grace'" in by_key["logof_grace"]
     assert by_key["logoff_grace"] == "must be int, not 'ten'"  # the daemon's own words
@@ -87,7 +89,7 @@ def test_the_command(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[0] == (
         f"{bad}:2: listen: must be host:port, e.g. 127.0.0.1:8765 (or empty: API socket only), "
         "not '0.0.0.0'")
-    assert len(result.stderr.splitlines()) == 6
+    assert len(result.stderr.splitlines()) == 7
 
     good = tmp_path / "good.toml"
     good.write_text('listen = "127.0.0.1:8765"\nlogoff_grace = 60\n')

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import polydesk
+from polydesk import i18n
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
 from polydesk.hosts.base import Screen
@@ -205,6 +206,7 @@ def spawn_helper(folder: Path, screen: Screen, kind: str, args: list[str],
             "--xauthority", screen.xauthority, kind, *args]
     env = {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+        "POLYDESK_LANGUAGE": i18n.server_language(),  # of the window's own words (its button)
         "PYTHONPATH": str(Path(polydesk.__file__).resolve().parent.parent),
     }
     out = os.open(folder / "helpers.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)

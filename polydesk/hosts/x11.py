@@ -36,6 +36,8 @@ from Xlib import error as xerror
 from Xlib.protocol import event as xevent
 from Xlib.support import unix_connect
 
+from polydesk.i18n import DEFAULT, normalize, translations
+
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
@@ -362,6 +364,13 @@ async def vncconfig(display: str, xauthority: Path, *args: str, timeout: float =
 # ================================================================ helper programs
 
 
+def _(message: str) -> str:
+    """A helper window's own words, in the server language the daemon passes down
+    (POLYDESK_LANGUAGE): the helper's LANG is C.UTF-8 whatever the daemon's."""
+    language = normalize(os.environ.get("POLYDESK_LANGUAGE", "")) or DEFAULT
+    return translations(language).gettext(message)
+
+
 @dataclass(frozen=True)
 class Colours:
     background: tuple[int, int, int]
@@ -518,7 +527,7 @@ class Cover:
             background_pixel=conn.screen().black_pixel, override_redirect=True,
             event_mask=X.VisibilityChangeMask | X.StructureNotifyMask,
         )
-        _mark_helper(conn, self.window, "Polydesk: blocked")
+        _mark_helper(conn, self.window, _("Polydesk: blocked"))
         # Any window mapped, moved or restacked anywhere tells us to get back on top.
         self.root.change_attributes(event_mask=X.SubstructureNotifyMask | X.StructureNotifyMask)
         self.pixmap = _set_background(conn, self.window, self._image())
@@ -602,7 +611,7 @@ class Notice:
             background_pixel=conn.screen().black_pixel, border_pixel=conn.screen().white_pixel,
             override_redirect=True, event_mask=X.VisibilityChangeMask,
         )
-        _mark_helper(conn, self.window, "Polydesk: log-off")
+        _mark_helper(conn, self.window, _("Polydesk: log-off"))
         self.pixmap = _set_background(conn, self.window, image)
         self.window.map()
         self.window.raise_window()
@@ -687,7 +696,8 @@ class Message:
         draw = ImageDraw.Draw(image)
         draw.rounded_rectangle((bx, by, bx + self.BUTTON[0], by + self.BUTTON[1]), 6, fill=MESSAGE.accent)
         font = _font(18, bold=True)
-        draw.text((bx + (self.BUTTON[0] - font.getlength("OK")) / 2, by + 9), "OK", font=font,
+        label = _("OK")
+        draw.text((bx + (self.BUTTON[0] - font.getlength(label)) / 2, by + 9), label, font=font,
                   fill=(255, 255, 255))
         return image
 
@@ -725,7 +735,7 @@ def _parser() -> argparse.ArgumentParser:
     notice.add_argument("--seconds", required=True, type=int)
     message = commands.add_parser("message", help="a message with an OK button")
     message.add_argument("--text", required=True)
-    message.add_argument("--title", default="Message")
+    message.add_argument("--title", default=None)
     message.add_argument("--timeout", type=float, default=None)
     message.add_argument("--index", type=int, default=0)
     return parser
@@ -744,7 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "notice":
         run = Notice(conn, args.text, args.seconds).run
     else:
-        run = Message(conn, args.text, args.title, args.timeout, args.index).run
+        run = Message(conn, args.text, args.title or _("Message"), args.timeout, args.index).run
     try:
         run()
     except (xerror.ConnectionClosedError, OSError):

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import polydesk
+from polydesk import i18n
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
 from polydesk.hosts.base import Recovered, Screen, Started
@@ -607,6 +608,7 @@ def _spawn_helper(handle: Handle, kind: str, args: list[str], wait_ready: bool) 
     env = {
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
+        "POLYDESK_LANGUAGE": i18n.server_language(),  # of the window's own words (its button)
         "PYTHONPATH": str(Path(polydesk.__file__).resolve().parent.parent),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
