@@ -45,6 +45,14 @@ class Settings:
         N_("Station blocked"), "Message shown on a blocked session's screen; this default is shown in the "
         "server's `language` (\"Estação bloqueada\")."
     )
+    idle_disconnect_after: int = _setting(
+        0, "Seconds without keyboard or mouse input after which an active session is disconnected "
+        "(it keeps running; a warning is shown in it first); 0 = never."
+    )
+    disconnected_logoff_after: int = _setting(
+        0, "Seconds a session may stay disconnected before it is logged off (gracefully: its "
+        "windows are asked to close first); 0 = never."
+    )
     desktop: str = _setting(
         "", "Shell command run as the user when ~/.xsession is absent; empty = xterm and openbox."
     )

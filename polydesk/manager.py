@@ -29,6 +29,7 @@ from polydesk.events import (
 )
 from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
 from polydesk.i18n import N_, server_gettext
+from polydesk.limits import Limits
 from polydesk.model import (
     SYSTEM,
     Account,
@@ -91,6 +92,7 @@ class Manager:
         self._blocked: set[str] = set()  # read on every input message a station sends
         self._going_away: dict[str, asyncio.Task[None]] = {}
         self._discovery: list[asyncio.Task[None]] = []
+        self._limits: asyncio.Task[None] | None = None  # idle / disconnected limits (limits.py)
 
     # lifecycle
 
@@ -118,6 +120,9 @@ class Manager:
                 self._watch(session)
         for discovering_host in discovering:
             self._discovery.append(asyncio.create_task(self._discover(discovering_host)))
+        limits = Limits(self)
+        if limits.enabled:
+            self._limits = asyncio.create_task(limits.run())
 
     async def recover(self) -> list[str]:
         """Rebuild the state of sessions the store does not know (a lost or damaged database)
@@ -150,7 +155,8 @@ class Manager:
     async def close(self) -> None:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""
         tasks = [*self._discovery, *self._watchers.values(), *self._logoffs.values(),
-                 *self._going_away.values(), *self._idle_queries.values()]
+                 *self._going_away.values(), *self._idle_queries.values(),
+                 *([self._limits] if self._limits else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

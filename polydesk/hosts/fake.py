@@ -34,6 +34,7 @@ class FakeHost:
         self.desktops: dict[str, FakeDesktop] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail_on: set[tuple[str, str]] = set()  # (method, session id) that raise HostError
+        self.idle: dict[str, float] = {}  # seconds without input, per session (default 0)
         self._next_pid = 10_000
 
     def _record(self, method: str, session_id: str) -> FakeDesktop:
@@ -110,7 +111,7 @@ class FakeHost:
         self._record("message", session.id).messages.append(text)
 
     async def idle_seconds(self, session: Session) -> float | None:
-        return 0.0 if session.id in self.desktops else None
+        return self.idle.get(session.id, 0.0) if session.id in self.desktops else None
 
     def screen(self, session: Session) -> Screen | None:
         return None  # no pixels: interfaces show a placeholder
