@@ -21,6 +21,7 @@ from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
 from polydesk.web.logon import LogonChecker, TooManyAttempts
+from polydesk.web.security import STATION_CSP
 from polydesk.web.thumbs import may_watch, on_dashboard
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ STATUS_LABELS = {
     "blocked": "Blocked", "unblocked": "Unblocked", "shown": "Message shown", "started": "Started",
     "resumed": "Resumed", "would-end": "Would log off", "would-do": "Would do",
     "unknown-session": "Unknown session", "not-permitted": "Not permitted", "failed": "Failed",
+}
+
+
+# What the log-on page says after a station signed out (?then=...).
+FAREWELLS = {
+    "disconnected": "Disconnected. Your session keeps running: log on again, here or anywhere, to resume it.",
+    "logged-off": "You are logged off.",
 }
 
 
@@ -75,26 +83,55 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
         return {"s": session, "size": size, "watchable": bool(may_watch(caller, session, settings)),
                 "selectable": caller.role != Role.STANDARD}
 
+    def station(request: Request, caller: Caller) -> HTMLResponse:
+        """The caller's own desktop, full window; the page starts or resumes the session itself
+        (a POST with the CSRF token, never a side effect of this GET)."""
+        response = render(request, "station.html", caller=caller,
+                          home="" if caller.role == Role.STANDARD else "/",
+                          notice=caller.role == Role.STANDARD and settings.monitoring
+                          and settings.privacy_notice)
+        response.headers["Content-Security-Policy"] = STATION_CSP
+        return response
+
     @router.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
+        """A standard user lands on their desktop (MultiPoint's station); the others on the Dashboard."""
         caller = auth.identify(request)
         if caller is None:
             return RedirectResponse("/login", status_code=303)
-        sessions = await manager.list_sessions(caller)
         if caller.role == Role.STANDARD:
-            own = [s for s in sessions if policy.owns(caller, s)]
-            return render(request, "own.html", caller=caller,
-                          cards=[card_context(caller, s, "large") for s in own],
-                          notice=settings.monitoring and settings.privacy_notice)
+            return station(request, caller)
+        sessions = await manager.list_sessions(caller)
         shown = sorted((s for s in sessions if on_dashboard(caller, s, settings)), key=lambda s: s.user)
-        return render(request, "dashboard.html", caller=caller,
-                      cards=[card_context(caller, s, "medium") for s in shown])
+        response = render(request, "dashboard.html", caller=caller,
+                          cards=[card_context(caller, s, "medium") for s in shown])
+        response.headers["Content-Security-Policy"] = STATION_CSP  # its enlarged view is a station
+        return response
+
+    @router.get("/desktop", response_class=HTMLResponse)
+    async def desktop(request: Request) -> Response:
+        """Anyone's own desktop (Dashboard users and administrators open theirs from the Dashboard)."""
+        caller = auth.identify(request)
+        if caller is None:
+            return RedirectResponse("/login", status_code=303)
+        return station(request, caller)
+
+    @router.get("/session", response_class=HTMLResponse)
+    async def own_page(request: Request) -> Response:
+        """The caller's own sessions as cards, with Start, Disconnect and Log off buttons."""
+        caller = auth.identify(request)
+        if caller is None:
+            return RedirectResponse("/login", status_code=303)
+        own = [s for s in await manager.list_sessions(caller) if policy.owns(caller, s)]
+        return render(request, "own.html", caller=caller,
+                      cards=[card_context(caller, s, "large") for s in own],
+                      notice=caller.role == Role.STANDARD and settings.monitoring and settings.privacy_notice)
 
     @router.get("/login", response_class=HTMLResponse)
-    async def login_page(request: Request) -> Response:
+    async def login_page(request: Request, then: str = "") -> Response:
         if auth.identify(request) is not None:
             return RedirectResponse("/", status_code=303)
-        return render(request, "login.html")
+        return render(request, "login.html", farewell=FAREWELLS.get(then))
 
     @router.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
@@ -127,7 +164,8 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
         if auth.identify(request) is not None:
             check_csrf(request, str(form.get(CSRF_FIELD, "")))
             auth.sign_out(request)
-        return RedirectResponse("/login", status_code=303)
+        then = str(form.get("then", ""))  # the station says why it signs out: the log-on page tells
+        return RedirectResponse(f"/login?then={then}" if then in FAREWELLS else "/login", status_code=303)
 
     @router.get("/ui/cards/{session_id}", response_class=HTMLResponse)
     async def card(request: Request, session_id: str, size: str = "medium") -> Response:

@@ -10,17 +10,25 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CSP = "; ".join((
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self'",
-    "connect-src 'self'",
-    "font-src 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-    "base-uri 'none'",
-))
+
+def _policy(img_src: str) -> str:
+    return "; ".join((
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        f"img-src {img_src}",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ))
+
+
+CSP = _policy("'self'")
+# Pages that show a session through noVNC: it draws JPEG rectangles (Tight encoding) and the
+# remote cursor from data: URLs. Images only; scripts, styles and connections stay 'self'.
+STATION_CSP = _policy("'self' data:")
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

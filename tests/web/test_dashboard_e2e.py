@@ -187,6 +187,9 @@ def test_standard_user_sees_only_their_own_session(
     a, b = logon(daemon, ana), logon(daemon, bia)
     page = new_page(browser)
     sign_in(page, daemon, ana)
+    expect(page.locator("#privacy-notice")).to_be_visible()  # on the station page they land on
+    expect(page.locator("#station")).to_have_attribute("data-state", "connected", timeout=30_000)
+    page.goto(daemon.url + "/session")  # the overview of their own session
     expect(page.locator("#privacy-notice")).to_be_visible()
     expect(page.locator("#grid .card")).to_have_count(1)
     expect(page.locator(f"#card-{a}")).to_be_visible()

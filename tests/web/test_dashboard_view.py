@@ -80,6 +80,19 @@ def test_selection_view_and_actions(room: Room, make_user: Callable[..., TestUse
 def test_own_page_starts_a_session_and_shows_it_live(room: Room, browser: Browser) -> None:
     page = new_page(browser)
     sign_in(page, room.daemon, room.ana)
+    # the station page they land on starts their session; in-memory sessions have no screen
+    expect(page.locator("#station")).to_have_attribute("data-state", "ended")
+    expect(page.locator("#ended-text")).to_have_text(
+        "Your session runs, but its screen cannot be shown here.")
+    assert [s["user"] for s in room.daemon.sessions()] == [room.ana.name]
+
+    # the overview page: their session as a card; log it off, start it again
+    page.goto(room.daemon.url + "/session")
+    expect(page.locator("#grid .card")).to_have_count(1)
+    expect(page.locator("#own-actions")).to_be_visible()
+    page.once("dialog", lambda d: d.accept())
+    page.click("#own-logoff")
+    expect(page.locator("#grid .card")).to_have_count(0)
     expect(page.locator("#empty")).to_be_visible()
     expect(page.locator("#own-actions")).to_be_hidden()
     page.click("#own-logon")
@@ -90,4 +103,5 @@ def test_own_page_starts_a_session_and_shows_it_live(room: Room, browser: Browse
     page.click("#sign-out")
     expect(page).to_have_url(room.daemon.url + "/login")
     assert page.request.get(room.daemon.url + "/api/v1/whoami").status == 401
-    assert page.errors == []  # type: ignore[attr-defined]
+    # the only errors: the browser and noVNC saying the station's WebSocket was refused (409)
+    assert all("WebSocket" in e or "Connection closed" in e for e in page.errors), page.errors  # type: ignore[attr-defined]

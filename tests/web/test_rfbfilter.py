@@ -52,3 +52,11 @@ def test_other_protocols_and_security_types_are_refused() -> None:
         ClientStream(lambda: True).feed(b"GET / HTTP/1.1\r\n")
     with pytest.raises(ProtocolError):
         ClientStream(lambda: True).feed(b"RFB 003.008\n\x02")
+
+
+def test_encodings_that_would_reframe_pointer_events_are_never_asked_for() -> None:
+    stream = ClientStream(lambda: True)
+    stream.feed(HANDSHAKE)
+    asked = struct.pack(">BxH4i", 2, 4, 7, -316, 0, -258)  # Tight, ExtendedMouseButtons, Raw, QEMU keys
+    assert stream.feed(asked) == struct.pack(">BxH3i", 2, 3, 7, 0, -258)
+    assert stream.feed(ENCODINGS) == ENCODINGS  # nothing to take out: passed as it came

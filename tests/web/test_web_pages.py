@@ -121,7 +121,10 @@ def test_user_text_is_escaped(fake_daemon: Daemon, make_user: Callable[..., Test
 def test_standard_user_page_shows_only_their_session_and_the_privacy_notice(room: Room) -> None:
     a, b = logon(room.daemon, room.ana), logon(room.daemon, room.bia)
     with signin(room.daemon, room.ana) as ana:
-        page = ana.get("/").text
+        station = ana.get("/").text  # a standard user lands on their desktop (the station page)
+        assert 'id="station"' in station and 'id="privacy-notice"' in station
+        assert "Log off users" not in station and room.bia.name not in station
+        page = ana.get("/session").text
         assert f'id="card-{a}"' in page and f'id="card-{b}"' not in page
         assert room.bia.name not in page
         assert 'id="privacy-notice"' in page and "can see your screen" in page

@@ -407,6 +407,38 @@
       run(button.dataset.action);
     }
   });
+
+  // ---------------------------------------------------------------- Enlarge / Take control
+
+  // One session at a time, shown by static/station.js (an ES module with noVNC) in the
+  // enlarged view; this script only says which session and how. The module may still be
+  // loading: it also picks up the last request left here when it starts.
+  function openStation(id, stationMode) {
+    const card = cardOf(id);
+    if (!card) return;
+    window.polydeskStation = { id: id, user: card.dataset.user, mode: stationMode };
+    document.dispatchEvent(new CustomEvent("polydesk:station", { detail: window.polydeskStation }));
+  }
+
+  if (mode === "dashboard") {
+    document.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-station]");
+      if (!button) return;
+      event.stopPropagation();
+      closeMenus();
+      const ids = Array.from(selected).filter((id) => cardOf(id));
+      if (ids.length !== 1) {
+        notice("Select one session first: click its thumbnail.");
+        return;
+      }
+      notice("");
+      openStation(ids[0], button.dataset.station);
+    });
+    grid.addEventListener("dblclick", (event) => {
+      const card = event.target.closest(".card");
+      if (card) openStation(card.dataset.id, "view");
+    });
+  }
   const resultsClose = $("results-close");
   if (resultsClose) resultsClose.addEventListener("click", () => { $("results").hidden = true; });
 
@@ -428,6 +460,11 @@
     card.classList.toggle("is-blocked", session.blocked);
     card.querySelector(".state").textContent = STATE_LABELS[session.state] || session.state;
     card.querySelector(".blocked-badge").hidden = !session.blocked;
+    const client = card.querySelector(".client");
+    if (client) {
+      client.textContent = session.client || "";
+      client.hidden = !session.client;
+    }
   }
 
   function removeCard(id) {
@@ -469,6 +506,7 @@
       case "session-ended":
         removeCard(message.session_id);
         applyView();
+        document.dispatchEvent(new CustomEvent("polydesk:session-ended", { detail: { id: message.session_id } }));
         break;
       case "thumbnail-changed": {
         versions.set(message.session_id, message.detail.version);

@@ -1,0 +1,344 @@
+/* Polydesk stations: a session's desktop in the browser, through noVNC and the daemon's bridge.
+ *
+ * Two places use it: the station page (a user at their own desktop, full window) and the
+ * Dashboard's enlarged view (View / Take control of one session). An ES module, loaded from
+ * 'self' like everything else (the Content-Security-Policy allows nothing inline). Text that
+ * came from a user or the server goes into the page with textContent only.
+ */
+import RFB from "./novnc/core/rfb.js";
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const wsBase = (window.location.protocol === "https:" ? "wss:" : "ws:") + "//" + window.location.host;
+const $ = (id) => document.getElementById(id);
+
+// Close codes of the bridge (polydesk/web/vncproxy.py): the reason is a sentence for the person.
+const CLOSE_STATION = 4000, CLOSE_SIGNED_OUT = 4401, CLOSE_SCREEN_GONE = 4502;
+
+async function api(method, path, body) {
+  const response = await fetch("/api/v1" + path, {
+    method: method,
+    credentials: "same-origin",
+    headers: body === undefined ? {} : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    window.location.assign("/login");
+    throw new Error("You are signed out.");
+  }
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (!response.ok) {
+    const error = new Error((data && data.error && data.error.message) || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+/* One noVNC connection to one session in one mode. Our own WebSocket is handed to noVNC so
+ * that the close code and reason the bridge sends can be read: noVNC does not pass them on. */
+function attach(target, sessionId, mode, onConnect, onEnd) {
+  const url = wsBase + "/api/v1/sessions/" + encodeURIComponent(sessionId) + "/vnc?mode=" + mode;
+  const socket = new WebSocket(url, ["binary"]);
+  let opened = false, done = false;
+  socket.addEventListener("open", () => { opened = true; });
+  socket.addEventListener("close", (event) => {
+    if (done) return;
+    done = true;
+    onEnd({ code: event.code, reason: event.reason, opened: opened });
+  });
+  const rfb = new RFB(target, socket, { shared: true });
+  rfb.scaleViewport = true;
+  rfb.viewOnly = mode === "view";
+  rfb.background = "#2b3038";
+  rfb.addEventListener("connect", () => onConnect(rfb));
+  return {
+    rfb: rfb,
+    close() { done = true; rfb.disconnect(); },
+  };
+}
+
+/* Follows one session on the events socket: its changes, its end, who controls it. */
+function follow(sessionId, handlers) {
+  let socket = null, stopped = false, retry = 500;
+  function open() {
+    socket = new WebSocket(wsBase + "/api/v1/events");
+    socket.addEventListener("open", () => { retry = 500; });
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.kind === "snapshot") {
+        const session = message.sessions.find((s) => s.id === sessionId());
+        if (session) handlers.changed(session);
+        handlers.snapshot();
+      } else if (message.session_id !== sessionId()) {
+        return;
+      } else if (message.kind === "session-changed" && message.session) {
+        handlers.changed(message.session);
+      } else if (message.kind === "session-ended") {
+        handlers.ended(message.detail);
+      } else if (message.kind === "control-started" || message.kind === "control-ended") {
+        handlers.control(message.kind === "control-started", message.detail.by);
+      }
+    });
+    socket.addEventListener("close", () => {
+      if (stopped) return;
+      window.setTimeout(open, retry);
+      retry = Math.min(retry * 2, 10000);
+    });
+  }
+  open();
+  return { stop() { stopped = true; if (socket) socket.close(); } };
+}
+
+// ------------------------------------------------------------------ the station page
+
+function stationPage(root) {
+  const me = root.dataset.user;
+  const home = root.dataset.home; // Dashboard users go back there; standard users sign out
+  const screen = $("screen");
+  let sessionId = null, viewer = null, rfb = null, leaving = null, retries = 0, blocked = false;
+  let deadline = null, countdown = null;
+  const controllers = new Map(); // name -> how many control stations they have open
+
+  function setState(state, text) {
+    root.dataset.state = state;
+    $("station-status").textContent = text;
+  }
+
+  function showEnded(title, text, canResume) {
+    setState("ended", title);
+    $("ended-title").textContent = title;
+    $("ended-text").textContent = text;
+    $("station-resume").hidden = !canResume;
+    $("station-ended").hidden = false;
+    $("control-banner").hidden = true;
+  }
+
+  function signOut(then) {
+    if (home) { window.location.assign(home); return; }
+    $("signout-then").value = then;
+    $("signout-form").submit();
+  }
+
+  async function sessionToUse() {
+    // A reload of this tab goes back to the session it showed (several sessions may be allowed).
+    const kept = window.sessionStorage.getItem("polydesk.station");
+    if (kept) {
+      try {
+        const session = await api("GET", "/sessions/" + encodeURIComponent(kept));
+        if (session.own && session.state !== "logging-off") return session;
+      } catch (e) { /* ended meanwhile: log on again */ }
+    }
+    const answer = await api("POST", "/sessions", { user: me }); // starts it, or resumes it
+    window.sessionStorage.setItem("polydesk.station", answer.session.id);
+    return answer.session;
+  }
+
+  async function start() {
+    $("station-ended").hidden = true;
+    setState("starting", "Starting your session…");
+    let session;
+    try {
+      session = await sessionToUse();
+    } catch (error) {
+      showEnded("Your session could not start", error.message, true);
+      return;
+    }
+    sessionId = session.id;
+    root.dataset.session = sessionId;
+    changed(session);
+    connect();
+  }
+
+  function connect() {
+    setState("connecting", "Connecting…");
+    viewer = attach(screen, sessionId, "own", (r) => {
+      rfb = r;
+      retries = 0;
+      rfb.viewOnly = blocked;
+      setState("connected", "Connected");
+      rfb.focus();
+    }, ended);
+  }
+
+  async function ended(how) {
+    viewer = null;
+    rfb = null;
+    if (leaving) return;
+    if (how.code === CLOSE_SIGNED_OUT) { window.location.assign("/login"); return; }
+    if (how.code === CLOSE_STATION || how.code === CLOSE_SCREEN_GONE) {
+      const gone = how.reason.includes("ended");
+      showEnded(how.reason || "Disconnected",
+        gone ? "Your session is over." : "Your session keeps running: resume it here or from any browser.",
+        true);
+      return;
+    }
+    if (how.opened && retries < 3) { // the network dropped: come back by itself, a few times
+      retries += 1;
+      setState("reconnecting", "Connection lost, reconnecting…");
+      window.setTimeout(connect, 1000 * retries);
+      return;
+    }
+    // Refused before it began (the browser does not see the HTTP answer): ask why.
+    try {
+      const session = await api("GET", "/sessions/" + encodeURIComponent(sessionId));
+      showEnded("Could not connect",
+        session.state === "logging-off" ? "Your session is logging off." :
+          "Your session runs, but its screen cannot be shown here.", session.state !== "logging-off");
+    } catch (error) {
+      showEnded("Disconnected", error.status === 404 ? "Your session has ended." : error.message, true);
+    }
+  }
+
+  function changed(session) {
+    blocked = session.blocked;
+    $("cover-message").textContent = session.block_message || "";
+    $("cover").hidden = !blocked;
+    if (rfb) rfb.viewOnly = blocked; // the bridge drops the input anyway; do not even send it
+    if (root.dataset.state === "connected") $("station-status").textContent = blocked ? "Blocked" : "Connected";
+    deadline = session.state === "logging-off" ? session.logoff_deadline : null;
+    tick();
+  }
+
+  function tick() {
+    const el = $("logoff-countdown");
+    if (deadline === null) {
+      el.hidden = true;
+      if (countdown) { window.clearInterval(countdown); countdown = null; }
+      return;
+    }
+    const seconds = Math.max(0, Math.ceil(deadline - Date.now() / 1000));
+    el.textContent = seconds > 0 ? "Logging off in " + seconds + " s: save your work" : "Logging off…";
+    el.hidden = false;
+    if (!countdown) countdown = window.setInterval(tick, 1000);
+  }
+
+  function control(started, by) {
+    const count = (controllers.get(by) || 0) + (started ? 1 : -1);
+    if (count > 0) controllers.set(by, count); else controllers.delete(by);
+    const banner = $("control-banner");
+    banner.textContent = "Your session is being controlled by " + Array.from(controllers.keys()).join(", ");
+    banner.hidden = controllers.size === 0;
+  }
+
+  async function whoControls() {
+    if (!sessionId) return;
+    try {
+      const rows = await api("GET", "/sessions/" + encodeURIComponent(sessionId) + "/connections");
+      controllers.clear();
+      for (const row of rows) if (row.mode === "control" && row.disconnected_at === null) control(true, row.user);
+    } catch (e) { /* the banner waits for the next event */ }
+  }
+
+  follow(() => sessionId, {
+    snapshot: whoControls,
+    changed: changed,
+    control: control,
+    ended: () => {
+      deadline = null;
+      tick();
+      if (viewer) { viewer.close(); viewer = null; }
+      window.sessionStorage.removeItem("polydesk.station");
+      if (leaving === "logoff") { signOut("logged-off"); return; }
+      showEnded("Your session has ended", "Log on again to start a new one.", true);
+    },
+  });
+
+  $("station-disconnect").addEventListener("click", () => {
+    leaving = "disconnect";
+    if (viewer) viewer.close();
+    signOut("disconnected");
+  });
+  $("station-resume").addEventListener("click", () => { leaving = null; start(); });
+  const dialog = $("logoff-confirm");
+  $("station-logoff").addEventListener("click", () => dialog.showModal());
+  $("logoff-cancel").addEventListener("click", () => dialog.close());
+  $("logoff-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    dialog.close();
+    leaving = "logoff";
+    try {
+      const answer = await api("POST", "/sessions/logoff", { own: true, wait: false });
+      const failed = answer.results.find((r) => !r.ok);
+      if (failed) throw new Error(failed.reason || failed.status);
+      setState("logging-off", "Logging off");
+    } catch (error) {
+      leaving = null;
+      $("station-status").textContent = "Log off failed: " + error.message;
+    }
+  });
+  const privacyOk = $("privacy-ok");
+  if (privacyOk) {
+    privacyOk.addEventListener("click", () => {
+      $("privacy-notice").hidden = true;
+      if (rfb) rfb.focus(); // back to the desktop: the keyboard is for it
+    });
+  }
+  window.addEventListener("pagehide", () => { leaving = leaving || "closed"; });
+
+  start();
+}
+
+// ------------------------------------------------------------------ the Dashboard's enlarged view
+
+function enlargedView(panel) {
+  const screen = $("enlarge-screen");
+  let viewer = null, current = null;
+
+  function setState(state, text) {
+    panel.dataset.state = state;
+    $("enlarge-status").textContent = text;
+  }
+
+  function open(target) {
+    if (viewer) viewer.close();
+    current = target;
+    panel.hidden = false;
+    panel.dataset.session = target.id;
+    panel.dataset.mode = target.mode;
+    $("enlarge-title").textContent = target.user;
+    $("enlarge-view").setAttribute("aria-pressed", target.mode === "view" ? "true" : "false");
+    $("enlarge-control").setAttribute("aria-pressed", target.mode === "control" ? "true" : "false");
+    setState("connecting", "Connecting…");
+    viewer = attach(screen, target.id, target.mode, (rfb) => {
+      setState("connected", target.mode === "control" ? "In control: your keyboard and mouse drive this session"
+        : "Viewing (input is not sent)");
+      if (target.mode === "control") rfb.focus();
+    }, (how) => {
+      viewer = null;
+      setState("ended", how.reason || (how.opened ? "Disconnected" : "Could not connect to this session"));
+    });
+  }
+
+  function close() {
+    if (viewer) viewer.close();
+    viewer = null;
+    current = null;
+    panel.hidden = true;
+    panel.dataset.state = "closed";
+  }
+
+  document.addEventListener("polydesk:station", (event) => {
+    window.polydeskStation = null;
+    open(event.detail);
+  });
+  if (window.polydeskStation) { // asked for while this module was still loading
+    open(window.polydeskStation);
+    window.polydeskStation = null;
+  }
+  $("enlarge-view").addEventListener("click", () => { if (current) open({ ...current, mode: "view" }); });
+  $("enlarge-control").addEventListener("click", () => { if (current) open({ ...current, mode: "control" }); });
+  $("enlarge-close").addEventListener("click", close);
+  document.addEventListener("polydesk:session-ended", (event) => {
+    if (current && event.detail.id === current.id) {
+      if (viewer) viewer.close();
+      viewer = null;
+      setState("ended", "The session has ended");
+    }
+  });
+}
+
+const stationRoot = $("station");
+if (stationRoot) stationPage(stationRoot);
+const panel = $("enlarge");
+if (panel) enlargedView(panel);
