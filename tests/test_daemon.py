@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import Daemon
 from tests.rfb import RfbClient
-from tests.users import TestUser, user_pids
+from tests.users import TestUser, display_files, user_pids
 
 ESCAPERS = """#!/bin/sh
 # A desktop with processes that try to outlive a log-off.
@@ -45,9 +45,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
     return predicate()
 
 
-def display_files(display: str) -> list[Path]:
-    number = display.lstrip(":")
-    return [p for p in (Path(f"/tmp/.X11-unix/X{number}"), Path(f"/tmp/.X{number}-lock")) if p.exists()]
+def display_left(display: str, user: TestUser) -> list[str]:
+    return display_files(display.lstrip(":"), user.uid)
 
 
 def test_logoff_two_selected_of_three(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
@@ -65,10 +64,10 @@ def test_logoff_two_selected_of_three(daemon: Daemon, make_user: Callable[..., T
     assert [s["id"] for s in daemon.sessions()] == [sessions[2]["id"]]
     for user, session, rundir in zip(users[:2], sessions[:2], runtime[:2], strict=True):
         assert user_pids(user.uid) == [], "a process of the ended session survived (escapers included)"
-        assert display_files(str(session["display"])) == []
+        assert display_left(str(session["display"]), user) == []
         assert not rundir.exists()
     assert set(third_pids) <= set(user_pids(users[2].uid))  # the third is untouched
-    assert display_files(str(sessions[2]["display"])) != []
+    assert display_left(str(sessions[2]["display"]), users[2]) != []
     ended = daemon.cli_json("audit")[-1]
     assert ended["action"] == "logoff" and sorted(ended["targets"]) == sorted(
         [sessions[0]["id"], sessions[1]["id"]])
@@ -153,7 +152,7 @@ def test_crashed_session_is_recorded_and_cleaned(daemon: Daemon, make_user: Call
     os.kill(xvnc[0], 9)
     assert wait_for(lambda: daemon.sessions() == [], timeout=5)
     assert wait_for(lambda: user_pids(ana.uid) == [], timeout=5)
-    assert display_files(str(session["display"])) == []
+    assert display_left(str(session["display"]), ana) == []
     last = daemon.cli_json("audit")[-1]
     assert last["caller"] == "polydesk" and last["detail"].get("crashed") is True
 
@@ -198,7 +197,7 @@ def test_leaving_the_desktop_ends_the_session(daemon: Daemon, make_user: Callabl
     session = logon(daemon, ana)
     assert wait_for(lambda: daemon.sessions() == [], timeout=8)
     assert wait_for(lambda: user_pids(ana.uid) == [], timeout=5)
-    assert display_files(str(session["display"])) == []
+    assert display_left(str(session["display"]), ana) == []
     last = daemon.cli_json("audit")[-1]
     assert last["targets"] == [session["id"]] and last["detail"]["reason"] == "logout"
 

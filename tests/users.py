@@ -91,3 +91,17 @@ def user_pids(uid: int) -> list[int]:
         if state not in ("Z", "X"):
             pids.append(int(entry))
     return pids
+
+
+def display_files(number: int | str, uid: int) -> list[str]:
+    """The X socket and lock of display ``number`` still owned by ``uid`` (Xvnc runs as the
+    session's user). Files of the same number owned by someone else belong to a newer
+    display that another daemon on this machine started meanwhile, not to ours."""
+    left = []
+    for path in (f"/tmp/.X11-unix/X{number}", f"/tmp/.X{number}-lock"):
+        try:
+            if os.lstat(path).st_uid == uid:
+                left.append(path)
+        except FileNotFoundError:
+            pass
+    return left

@@ -28,7 +28,7 @@ from tests.hosts.conftest import (
     live_pids,
     write_xsession,
 )
-from tests.users import TestUser
+from tests.users import TestUser, display_files
 
 Account = Callable[[str], TestUser]
 Rfb = Callable[[str], RfbClient]
@@ -67,9 +67,9 @@ def nothing_left(session: Session, user: TestUser) -> list[str]:
     """Every trace a session could leave behind, named."""
     number = session.host_data["display_number"]
     traces = [f"pid {pid} {command_of(pid)}" for pid in live_pids(user.uid)]
-    for path in (f"/tmp/.X11-unix/X{number}", f"/tmp/.X{number}-lock", data(session, "session_dir")):
-        if os.path.lexists(path):
-            traces.append(path)
+    traces += display_files(number, user.uid)
+    if os.path.lexists(data(session, "session_dir")):
+        traces.append(data(session, "session_dir"))
     cgroup = session.host_data.get("cgroup")
     if cgroup and os.path.exists(cgroup):
         traces.append(str(cgroup))
