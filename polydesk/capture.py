@@ -1,7 +1,7 @@
 """Reading a session's screen cheaply: DAMAGE says what changed, MIT-SHM reads it.
 
-One ``ScreenReader`` per watched session holds one python-xlib connection,
-opened with the session's own cookie. On it:
+One ``ScreenReader`` per watched session holds one X connection (``xwire``: a few
+fixed requests packed by hand), opened with the session's own cookie. On it:
 
 - a DAMAGE object on the root window at level *NonEmpty*: the server sends one
   event when the screen goes from unchanged to changed, then nothing until we
@@ -11,10 +11,9 @@ opened with the session's own cookie. On it:
   learn *which* rectangles changed and read only those;
 - a System V shared memory segment attached by the X server (MIT-SHM), so a
   read is one small request and the pixels land in our memory without passing
-  through the socket. python-xlib has no MIT-SHM, so the four requests it needs
-  are declared here; the segment comes from libc through ctypes. Measured on
-  Xvnc 1.12 here: a 1280x800 screen costs 6.7 ms of CPU through ``GetImage``
-  (python-xlib copies the 4 MB reply as it arrives) and 0.5 ms through MIT-SHM.
+  through the socket; the segment comes from libc through ctypes. Measured on
+  Xvnc 1.12 here: a 1280x800 screen costs 6.7 ms of CPU through python-xlib's
+  ``GetImage`` (it copies the 4 MB reply as it arrives) and 0.5 ms through MIT-SHM.
 
 The segment is small (``SHM_BYTES``): a larger area is read in strips of rows,
 so a hundred watched sessions keep a few tens of MB mapped, not 4 MB each.
@@ -32,80 +31,31 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import socket
 import struct
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from PIL import Image
-from Xlib import X
-from Xlib import error as xerror
-from Xlib.protocol import rq, structs
 
 from polydesk.hosts.base import Screen
+from polydesk.xwire import (
+    CONFIGURE_NOTIFY,
+    CW_EVENT_MASK,
+    STRUCTURE_NOTIFY_MASK,
+    Extension,
+    Setup,
+    Wire,
+    WireError,
+)
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (right and bottom excluded)
 
 SHM_BYTES = 256 * 1024
-_ERRORS: tuple[type[BaseException], ...] = (xerror.XError, xerror.ConnectionClosedError, OSError)
+DAMAGE_REPORT_NON_EMPTY = 3
 
 
 class CaptureError(Exception):
     """The session's screen could not be read (display gone, cookie refused, odd pixel format)."""
-
-
-# ---------------------------------------------------------------- protocol python-xlib lacks
-
-
-class _ShmQueryVersion(rq.ReplyRequest):  # type: ignore[misc]
-    _request = rq.Struct(rq.Card8("opcode"), rq.Opcode(0), rq.RequestLength())
-    _reply = rq.Struct(
-        rq.ReplyCode(), rq.Bool("shared_pixmaps"), rq.Card16("sequence_number"), rq.ReplyLength(),
-        rq.Card16("major_version"), rq.Card16("minor_version"), rq.Card16("uid"), rq.Card16("gid"),
-        rq.Card8("pixmap_format"), rq.Pad(15),
-    )
-
-
-class _ShmAttach(rq.Request):  # type: ignore[misc]
-    _request = rq.Struct(
-        rq.Card8("opcode"), rq.Opcode(1), rq.RequestLength(),
-        rq.Card32("shmseg"), rq.Card32("shmid"), rq.Bool("read_only"), rq.Pad(3),
-    )
-
-
-class _ShmDetach(rq.Request):  # type: ignore[misc]
-    _request = rq.Struct(rq.Card8("opcode"), rq.Opcode(2), rq.RequestLength(), rq.Card32("shmseg"))
-
-
-class _ShmGetImage(rq.ReplyRequest):  # type: ignore[misc]
-    _request = rq.Struct(
-        rq.Card8("opcode"), rq.Opcode(4), rq.RequestLength(),
-        rq.Drawable("drawable"), rq.Int16("x"), rq.Int16("y"), rq.Card16("width"), rq.Card16("height"),
-        rq.Card32("plane_mask"), rq.Card8("format"), rq.Pad(3), rq.Card32("shmseg"), rq.Card32("offset"),
-    )
-    _reply = rq.Struct(
-        rq.ReplyCode(), rq.Card8("depth"), rq.Card16("sequence_number"), rq.ReplyLength(),
-        rq.Card32("visual"), rq.Card32("size"), rq.Pad(16),
-    )
-
-
-class _CreateRegion(rq.Request):  # type: ignore[misc]  # XFIXES 2.0
-    _request = rq.Struct(
-        rq.Card8("opcode"), rq.Opcode(5), rq.RequestLength(), rq.Card32("region"),
-        rq.List("rectangles", structs.Rectangle),
-    )
-
-
-class _DestroyRegion(rq.Request):  # type: ignore[misc]
-    _request = rq.Struct(rq.Card8("opcode"), rq.Opcode(10), rq.RequestLength(), rq.Card32("region"))
-
-
-class _FetchRegion(rq.ReplyRequest):  # type: ignore[misc]
-    _request = rq.Struct(rq.Card8("opcode"), rq.Opcode(19), rq.RequestLength(), rq.Card32("region"))
-    _reply = rq.Struct(
-        rq.ReplyCode(), rq.Pad(1), rq.Card16("sequence_number"), rq.ReplyLength(),
-        rq.Object("extents", structs.Rectangle), rq.Pad(16), rq.List("rectangles", structs.Rectangle),
-    )
 
 
 # ---------------------------------------------------------------- System V shared memory
@@ -172,34 +122,35 @@ class Segment:
 class ScreenReader:
     """One session's screen: what changed since the last look, and its pixels."""
 
-    def __init__(self, screen: Screen, shm: bool = True, damage: bool = True) -> None:
-        from polydesk.hosts.x11 import X11Error, open_display
-
+    def __init__(self, screen: Screen, shm: bool = True, damage: bool = True,
+                 timeout: float = 5.0) -> None:
         try:
-            self._conn: Any = open_display(screen.display, Path(screen.xauthority))
-        except (X11Error, xerror.XError, xerror.ConnectionClosedError, OSError) as exc:
+            self._wire = Wire(screen.display, Path(screen.xauthority), timeout)
+        except (WireError, OSError) as exc:
             raise CaptureError(f"cannot open {screen.display}: {exc}") from exc
-        self._errors: list[str] = []
-        self._conn.set_error_handler(lambda error, request: self._errors.append(str(error)))
         self._segment: Segment | None = None
+        self._shm: Extension | None = None
         self._shmseg = 0
-        self._shm_opcode = 0
+        self._damage_ext: Extension | None = None
+        self._xfixes = 0
         self._damage = 0
         self._region = 0
+        self._subtracted = 0  # sequence number of the last DamageSubtract
+        self._resized = False
         self.more = False  # damage arrived after the last changes(): look again
+        setup = self._wire.setup
+        self.size: tuple[int, int] = (setup.width, setup.height)
         try:
-            self._root = self._conn.screen().root
-            geometry = self._root.get_geometry()
-            self.size: tuple[int, int] = (geometry.width, geometry.height)
-            self._rawmode = _rawmode(self._conn)
-            self._resized = False
+            self._rawmode = _rawmode(setup)
+            self._root = setup.root
             # A viewer may resize the desktop (RandR): then everything is read again.
-            self._root.change_attributes(event_mask=X.StructureNotifyMask)
+            self._wire.send(struct.pack("<BxHIII", 2, 4, self._root, CW_EVENT_MASK, STRUCTURE_NOTIFY_MASK))
             if damage:
                 self._start_damage()
             if shm and self._rawmode == "BGRX":
                 self._start_shm()
-        except _ERRORS as exc:
+            self._wire.sync()
+        except (WireError, OSError) as exc:
             self.close()
             raise CaptureError(f"cannot watch {screen.display}: {exc}") from exc
 
@@ -214,31 +165,29 @@ class ScreenReader:
     def fileno(self) -> int | None:
         """Readable when the server has something to say (damage, a resize); None without
         DAMAGE: then only looking tells whether the screen changed."""
-        return int(self._conn.fileno()) if self._damage else None
+        return self._wire.fileno() if self._damage else None
 
     def _start_damage(self) -> None:
-        conn = self._conn
-        if not (conn.has_extension("DAMAGE") and conn.has_extension("XFIXES")):
+        wire = self._wire
+        damage, xfixes = wire.query_extension("DAMAGE"), wire.query_extension("XFIXES")
+        if damage is None or xfixes is None:
             return
-        conn.xfixes_query_version()  # the server refuses XFIXES 2 requests before this
-        conn.damage_query_version()
-        self._region = conn.display.allocate_resource_id()
-        _CreateRegion(display=conn.display, opcode=conn.display.get_extension_major("XFIXES"),
-                      region=self._region, rectangles=[])
-        from Xlib.ext import damage
-
-        self._damage = self._root.damage_create(damage.DamageReportNonEmpty)
-        conn.sync()
+        # The server refuses XFIXES 2 and DAMAGE 1 requests until the versions are agreed.
+        wire.call(struct.pack("<BBHII", xfixes.opcode, 0, 3, 5, 0))
+        wire.call(struct.pack("<BBHII", damage.opcode, 0, 3, 1, 1))
+        self._region, self._damage = wire.new_id(), wire.new_id()
+        wire.send(struct.pack("<BBHI", xfixes.opcode, 5, 2, self._region),  # CreateRegion, empty
+                  struct.pack("<BBHIIB3x", damage.opcode, 1, 4, self._damage, self._root,
+                              DAMAGE_REPORT_NON_EMPTY))
+        self._damage_ext, self._xfixes = damage, xfixes.opcode
 
     def _start_shm(self) -> None:
-        conn = self._conn
-        info = conn.query_extension("MIT-SHM")  # not one of python-xlib's own extensions
-        if info is None or not info.present:
+        wire = self._wire
+        shm = wire.query_extension("MIT-SHM")
+        if shm is None:
             return
-        opcode = info.major_opcode
-        _ShmQueryVersion(display=conn.display, opcode=opcode)
-        server = conn.display.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        _, uid, gid = struct.unpack("3i", server)  # the X server's own user, who must attach it
+        wire.call(struct.pack("<BBH", shm.opcode, 0, 1))  # QueryVersion
+        uid, gid = wire.peer()  # the X server's own user: it attaches the segment itself
         width = self.size[0]
         size = min(SHM_BYTES, width * self.size[1] * 4)
         if size < width * 4:
@@ -247,15 +196,14 @@ class ScreenReader:
             segment = Segment(size, uid, gid)
         except OSError:
             return  # no System V IPC here (a container): GetImage it is
-        shmseg = conn.display.allocate_resource_id()
-        refused = xerror.CatchError()
-        _ShmAttach(display=conn.display, onerror=refused, opcode=opcode, shmseg=shmseg,
-                   shmid=segment.id, read_only=False)
-        conn.sync()
-        if refused.get_error() is not None:
-            segment.close()  # e.g. a remote or sandboxed server: GetImage it is
+        shmseg = wire.new_id()
+        try:
+            wire.send(struct.pack("<BBHIIB3x", shm.opcode, 1, 4, shmseg, segment.id, 0))  # Attach
+            wire.sync()
+        except WireError:
+            segment.close()  # refused (a sandboxed server): GetImage it is
             return
-        self._segment, self._shmseg, self._shm_opcode = segment, shmseg, opcode
+        self._segment, self._shmseg, self._shm = segment, shmseg, shm
 
     # ------------------------------------------------------------ what changed
 
@@ -263,48 +211,58 @@ class ScreenReader:
         """The rectangles damaged since the last call (taking the damage away), merged into
         a few boxes; [] when nothing changed; None when everything must be read again
         (the first look, a resize, or no DAMAGE on this server)."""
+        wire, damage = self._wire, self._damage_ext
         try:
-            self._drain()
-            if not self._damage or self._resized:
+            if damage is None or self._resized:
                 self._resized = False
-                if self._damage:
-                    self._conn.damage_subtract(self._damage, X.NONE, X.NONE)
+                if damage is not None:
+                    subtract = struct.pack("<BBHIII", damage.opcode, 3, 4, self._damage, 0, 0)
+                    self._subtracted = wire.send(subtract)
+                self._note_events()
                 return None
-            conn = self._conn
-            conn.damage_subtract(self._damage, X.NONE, self._region)
-            reply = _FetchRegion(display=conn.display, opcode=conn.display.get_extension_major("XFIXES"),
-                                 region=self._region)
-            self.more = False
-            rects = [(r.x, r.y, r.x + r.width, r.y + r.height) for r in reply.rectangles]
-        except _ERRORS as exc:
+            fetch = wire.send(
+                struct.pack("<BBHIII", damage.opcode, 3, 4, self._damage, 0, self._region),  # Subtract
+                struct.pack("<BBHI", self._xfixes, 19, 2, self._region))  # FetchRegion
+            self._subtracted = fetch - 1
+            reply = wire.reply(fetch)
+        except WireError as exc:
             raise CaptureError(f"cannot ask what changed: {exc}") from exc
+        self.more = False
+        self._note_events()
+        count = struct.unpack_from("<I", reply, 4)[0] // 2
         width, height = self.size
-        boxes = [(max(0, a), max(0, b), min(width, c), min(height, d)) for a, b, c, d in rects]
-        return merge_boxes([box for box in boxes if box[0] < box[2] and box[1] < box[3]])
+        boxes = []
+        for index in range(count):
+            x, y, w, h = struct.unpack_from("<hhHH", reply, 32 + 8 * index)
+            box = (max(0, x), max(0, y), min(width, x + w), min(height, y + h))
+            if box[0] < box[2] and box[1] < box[3]:
+                boxes.append(box)
+        return merge_boxes(boxes)
 
     def settle(self) -> bool:
         """Read what the server sent meanwhile; True if the screen changed again since
-        ``changes()``. (An event python-xlib has already read would never wake the loop.)"""
+        ``changes()``. (An event read along with a reply would never wake the loop.)"""
         try:
-            self._drain()
-        except _ERRORS as exc:
+            self._wire.poll()
+        except WireError as exc:
             raise CaptureError(f"the display went away: {exc}") from exc
+        self._note_events()
         return self.more
 
-    def _drain(self) -> None:
-        conn = self._conn
-        while conn.pending_events():
-            event = conn.next_event()
-            if event.type == X.ConfigureNotify and event.window == self._root:
-                if (event.width, event.height) != self.size:
-                    self.size = (event.width, event.height)
-                    self._resized = True
-                    self.more = True
-            elif event.type != X.ConfigureNotify:
-                self.more = True  # DamageNotify: the only other event we ask for
-        if self._errors:
-            errors, self._errors = self._errors, []
-            raise CaptureError(f"X error: {errors[0]}")
+    def _note_events(self) -> None:
+        events, self._wire.events = self._wire.events, []
+        damage_notify = self._damage_ext.first_event if self._damage_ext else -1
+        for event in events:
+            kind = event[0] & 0x7F
+            if kind == CONFIGURE_NOTIFY and struct.unpack_from("<I", event, 8)[0] == self._root:
+                size = struct.unpack_from("<HH", event, 20)
+                if size != self.size:
+                    self.size, self._resized, self.more = size, True, True
+            # Events carry the sequence number of the last request the server had handled: a
+            # DamageNotify from before our last DamageSubtract is about damage we took away.
+            elif kind == damage_notify and (struct.unpack_from("<H", event, 2)[0]
+                                            - self._subtracted) & 0xFFFF < 0x8000:
+                self.more = True
 
     # ------------------------------------------------------------ pixels
 
@@ -323,53 +281,51 @@ class ScreenReader:
                 strip = self._shm_read(left, top + y, width, min(rows, height - y))
                 image.paste(strip, (0, y))
             return image
-        except _ERRORS as exc:
+        except WireError as exc:
             raise CaptureError(f"cannot read the screen: {exc}") from exc
 
     def _shm_read(self, left: int, top: int, width: int, height: int) -> Image.Image:
-        assert self._segment is not None
-        _ShmGetImage(display=self._conn.display, opcode=self._shm_opcode,
-                     drawable=self._root, x=left, y=top, width=width, height=height,
-                     plane_mask=0xFFFFFFFF, format=X.ZPixmap, shmseg=self._shmseg, offset=0)
+        assert self._segment is not None and self._shm is not None
+        self._wire.call(struct.pack("<BBHIhhHHIB3xII", self._shm.opcode, 4, 8, self._root, left, top,
+                                    width, height, 0xFFFFFFFF, 2, self._shmseg, 0))  # ShmGetImage, ZPixmap
         data = cast(bytes, memoryview(self._segment.buffer)[:width * height * 4])  # no copy
         # Unpacking BGRX into RGB copies: the image no longer refers to the segment.
         return Image.frombuffer("RGB", (width, height), data, "raw", "BGRX", 0, 1)
 
     def _get_image(self, left: int, top: int, width: int, height: int) -> Image.Image:
-        reply = self._root.get_image(left, top, width, height, X.ZPixmap, 0xFFFFFFFF)
-        return Image.frombuffer("RGB", (width, height), reply.data, "raw", self._rawmode, 0, 1)
+        reply = self._wire.call(struct.pack("<BBHIhhHHI", 73, 2, 5, self._root, left, top, width, height,
+                                            0xFFFFFFFF))  # GetImage, ZPixmap
+        data = reply[32:]
+        return Image.frombuffer("RGB", (width, height), data, "raw", self._rawmode, 0, 1)
 
     # ------------------------------------------------------------ ending
 
     def abort(self) -> None:
         """From any thread: make a call stuck on a server that stopped answering fail now."""
-        with contextlib.suppress(OSError):
-            self._conn.display.socket.shutdown(socket.SHUT_RDWR)
+        self._wire.abort()
 
     def close(self) -> None:
-        with contextlib.suppress(*_ERRORS):
-            if self._shmseg:
-                _ShmDetach(display=self._conn.display, opcode=self._shm_opcode, shmseg=self._shmseg)
-            if self._damage:
-                self._conn.damage_destroy(self._damage)
-            if self._region:
-                opcode = self._conn.display.get_extension_major("XFIXES")
-                _DestroyRegion(display=self._conn.display, opcode=opcode, region=self._region)
-            self._conn.close()
+        requests = []
+        if self._shm is not None:
+            requests.append(struct.pack("<BBHI", self._shm.opcode, 2, 2, self._shmseg))  # Detach
+        if self._damage_ext is not None:
+            requests.append(struct.pack("<BBHI", self._damage_ext.opcode, 2, 2, self._damage))  # Destroy
+            requests.append(struct.pack("<BBHI", self._xfixes, 10, 2, self._region))  # DestroyRegion
+        with contextlib.suppress(WireError):
+            if requests:
+                self._wire.send(*requests)
+        self._wire.close()  # the server frees whatever else was ours
         if self._segment is not None:
             self._segment.close()
             self._segment = None
 
 
-def _rawmode(conn: Any) -> str:
+def _rawmode(setup: Setup) -> str:
     """Pillow's name for the screen's pixel layout, or CaptureError."""
-    depth = conn.screen().root_depth
-    info = conn.display.info
-    bpp = next((f.bits_per_pixel for f in info.pixmap_formats if f.depth == depth), None)
-    lsb_first = info.image_byte_order == X.LSBFirst
-    if bpp == 32 and depth in (24, 32):
-        return "BGRX" if lsb_first else "XRGB"
-    if bpp == 16 and depth == 16 and lsb_first:
+    depth, bpp, masks = setup.root_depth, setup.bits_per_pixel, setup.masks
+    if bpp == 32 and depth in (24, 32) and masks == (0xFF0000, 0xFF00, 0xFF):
+        return "BGRX" if setup.lsb_first else "XRGB"
+    if bpp == 16 and depth == 16 and setup.lsb_first and masks == (0xF800, 0x7E0, 0x1F):
         return "BGR;16"
     raise CaptureError(f"unsupported pixel format: depth {depth}, {bpp} bits per pixel")
 
@@ -385,7 +341,7 @@ def union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
-def merge_boxes(boxes: list[Box], limit: int = 6, slack: int = 64 * 64) -> list[Box]:
+def merge_boxes(boxes: list[Box], limit: int = 4, slack: int = 128 * 1024) -> list[Box]:
     """Fewer, larger boxes: join two when their union wastes little, and until at most
     ``limit`` remain (each box read costs a request and a scaling call)."""
     if len(boxes) > 48:  # text drawn glyph by glyph: one box, do not spend time on it

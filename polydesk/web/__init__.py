@@ -37,7 +37,7 @@ from polydesk.web.logon import LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
 from polydesk.web.security import SecurityHeaders
-from polydesk.web.thumbs import thumbnails_router
+from polydesk.web.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.vncproxy import vnc_router
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ def create_app(
     app.include_router(metrics_router(metrics, settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outermost last: headers go on every answer, errors included; cookies are read before auth.
+    app.add_middleware(ThumbnailFastPath, manager=manager, thumbnails=thumbnails, auth=auth)
     app.add_middleware(CookieSessions, secret=load_secret(settings.state_path / "web-secret"))
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestTimer, metrics=metrics)  # outermost: times the others too

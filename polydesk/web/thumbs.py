@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polydesk import policy
 from polydesk.config import Settings
 from polydesk.hosts.base import Screen
 from polydesk.manager import Manager
-from polydesk.model import Action, Caller, NotPermitted, Role, Session, UnknownSession
-from polydesk.thumbnails import PLACEHOLDER_TEXT, Thumbnailer, placeholder
-from polydesk.web.api import Who
+from polydesk.model import Action, Caller, NotPermitted, PolydeskError, Role, Session, UnknownSession
+from polydesk.thumbnails import PLACEHOLDER_TEXT, SIZES, Thumbnailer, placeholder
+from polydesk.web.api import ERRORS, Who
+from polydesk.web.auth import Authenticator
 
 Size = Literal["small", "medium", "large"]
 
@@ -67,7 +72,7 @@ def watchable(manager: Manager, caller: Caller, session_id: str) -> Session:
 
 
 def thumbnails_router(manager: Manager, thumbnails: Thumbnailer) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     @router.get(
         "/sessions/{session_id}/thumbnail",
@@ -83,16 +88,73 @@ def thumbnails_router(manager: Manager, thumbnails: Thumbnailer) -> APIRouter:
         = "medium",
     ) -> Response:
         session = watchable(manager, caller, session_id)
-        screen = screen_for(manager, session)
-        thumb = (await thumbnails.get(session.id, screen, size) if screen is not None
-                 else placeholder(size, no_screen_text(manager, session)))
-        headers = {"ETag": thumb.etag, "Cache-Control": "private, no-cache",
-                   "X-Thumbnail-Version": str(thumb.version)}
-        if thumb.etag in _etags(request.headers.get("if-none-match", "")):
-            return Response(status_code=304, headers=headers)
-        return Response(thumb.jpeg, media_type="image/jpeg", headers=headers)
+        return await _answer(manager, thumbnails, session, size, request.headers.get("if-none-match", ""))
 
     return router
+
+
+async def _answer(manager: Manager, thumbnails: Thumbnailer, session: Session, size: str,
+                  if_none_match: str) -> Response:
+    screen = screen_for(manager, session)
+    thumb = (await thumbnails.get(session.id, screen, size) if screen is not None
+             else placeholder(size, no_screen_text(manager, session)))
+    headers = {"ETag": thumb.etag, "Cache-Control": "private, no-cache",
+               "X-Thumbnail-Version": str(thumb.version)}
+    if thumb.etag in _etags(if_none_match):
+        return Response(status_code=304, headers=headers)
+    return Response(thumb.jpeg, media_type="image/jpeg", headers=headers)
+
+
+class ThumbnailFastPath:
+    """GET /api/v1/sessions/{id}/thumbnail without FastAPI's per-request machinery.
+
+    A Dashboard fetches one thumbnail per changed screen per second, and routing through
+    every API route, solving dependencies and validating parameters cost as much as the
+    capture itself. This answers only the plain success, with the same checks and the same
+    answer as the route above; anything else (not signed in, refused, unknown session, a
+    bad size) goes on to that route, which answers it as documented. It sits inside the
+    cookie, security-header and metrics middlewares, so those apply as to any request.
+    """
+
+    def __init__(self, app: ASGIApp, manager: Manager, thumbnails: Thumbnailer, auth: Authenticator) -> None:
+        self.app = app
+        self.manager = manager
+        self.thumbnails = thumbnails
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wanted = scope["type"] == "http" and scope["method"] == "GET"
+        match = _PATH.fullmatch(scope["path"]) if wanted else None
+        response = await self._answer(scope, match.group(1)) if match else None
+        if response is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = _ROUTE  # what the metrics label requests by
+        await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, session_id: str) -> Response | None:
+        conn = HTTPConnection(scope)
+        sizes = conn.query_params.getlist("size") or ["medium"]
+        if len(sizes) != 1 or sizes[0] not in SIZES:
+            return None
+        caller = self.auth.identify(conn)
+        if caller is None:
+            return None
+        try:
+            session = watchable(self.manager, caller, session_id)
+        except PolydeskError:
+            return None
+        return await _answer(self.manager, self.thumbnails, session, sizes[0],
+                             conn.headers.get("if-none-match", ""))
+
+
+@dataclass(frozen=True)
+class _Route:
+    path: str
+
+
+_PATH = re.compile(r"/api/v1/sessions/([^/]+)/thumbnail")
+_ROUTE = _Route("/api/v1/sessions/{session_id}/thumbnail")
 
 
 def _etags(header: str) -> set[str]:
