@@ -77,6 +77,13 @@ _OPTIONS = {
 }
 
 
+def host_record(name: str, public_key: str, listen: str, sessions: int, started: float,
+                state: str = "online") -> bytes:
+    """The value of a host's key: what the others show of it; its arrival is the heartbeat."""
+    return json.dumps({"name": name, "state": state, "public_key": public_key, "listen": listen,
+                       "sessions": sessions, "started": started, "time": time.time()}).encode()
+
+
 class FleetNode:
     def __init__(self, settings: Settings, manager: Manager) -> None:
         fleet = settings.fleet
@@ -118,6 +125,8 @@ class FleetNode:
         """Begin joining the fleet; returns at once (NATS may be down: the host serves anyway)."""
         log.info("fleet: host %s, public key %s", self.name, self.signer.public_key)
         self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._follow_events())]
+        for task in self._tasks:
+            task.add_done_callback(_report_failure)
 
     async def close(self) -> None:
         """Say this host is going (its sessions keep running) and leave NATS."""
@@ -219,11 +228,8 @@ class FleetNode:
     # publishing
 
     def _host_record(self, state: str = "online") -> bytes:
-        return json.dumps({
-            "name": self.name, "state": state, "public_key": self.signer.public_key,
-            "listen": self.listen, "sessions": len(self._published), "started": self._started,
-            "time": time.time(),
-        }).encode()
+        return host_record(self.name, self.signer.public_key, self.listen, len(self._published),
+                           self._started, state)
 
     async def _publish(self) -> None:
         refresh = self.settings.stale_after / 3
@@ -304,7 +310,7 @@ class FleetNode:
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         self.mirror.begin_resync()
-        began = time.monotonic()
+        began = expired = time.monotonic()
         in_snapshot = True
         while True:
             try:
@@ -324,7 +330,9 @@ class FleetNode:
                 created = entry.created.timestamp() if entry.created and (
                     in_snapshot or (entry.delta or 0) > 0) else None
                 self.mirror.apply(entry.key, None if deleted else entry.value, created)
-            self.mirror.expire()
+            if time.monotonic() - expired >= 1:  # a pass over every entry: not for each update
+                self.mirror.expire()
+                expired = time.monotonic()
             if self._watch_stalled(began):
                 log.warning("fleet: this host's heartbeats stopped coming back; watching the bucket anew")
                 return
@@ -467,6 +475,12 @@ class FleetNode:
             raise HostUnreachable(f"the answer from host {host} was not believed: it answers another "
                                   "request or comes from another host")
         return opened.meta, reply.data
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """A fleet task that dies takes this host out of the fleet: say so, loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("fleet: this host left the fleet after an error", exc_info=task.exception())
 
 
 _NODE = Caller(user="polydesk", uid=0, role=Role.ADMIN, via="system")

@@ -57,6 +57,7 @@ class FleetSession:
     host: str  # the fleet host that runs it
     online: bool  # whether that host answers now
     session: dict[str, Any]  # as events.public_session, with the host's own id
+    fragment: bytes | None = None  # another host's session: its listing JSON, made once (fleet_state)
 
     @property
     def id(self) -> str:
@@ -128,8 +129,8 @@ class FleetDesk:
                       for s in await self.manager.list_sessions(caller)]
         for view in self.hosts()[1:]:
             if host in (None, view.name):
-                found += [FleetSession(view.name, view.online, s)
-                          for s in self.link.mirror.sessions(view.name) if may_list(caller, s)]
+                found += [FleetSession(view.name, view.online, s.value, s.fragment)
+                          for s in self.link.mirror.listed(view.name) if may_list(caller, s.value)]
         return found
 
     async def get_session(self, caller: Caller, session_id: str) -> FleetSession:

@@ -38,6 +38,16 @@ class HostView:
 class _Entry:
     value: dict[str, Any]
     seen: float  # this host's monotonic clock when the entry arrived (or its estimated age at startup)
+    fragment: bytes | None = None  # the session as listed, as JSON without its closing brace
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A session of another host as the fleet listing shows it."""
+
+    host: str
+    value: dict[str, Any]
+    fragment: bytes  # JSON of the value with id host/id and fleet_host, open at the end
 
 
 class FleetMirror:
@@ -100,12 +110,18 @@ class FleetMirror:
             self.apply(key, None)
 
     def expire(self) -> None:
-        """Forget what the bucket has dropped by age, and the sessions of hosts it forgot."""
+        """Forget what the bucket has dropped by age, and the sessions of hosts it forgot.
+
+        A host's sessions may arrive before its record (a host publishes its sessions first),
+        so sessions of a host not known yet are kept: only their own age removes them."""
         limit = self._clock() - self.stale_after
-        self._hosts = {h: e for h, e in self._hosts.items() if e.seen >= limit}
+        gone = {h for h, e in self._hosts.items() if e.seen < limit}
+        for host in gone:
+            del self._hosts[host]
+            self._sessions.pop(host, None)
         for host in list(self._sessions):
             kept = {i: e for i, e in self._sessions[host].items() if e.seen >= limit}
-            if kept and host in self._hosts:
+            if kept:
                 self._sessions[host] = kept
             else:
                 del self._sessions[host]
@@ -142,6 +158,19 @@ class FleetMirror:
         if host not in self._hosts:
             return []
         return [e.value for _, e in sorted(self._sessions.get(host, {}).items(), key=_by_id)]
+
+    def listed(self, host: str) -> list[Listed]:
+        """The host's sessions with their JSON made once per change: a listing of thousands of
+        sessions then only joins bytes (heartbeats change no session)."""
+        if host not in self._hosts:
+            return []
+        found = []
+        for session_id, entry in sorted(self._sessions.get(host, {}).items(), key=_by_id):
+            if entry.fragment is None:
+                shown = {**entry.value, "id": f"{host}/{session_id}", "fleet_host": host}
+                entry.fragment = json.dumps(shown, separators=(",", ":"))[:-1].encode()
+            found.append(Listed(host, entry.value, entry.fragment))
+        return found
 
     def session(self, host: str, session_id: str) -> dict[str, Any] | None:
         entry = self._sessions.get(host, {}).get(session_id) if host in self._hosts else None

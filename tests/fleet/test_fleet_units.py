@@ -94,6 +94,16 @@ def test_mirror_judges_hosts_by_its_own_clock_and_forgets_stale_ones() -> None:
     assert not mirror.online("B")
 
 
+def test_mirror_keeps_sessions_that_arrive_before_their_host() -> None:
+    clock = Clock()
+    mirror = FleetMirror("A", {"B": KEY}, offline_after=4, stale_after=10, clock=clock)
+    mirror.apply("session.B.1", json.dumps({"id": "1", "user": "u"}).encode())
+    mirror.expire()
+    assert mirror.sessions("B") == []  # not shown without its host
+    mirror.apply("host.B", record("B"))
+    assert [s["id"] for s in mirror.sessions("B")] == ["1"]
+
+
 def test_mirror_resync_drops_what_the_bucket_no_longer_has() -> None:
     mirror = FleetMirror("A", {"B": KEY}, offline_after=4, stale_after=10)
     mirror.apply("host.B", record("B"))
