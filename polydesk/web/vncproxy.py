@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
+from polydesk import policy
 from polydesk.manager import Manager
 from polydesk.model import (
     Caller,
@@ -141,6 +142,12 @@ def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
             mode = Mode(ws.query_params.get("mode", Mode.OWN))
         except ValueError:
             await _refuse(ws, 400, "invalid-request", "mode must be own, view or control")
+        session = manager.store.session(session_id)
+        if (mode != Mode.OWN and not manager.settings.monitoring and session is not None
+                and not policy.owns(caller, session)):
+            # Monitoring off: nobody watches anyone else's screen, not even through Enlarge.
+            await _refuse(ws, 403, "not-permitted", "monitoring is switched off (setting monitoring)")
+            return
             return
         try:
             station = await manager.open_station(caller, session_id, mode, client_label(ws))

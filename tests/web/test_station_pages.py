@@ -3,9 +3,14 @@ says after a station signed out (in-memory sessions: fast)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
-from tests.web.webclient import Room, csrf_of, signin
+from tests.conftest import Daemon
+from tests.users import TestUser
+from tests.web.stationclient import refusal
+from tests.web.webclient import COOKIE, Room, csrf_of, logon, signin
 
 
 def test_standard_users_land_on_their_desktop_the_others_on_the_dashboard(room: Room) -> None:
@@ -43,3 +48,19 @@ def test_the_log_on_page_says_why_a_station_signed_out(room: Room) -> None:
         csrf = csrf_of(bia.get("/").text)
         answer = bia.post("/logout", data={"csrf_token": csrf, "then": "https://evil.example"})
         assert answer.headers["location"] == "/login"
+
+
+def test_monitoring_off_means_no_view_or_control_of_others(
+    daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
+) -> None:
+    daemon = daemon_factory("monitoring = false", hosts='["fake"]')
+    admin, ana = make_user("adm", "admin"), make_user("ana")
+    a = logon(daemon, ana)
+    with signin(daemon, admin) as client:
+        headers = {"Cookie": f"{COOKIE}={client.cookies[COOKIE]}", "Origin": daemon.url}
+        for mode in ("view", "control"):
+            status, body = refusal(daemon, a, headers, mode)
+            assert status == 403 and "monitoring is switched off" in body["error"]["message"]
+    with signin(daemon, ana) as client:  # their own desk is theirs whatever the setting (no screen here)
+        headers = {"Cookie": f"{COOKIE}={client.cookies[COOKIE]}", "Origin": daemon.url}
+        assert refusal(daemon, a, headers, "own")[0] == 409
