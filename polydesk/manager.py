@@ -180,6 +180,16 @@ class Manager:
             raise NotPermitted(f"session {session_id} belongs to another user")
         return session.with_(idle_s=await self._idle_seconds(session))
 
+    def connections(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:
+        """Who was attached to a session, from where and when: for whoever may view it."""
+        session = self.store.session(session_id)
+        if session is None:
+            raise UnknownSession(session_id)
+        decision = policy.may(caller, Action.VIEW, session)
+        if not decision:
+            raise NotPermitted(decision.reason)
+        return self.store.connections(session_id)
+
     def audit(self, caller: Caller, limit: int = 100, since: int = 0) -> list[AuditRecord]:
         decision = policy.may_global(caller, Action.AUDIT)
         if not decision:
