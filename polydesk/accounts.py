@@ -30,7 +30,7 @@ def _account(entry: pwd.struct_passwd) -> Account:
 def lookup_account(name: str) -> Account:
     try:
         return _account(pwd.getpwnam(name))
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL in it, which no account has
         raise UnknownUser(name) from None
 
 

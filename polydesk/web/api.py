@@ -15,12 +15,17 @@ from polydesk.model import Caller, InvalidRequest, Outcome, Status, Target
 
 # Exactly one of the three ways to choose sessions, said in the schema so that a client
 # (or a fuzzer) can tell a valid selection from the document alone.
+# And "fleet" and "host" (fleet mode) go with "all" only: ids name their host themselves.
 _ONE_SELECTION: dict[str, Any] = {
     "oneOf": [
         {"required": ["ids"], "properties": {"ids": {"minItems": 1}}},
         {"required": ["all"], "properties": {"all": {"const": True}}},
         {"required": ["own"], "properties": {"own": {"const": True}}},
-    ]
+    ],
+    "anyOf": [
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+        {"properties": {"fleet": {"const": False}, "host": {"type": "null"}}},
+    ],
 }
 
 
@@ -36,7 +41,7 @@ class Selection(BaseModel):
     ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default=[], max_length=1000)
     all: StrictBool = False
     own: StrictBool = False
-    # Fleet mode, with "all": every host of the fleet, or one host. (Ids name their host: host/id.)
+    # Fleet mode, with "all": every host of the fleet, or one host (which "host" narrows "fleet" to).
     fleet: StrictBool = False
     host: str | None = Field(default=None, pattern=HOST_NAME.pattern)
 
@@ -48,9 +53,7 @@ class Selection(BaseModel):
             raise InvalidRequest('give only one of "ids", "all" and "own"')
         if (self.fleet or self.host) and not self.all:
             raise InvalidRequest('"fleet" and "host" go with "all": true (ids say their host: host/id)')
-        if self.fleet and self.host:
-            raise InvalidRequest('give "fleet" (every host) or "host" (one), not both')
-        return Target(ids=tuple(self.ids), all=self.all, scope="*" if self.fleet else self.host)
+        return Target(ids=tuple(self.ids), all=self.all, scope=self.host or ("*" if self.fleet else None))
 
 
 class LogoffRequest(Selection):

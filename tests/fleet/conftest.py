@@ -48,6 +48,7 @@ class NatsNode:
     monitor: int = field(default_factory=free_port)
     cluster_port: int | None = None
     routes: list[int] = field(default_factory=list)
+    conf: Path | None = None  # a configuration file (authorization ...) besides the flags
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,7 +57,7 @@ class NatsNode:
 
     def start(self) -> None:
         args = [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor),
-                "-sd", str(self.store), "-n", self.name]
+                "-sd", str(self.store), "-n", self.name] + (["-c", str(self.conf)] if self.conf else [])
         if self.cluster_port is not None:
             args += ["--cluster_name", "pdt", "-cluster", f"nats://127.0.0.1:{self.cluster_port}",
                      "-routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
@@ -113,9 +114,13 @@ class Nats:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_nats(nodes: int = 1) -> Nats:
+def start_nats(nodes: int = 1, conf: str | None = None) -> Nats:
     base = Path(tempfile.mkdtemp(prefix="pdt-nats-"))
     made = [NatsNode(f"n{i}", base / f"n{i}") for i in range(nodes)]
+    if conf is not None:
+        (base / "nats.conf").write_text(conf)
+        for node in made:
+            node.conf = base / "nats.conf"
     if nodes > 1:
         ports = [free_port() for _ in made]
         for node, port in zip(made, ports, strict=True):
@@ -164,6 +169,16 @@ class Host:
         return list(self.daemon.cli_json("audit", "--limit", "200"))
 
 
+def make_seeds(directory: Path, names: tuple[str, ...]) -> dict[str, Path]:
+    seeds = {}
+    for name in names:
+        path = directory / f"{name}.seed"
+        path.write_bytes(new_seed() + b"\n")
+        path.chmod(0o600)
+        seeds[name] = path
+    return seeds
+
+
 def fleet_config(name: str, seed: Path, servers: list[str], trusted: dict[str, str],
                  first_display: int, replicas: int = 1, **extra: Any) -> str:
     lines = [f"first_display = {first_display}", "", "[fleet]", f'host = "{name}"',
@@ -178,18 +193,13 @@ def make_fleet(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Callabl
     """Daemons joined to ``nats`` as hosts named by ``names``, each trusting all the others."""
 
     def make(nats: Nats, names: tuple[str, ...] = ("A", "B"), replicas: int = 1,
-             hosts: str = '["xvnc"]') -> list[Host]:
-        seeds = {}
-        for name in names:
-            path = tmp_path / f"{name}.seed"
-            path.write_bytes(new_seed() + b"\n")
-            path.chmod(0o600)
-            seeds[name] = path
+             hosts: str = '["xvnc"]', seeds: dict[str, Path] | None = None, **extra: Any) -> list[Host]:
+        seeds = seeds or make_seeds(tmp_path, names)
         keys = {name: Signer(path.read_bytes()).public_key for name, path in seeds.items()}
         made = []
         for number, name in enumerate(names):
             config = fleet_config(name, seeds[name], nats.urls, keys, first_display=30 + 20 * number,
-                                  replicas=replicas)
+                                  replicas=replicas, **extra)
             daemon = daemon_factory(extra_config=config, hosts=hosts)
             made.append(Host(name, daemon, seeds[name], keys[name]))
         # Each sees every other online (heartbeats arrived both ways).

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nats
 
 from polydesk.fleet_wire import FROM, NONCE, Signer, new_seed, seal, unseal, verify_key
-from tests.fleet.conftest import Host, Nats
+from tests.fleet.conftest import Host, Nats, make_seeds, start_nats
 from tests.fleet.test_fleet_commands import logon
 from tests.users import TestUser, user_pids
 
@@ -87,3 +89,25 @@ def test_signatures_bind_sender_subject_and_body() -> None:
             assert type(exc).__name__ == "Forged"
         else:
             raise AssertionError(f"accepted {subject} {body!r} {changed}")
+
+
+def test_hosts_log_on_to_nats_with_their_own_nkey(
+    make_fleet: Callable[..., list[Host]], tmp_path: Path
+) -> None:
+    """The deployment of docs/fleet.md: NATS lets in only the hosts' keys (nkey users)."""
+    seeds = make_seeds(tmp_path, ("A", "B"))
+    users = ", ".join(f'{{nkey: "{Signer(p.read_bytes()).public_key}"}}' for p in seeds.values())
+    nats_server = start_nats(1, conf=f"authorization {{ users: [ {users} ] }}\n")
+    try:
+        a, b = make_fleet(nats_server, seeds=seeds, hosts='["fake"]', nkey_auth=True)
+        assert a.hosts()["B"]["online"] and b.hosts()["A"]["online"]
+
+        # Anyone else is refused (the protocol by hand: a refused nats-py client leaks a socket).
+        with socket.create_connection(("127.0.0.1", nats_server.nodes[0].port), timeout=5) as anonymous:
+            anonymous.recv(4096)  # INFO
+            anonymous.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+            assert b"Authorization Violation" in anonymous.recv(4096)
+        for host in (a, b):  # stopped before the server, so they do not retry against nothing
+            host.daemon.stop()
+    finally:
+        nats_server.stop()
