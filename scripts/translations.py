@@ -7,7 +7,7 @@
 
 Run it with the venv's Python (Babel is a test requirement). Messages are found in:
 Python (``_()``, ``N_()``, ``gettext()``; and the docstrings of the CLI's commands, which are
-their help), the Jinja2 templates (``_()``), and the pages' own scripts (``t("...")``).
+their help), the Jinja2 templates (``_()``), and the pages' own scripts (``gettext("...")``).
 tests/test_i18n.py runs ``problems()``: a missing, empty or mistranslated placeholder fails it.
 """
 
@@ -44,7 +44,8 @@ def sources() -> Iterator[tuple[Path, str]]:
     for path in sorted((PACKAGE / "web" / "templates").glob("*.html")):
         yield path, "jinja2"
     for path in sorted((PACKAGE / "web" / "static").glob("*.js")):  # not static/novnc: not ours
-        yield path, "javascript"
+        if not path.name.endswith(".min.js"):  # nor htmx
+            yield path, "javascript"
 
 
 def _command_docstrings(path: Path) -> Iterator[tuple[int, str]]:
@@ -62,8 +63,8 @@ def _command_docstrings(path: Path) -> Iterator[tuple[int, str]]:
 def extract_catalog() -> Catalog:
     catalog = Catalog(domain=DOMAIN, project="Polydesk", version="1", msgid_bugs_address="",
                       copyright_holder="Polydesk", charset="utf-8")
-    # t: the pages' scripts; say: service.install's messages (the CLI passes its gettext)
-    keywords: dict[str, Any] = {**DEFAULT_KEYWORDS, "t": None, "say": None}
+    # say: service.install's messages (the CLI passes its gettext); the pages' scripts use gettext
+    keywords: dict[str, Any] = {**DEFAULT_KEYWORDS, "say": None}
     options = {"jinja2": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}, "javascript": {},
                "python": {}}
     for path, method in sources():
@@ -109,7 +110,8 @@ def update() -> None:
     for language in LANGUAGES:
         path = po_path(language)
         catalog = read(language) if path.exists() else Catalog(locale=language, domain=DOMAIN)
-        catalog.update(template, update_header_comment=False)
+        # no fuzzy matching: a guess from a similar message reads as a translation and is wrong
+        catalog.update(template, no_fuzzy_matching=True, update_header_comment=False)
         catalog.obsolete.clear()  # git keeps history; a stale msgid only misleads
         catalog.project, catalog.version, catalog.fuzzy = "Polydesk", "1", False
         catalog.msgid_bugs_address = catalog.last_translator = ""

@@ -30,6 +30,7 @@ class TooManyAttempts(PolydeskError):
         super().__init__(f"too many failed log-on attempts for this {what}; "
                          f"try again in {minutes} minute{'s' if minutes > 1 else ''}")
         self.retry_after = retry_after
+        self.what = what  # "account" or "address": the page says it in the reader's language
 
 
 def pam_authenticate(user: str, password: str, service: str = PAM_SERVICE) -> bool:

@@ -16,7 +16,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from polydesk import policy
+from polydesk import i18n, policy
+from polydesk.i18n import N_
 from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
@@ -28,32 +29,40 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIZES = ("small", "medium", "large")
-STATE_LABELS = {"active": "Active", "disconnected": "Disconnected", "logging-off": "Logging off",
-                "ended": "Ended"}
+STATIC = Path(__file__).parent / "static"
+# Labels are marked here (N_) and translated where they are shown (the "tr" filter).
+STATE_LABELS = {"active": N_("Active"), "disconnected": N_("Disconnected"), "logging-off": N_("Logging off"),
+                "ended": N_("Ended")}
 STATUS_LABELS = {
-    "ended": "Logged off", "logging-off": "Logging off", "disconnected": "Disconnected",
-    "blocked": "Blocked", "unblocked": "Unblocked", "shown": "Message shown", "started": "Started",
-    "resumed": "Resumed", "would-end": "Would log off", "would-do": "Would do",
-    "unknown-session": "Unknown session", "not-permitted": "Not permitted", "failed": "Failed",
+    "ended": N_("Logged off"), "logging-off": N_("Logging off"), "disconnected": N_("Disconnected"),
+    "blocked": N_("Blocked"), "unblocked": N_("Unblocked"), "shown": N_("Message shown"),
+    "started": N_("Started"), "resumed": N_("Resumed"), "would-end": N_("Would log off"),
+    "would-do": N_("Would do"), "unknown-session": N_("Unknown session"),
+    "not-permitted": N_("Not permitted"), "failed": N_("Failed"),
 }
+ROLE_LABELS = {"admin": N_("administrator"), "dashboard": N_("Dashboard user"),
+               "standard": N_("standard user")}
 
 
 # What the log-on page says after a station signed out (?then=...).
 FAREWELLS = {
-    "disconnected": "Disconnected. Your session keeps running: log on again, here or anywhere, to resume it.",
-    "logged-off": "You are logged off.",
+    "disconnected": N_("Disconnected. Your session keeps running: log on again, here or anywhere, to "
+                       "resume it."),
+    "logged-off": N_("You are logged off."),
 }
 
 
 def format_idle(seconds: float | None) -> str:
+    """In the page's language: called while a page is rendered."""
+    _ = i18n.gettext
     if seconds is None:
-        return "idle —"
+        return _("idle —")
     if seconds < 60:
-        return "in use"
+        return _("in use")
     minutes = int(seconds // 60)
     if minutes < 60:
-        return f"idle {minutes} min"
-    return f"idle {minutes // 60} h {minutes % 60:02d} min"
+        return _("idle {minutes} min").format(minutes=minutes)
+    return _("idle {hours} h {minutes} min").format(hours=minutes // 60, minutes=f"{minutes % 60:02d}")
 
 
 def format_clock(epoch: float) -> str:
@@ -62,9 +71,16 @@ def format_clock(epoch: float) -> str:
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES)
+    # {{ _("...") }} for the templates' own words (newstyle: placeholders are escaped);
+    # {{ value | tr }} for a label chosen at run time (escaped as any value).
+    templates.env.add_extension("jinja2.ext.i18n")
+    templates.env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True)
+    templates.env.filters["tr"] = i18n.gettext
     templates.env.filters["idle"] = format_idle
     templates.env.filters["clock"] = format_clock
-    templates.env.globals.update(STATE_LABELS=STATE_LABELS, STATUS_LABELS=STATUS_LABELS)
+    templates.env.globals.update(STATE_LABELS=STATE_LABELS, STATUS_LABELS=STATUS_LABELS,
+                                 ROLE_LABELS=ROLE_LABELS)
     return templates
 
 
@@ -73,11 +89,26 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
     templates = make_templates()
     settings = manager.settings
 
+    def language(request: Request) -> str:
+        """The browser's language if we have it (Accept-Language), else the server's."""
+        return i18n.negotiate(request.headers.get("accept-language", ""), i18n.server_language())
+
+    def fragment(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+        lang = language(request)
+        with i18n.using(lang):  # the template is rendered here, in the page's language
+            response = templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers["Content-Language"] = i18n.bcp47(lang)
+        response.headers["Vary"] = "Accept-Language, Cookie"
+        return response
+
     def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        lang = language(request)
         context.setdefault("caller", None)
         context.update(csrf=csrf_token(request) if "session" in request.scope else "",
-                       settings=settings)
-        return templates.TemplateResponse(request, name, context, status_code=status)
+                       settings=settings, lang=i18n.bcp47(lang),
+                       block_default=i18n.server_gettext(settings.block_message),
+                       strings=i18n.script_strings(STATIC, lang))  # for the pages' scripts: t("...")
+        return fragment(request, name, context, status)
 
     def card_context(caller: Caller, session: Session, size: str) -> dict[str, Any]:
         return {"s": session, "size": size, "watchable": bool(may_watch(caller, session, settings)),
@@ -141,19 +172,29 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
             check_csrf(request, str(form.get(CSRF_FIELD, "")))
         except CsrfError:
             return render(request, "login.html", status=403, user=user,
-                          error="The log-on form had expired. Please enter your password again.")
+                          error=N_("The log-on form had expired. Please enter your password again."))
         address = request.client.host if request.client else "unknown"
         try:
             ok = await checker.check(user, password, address)
         except TooManyAttempts as exc:
             log.warning("web log-on of %r from %s refused: %s", user, address, exc)
-            response = render(request, "login.html", status=429, error=str(exc), user=user)
+            with i18n.using(language(request)):
+                minutes = max(1, -(-exc.retry_after // 60))
+                if exc.what == "account":
+                    error = i18n.ngettext("too many failed log-on attempts for this account; try again in "
+                                          "%(n)d minute", "too many failed log-on attempts for this account; "
+                                          "try again in %(n)d minutes", minutes) % {"n": minutes}
+                else:
+                    error = i18n.ngettext("too many failed log-on attempts for this address; try again in "
+                                          "%(n)d minute", "too many failed log-on attempts for this address; "
+                                          "try again in %(n)d minutes", minutes) % {"n": minutes}
+            response = render(request, "login.html", status=429, error=error, user=user)
             response.headers["Retry-After"] = str(exc.retry_after)
             return response
         if not ok:
             log.info("web log-on of %r from %s failed", user, address)
             return render(request, "login.html", status=401, user=user,
-                          error="Wrong user name or password.")
+                          error=N_("Wrong user name or password."))
         auth.sign_in(request, user)
         log.info("web log-on of %r from %s", user, address)
         return RedirectResponse("/", status_code=303)
@@ -177,7 +218,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
         if not shown:
             raise NotPermitted(f"session {session_id} is not shown on your page")
         context = card_context(caller, session, size if size in SIZES else "medium")
-        return templates.TemplateResponse(request, "_card.html", context)
+        return fragment(request, "_card.html", context)
 
     @router.post("/ui/own/{action}", response_class=HTMLResponse)
     async def own_action(request: Request, action: str) -> Response:
@@ -193,6 +234,6 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
             outcomes = await manager.logoff(caller, Target(), grace=0, wait=False)
         else:
             return HTMLResponse("unknown action", status_code=404)
-        return templates.TemplateResponse(request, "_results.html", {"outcomes": outcomes})
+        return fragment(request, "_results.html", {"outcomes": outcomes})
 
     return router

@@ -13,13 +13,19 @@
   const mode = grid.dataset.mode; // "dashboard" or "own"
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
+  // Words in the page's language: the server puts the translation of every gettext call of the
+  // pages' scripts into the page (#polydesk-strings, i18n.script_strings); English is the text.
+  const STRINGS = JSON.parse(($("polydesk-strings") || {}).textContent || "{}");
+  const gettext = (text) => STRINGS[text] || text;
+  const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
 
-  const STATE_LABELS = { active: "Active", disconnected: "Disconnected", "logging-off": "Logging off" };
+  const STATE_LABELS = { active: gettext("Active"), disconnected: gettext("Disconnected"),
+    "logging-off": gettext("Logging off") };
   const STATUS_LABELS = {
-    ended: "Logged off", "logging-off": "Logging off…", disconnected: "Disconnected",
-    blocked: "Blocked", unblocked: "Unblocked", shown: "Message shown",
-    "unknown-session": "Unknown session", "not-permitted": "Not permitted", failed: "Failed",
-    pending: "Working…",
+    ended: gettext("Logged off"), "logging-off": gettext("Logging off…"), disconnected: gettext("Disconnected"),
+    blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
+    "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
+    failed: gettext("Failed"), pending: gettext("Working…"),
   };
 
   const view = {
@@ -115,14 +121,28 @@
 
   // ---------------------------------------------------------------- selection
 
+  // One thumbnail is in the Tab order (roving tabindex): the last one focused, else the first shown.
+  let focusId = null;
+
+  function focusCard(card) {
+    focusId = card.dataset.id;
+    renderSelection();
+    card.focus();
+  }
+
   function renderSelection() {
+    const shown = shownCards();
+    const current = shown.find((c) => c.dataset.id === focusId) || shown[0];
     for (const card of cards()) {
       const on = selected.has(card.dataset.id);
       card.classList.toggle("selected", on);
-      if (card.hasAttribute("aria-selected")) card.setAttribute("aria-selected", on ? "true" : "false");
+      if (card.hasAttribute("aria-selected")) {
+        card.setAttribute("aria-selected", on ? "true" : "false");
+        card.tabIndex = card === current ? 0 : -1;
+      }
     }
     const count = $("selected-count");
-    if (count) count.textContent = selected.size + " selected";
+    if (count) count.textContent = fill(gettext("{n} selected"), { n: selected.size });
   }
 
   function choose(card, event) {
@@ -149,12 +169,39 @@
       if (card) choose(card, event);
       else if (!event.shiftKey && !event.ctrlKey && !event.metaKey) { selected.clear(); renderSelection(); }
     });
+    // The keyboard, as a multi-select listbox (WAI-ARIA): arrows, Home and End move the focus
+    // (Shift extends the selection), Space or Enter toggles the focused thumbnail, Ctrl+A
+    // selects all, Shift+F10 or the context-menu key opens the actions menu.
     grid.addEventListener("keydown", (event) => {
       const card = event.target.closest(".card");
-      if (card && (event.key === " " || event.key === "Enter")) {
+      if (!card) return;
+      const shown = shownCards();
+      const here = shown.indexOf(card);
+      const columns = Math.max(1, shown.filter((c) => c.offsetTop === shown[0].offsetTop).length);
+      const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns,
+        Home: -here, End: shown.length - 1 - here };
+      if (event.key in moves) {
+        event.preventDefault();
+        const next = shown[Math.min(shown.length - 1, Math.max(0, here + moves[event.key]))];
+        if (!next) return;
+        if (event.shiftKey) choose(next, { shiftKey: true, ctrlKey: false, metaKey: false });
+        focusCard(next);
+      } else if (event.key === " " || event.key === "Enter") {
         event.preventDefault();
         choose(card, { ctrlKey: true, shiftKey: event.shiftKey, metaKey: false });
+      } else if ((event.key === "a" || event.key === "A") && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        for (const c of shown) selected.add(c.dataset.id);
+        renderSelection();
+      } else if (event.key === "ContextMenu" || (event.key === "F10" && event.shiftKey)) {
+        event.preventDefault();
+        const box = card.getBoundingClientRect();
+        openContextMenu(card, box.left + box.width / 2, box.top + box.height / 2);
       }
+    });
+    grid.addEventListener("focusin", (event) => {
+      const card = event.target.closest(".card");
+      if (card) focusId = card.dataset.id;
     });
     $("select-all").addEventListener("click", () => {
       for (const card of shownCards()) selected.add(card.dataset.id);
@@ -168,9 +215,42 @@
   const dropdownButton = $("logoff-button");
   const contextMenu = $("context-menu");
 
+  let menuOpener = null; // where the focus goes back when a menu closes with Escape
+
   function closeMenus() {
     if (dropdown) { dropdown.hidden = true; dropdownButton.setAttribute("aria-expanded", "false"); }
     if (contextMenu) contextMenu.hidden = true;
+  }
+
+  function openContextMenu(card, x, y) {
+    if (!selected.has(card.dataset.id)) {
+      selected.clear();
+      selected.add(card.dataset.id);
+      anchor = card.dataset.id;
+      renderSelection();
+    }
+    closeMenus();
+    menuOpener = card;
+    contextMenu.hidden = false;
+    contextMenu.style.left = Math.max(0, Math.min(x, window.innerWidth - contextMenu.offsetWidth - 4)) + "px";
+    contextMenu.style.top = Math.max(0, Math.min(y, window.innerHeight - contextMenu.offsetHeight - 4)) + "px";
+    contextMenu.querySelector("button").focus();
+  }
+
+  // Up and Down (and Home, End) move between a menu's items; Tab leaves it closed.
+  for (const menu of [dropdown, contextMenu]) {
+    if (!menu) continue;
+    menu.addEventListener("keydown", (event) => {
+      const items = Array.from(menu.querySelectorAll("[role=menuitem]"));
+      const here = items.indexOf(document.activeElement);
+      const next = { ArrowDown: here + 1, ArrowUp: here - 1, Home: 0, End: items.length - 1 }[event.key];
+      if (next !== undefined) {
+        event.preventDefault();
+        items[(next + items.length) % items.length].focus();
+      } else if (event.key === "Tab") {
+        closeMenus();
+      }
+    });
   }
 
   if (dropdownButton) {
@@ -180,6 +260,7 @@
       closeMenus();
       dropdown.hidden = !open;
       dropdownButton.setAttribute("aria-expanded", open ? "true" : "false");
+      menuOpener = dropdownButton;
       if (open) dropdown.querySelector("button").focus();
     });
   }
@@ -189,40 +270,40 @@
       const card = event.target.closest(".card");
       if (!card) return;
       event.preventDefault();
-      if (!selected.has(card.dataset.id)) {
-        selected.clear();
-        selected.add(card.dataset.id);
-        anchor = card.dataset.id;
-        renderSelection();
-      }
-      closeMenus();
-      contextMenu.hidden = false;
-      const x = Math.min(event.clientX, window.innerWidth - contextMenu.offsetWidth - 4);
-      const y = Math.min(event.clientY, window.innerHeight - contextMenu.offsetHeight - 4);
-      contextMenu.style.left = Math.max(0, x) + "px";
-      contextMenu.style.top = Math.max(0, y) + "px";
-      contextMenu.querySelector("button").focus();
+      openContextMenu(card, event.clientX, event.clientY);
     });
   }
 
   document.addEventListener("click", (event) => {
     if (!event.target.closest(".dropdown, .context-menu")) closeMenus();
   });
-  document.addEventListener("keydown", (event) => { if (event.key === "Escape") closeMenus(); });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const open = (dropdown && !dropdown.hidden) || (contextMenu && !contextMenu.hidden);
+    closeMenus();
+    if (open && menuOpener && document.contains(menuOpener)) menuOpener.focus();
+    menuOpener = null;
+  });
 
   // ---------------------------------------------------------------- actions
 
   const ACTIONS = {
-    "logoff-selected": { path: "logoff", title: "Log off selected users", verb: "Log off", warn: true,
+    "logoff-selected": { path: "logoff", title: gettext("Log off selected users"), verb: gettext("Log off"),
+      one: gettext("Log off 1 session:"), many: gettext("Log off {n} sessions:"), warn: true,
       fields: ["grace"] },
-    "logoff-all": { path: "logoff", title: "Log off all users", verb: "Log off", warn: true,
+    "logoff-all": { path: "logoff", title: gettext("Log off all users"), verb: gettext("Log off"),
+      one: gettext("Log off 1 session:"), many: gettext("Log off {n} sessions:"), warn: true,
       fields: ["grace"], all: true },
-    disconnect: { path: "disconnect", title: "Disconnect", verb: "Disconnect", fields: [],
-      text: "Their sessions keep running; logging on again resumes them." },
-    block: { path: "block", title: "Block", verb: "Block", fields: ["message"],
-      text: "Their screens are covered with the message and their input is ignored." },
-    unblock: { path: "unblock", title: "Unblock", verb: "Unblock", fields: [] },
-    message: { path: "message", title: "Send message", verb: "Send", fields: ["message", "time"] },
+    disconnect: { path: "disconnect", title: gettext("Disconnect"), verb: gettext("Disconnect"), fields: [],
+      one: gettext("Disconnect 1 session."), many: gettext("Disconnect {n} sessions."),
+      text: gettext("Their sessions keep running; logging on again resumes them.") },
+    block: { path: "block", title: gettext("Block"), verb: gettext("Block"), fields: ["message"],
+      one: gettext("Block 1 session."), many: gettext("Block {n} sessions."),
+      text: gettext("Their screens are covered with the message and their input is ignored.") },
+    unblock: { path: "unblock", title: gettext("Unblock"), verb: gettext("Unblock"), fields: [],
+      one: gettext("Unblock 1 session:"), many: gettext("Unblock {n} sessions:") },
+    message: { path: "message", title: gettext("Send message"), verb: gettext("Send"), fields: ["message", "time"],
+      one: gettext("Send to 1 session:"), many: gettext("Send to {n} sessions:") },
   };
 
   function notice(text) {
@@ -241,7 +322,7 @@
     });
     if (response.status === 401) {
       window.location.assign("/login");
-      throw new Error("You are signed out.");
+      throw new Error(gettext("You are signed out."));
     }
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
@@ -268,12 +349,12 @@
   function confirmWith(action, targets) {
     $("confirm-title").textContent = action.title;
     const n = targets.length;
-    $("confirm-text").textContent = action.verb + " " + n + (n === 1 ? " session" : " sessions") +
-      (action.text ? ". " + action.text : ":");
+    $("confirm-text").textContent = (n === 1 ? action.one : fill(action.many, { n: n })) +
+      (action.text ? " " + action.text : "");
     const list = $("confirm-users");
     list.replaceChildren(...targets.map((t) => {
       const li = document.createElement("li");
-      li.textContent = t.user + " (session " + t.id + ")";
+      li.textContent = fill(gettext("{user} (session {id})"), { user: t.user, id: t.id });
       return li;
     }));
     $("confirm-warning").hidden = !action.warn;
@@ -282,7 +363,7 @@
     $("time-field").hidden = !action.fields.includes("time");
     const message = $("message");
     message.value = action.path === "block" ? message.dataset.blockDefault : "";
-    $("message-label").textContent = action.path === "block" ? "Message on the screen" : "Message";
+    $("message-label").textContent = action.path === "block" ? gettext("Message on the screen") : gettext("Message");
     $("confirm-ok").textContent = action.verb;
     $("confirm-error").hidden = true;
     dialog.showModal();
@@ -297,7 +378,7 @@
       if (grace !== "") {
         const seconds = Number(grace);
         if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600) {
-          throw new Error("The grace period is a whole number of seconds from 0 to 3600.");
+          throw new Error(gettext("The grace period is a whole number of seconds from 0 to 3600."));
         }
         out.grace = seconds;
       }
@@ -308,12 +389,14 @@
     }
     if (action.path === "message") {
       const text = $("message").value.trim();
-      if (!text) throw new Error("Write the message to send.");
+      if (!text) throw new Error(gettext("Write the message to send."));
       out.text = text;
       const time = $("msg-time").value.trim();
       if (time !== "") {
         const seconds = Number(time);
-        if (!Number.isInteger(seconds) || seconds < 1) throw new Error("The time is a whole number of seconds.");
+        if (!Number.isInteger(seconds) || seconds < 1) {
+          throw new Error(gettext("The time is a whole number of seconds."));
+        }
         out.time = seconds;
       }
     }
@@ -381,8 +464,8 @@
       return;
     }
     if (targets.length === 0) {
-      notice(action.all ? "There is no other user's session to log off."
-        : "Select one or more sessions first: click a thumbnail; Ctrl-click or Shift-click to add more.");
+      notice(action.all ? gettext("There is no other user's session to log off.")
+        : gettext("Select one or more sessions first: click a thumbnail; Ctrl-click or Shift-click to add more."));
       return;
     }
     const chosen = await confirmWith(action, targets);
@@ -392,10 +475,10 @@
     showResults(action.title, targets.map((t) => ({ id: t.id, user: t.user, status: pending, reason: "" })));
     try {
       const result = await api(action.path, body);
-      showResults(action.title + ": " + result.succeeded + " done, " + result.failed + " failed",
-        result.results);
+      showResults(fill(gettext("{action}: {done} done, {failed} failed"),
+        { action: action.title, done: result.succeeded, failed: result.failed }), result.results);
     } catch (error) {
-      showResults(action.title + ": failed", targets.map((t) => ({ id: t.id, user: t.user,
+      showResults(fill(gettext("{action}: failed"), { action: action.title }), targets.map((t) => ({ id: t.id, user: t.user,
         status: "failed", ok: false, reason: error.message })));
     }
   }
@@ -428,7 +511,7 @@
       closeMenus();
       const ids = Array.from(selected).filter((id) => cardOf(id));
       if (ids.length !== 1) {
-        notice("Select one session first: click its thumbnail.");
+        notice(gettext("Select one session first: click its thumbnail."));
         return;
       }
       notice("");
@@ -541,11 +624,12 @@
 
   // Idle times change without events; a cheap list every 15 s keeps them current.
   function formatIdle(seconds) {
-    if (seconds === null || seconds === undefined) return "idle —";
-    if (seconds < 60) return "in use";
+    if (seconds === null || seconds === undefined) return gettext("idle —");
+    if (seconds < 60) return gettext("in use");
     const minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return "idle " + minutes + " min";
-    return "idle " + Math.floor(minutes / 60) + " h " + String(minutes % 60).padStart(2, "0") + " min";
+    if (minutes < 60) return fill(gettext("idle {minutes} min"), { minutes: minutes });
+    return fill(gettext("idle {hours} h {minutes} min"),
+      { hours: Math.floor(minutes / 60), minutes: String(minutes % 60).padStart(2, "0") });
   }
   async function refreshIdle() {
     try {

@@ -10,6 +10,16 @@ import RFB from "./novnc/core/rfb.js";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const wsBase = (window.location.protocol === "https:" ? "wss:" : "ws:") + "//" + window.location.host;
 const $ = (id) => document.getElementById(id);
+// Words in the page's language (see dashboard.js): the page carries the translations.
+const STRINGS = JSON.parse(($("polydesk-strings") || {}).textContent || "{}");
+const gettext = (text) => STRINGS[text] || text;
+const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
+// The bridge's close reasons (stations.py, vncproxy.py) arrive in English: named here so that
+// they are translated with the rest, and shown with gettext(how.reason).
+void [gettext("Disconnected"), gettext("Disconnected: this session was opened elsewhere"),
+  gettext("Disconnected: the session was disconnected"), gettext("Disconnected: the session has ended"),
+  gettext("Disconnected: the session's screen closed"),
+  gettext("Disconnected: you signed out or your role changed"), gettext("Could not connect to this session")];
 
 // Close codes of the bridge (polydesk/web/vncproxy.py): the reason is a sentence for the person.
 const CLOSE_STATION = 4000, CLOSE_SIGNED_OUT = 4401, CLOSE_SCREEN_GONE = 4502;
@@ -23,7 +33,7 @@ async function api(method, path, body) {
   });
   if (response.status === 401) {
     window.location.assign("/login");
-    throw new Error("You are signed out.");
+    throw new Error(gettext("You are signed out."));
   }
   let data = null;
   try { data = await response.json(); } catch (e) { data = null; }
@@ -136,12 +146,12 @@ function stationPage(root) {
 
   async function start() {
     $("station-ended").hidden = true;
-    setState("starting", "Starting your session…");
+    setState("starting", gettext("Starting your session…"));
     let session;
     try {
       session = await sessionToUse();
     } catch (error) {
-      showEnded("Your session could not start", error.message, true);
+      showEnded(gettext("Your session could not start"), error.message, true);
       return;
     }
     sessionId = session.id;
@@ -151,12 +161,12 @@ function stationPage(root) {
   }
 
   function connect() {
-    setState("connecting", "Connecting…");
+    setState("connecting", gettext("Connecting…"));
     viewer = attach(screen, sessionId, "own", (r) => {
       rfb = r;
       retries = 0;
       rfb.viewOnly = blocked;
-      setState("connected", "Connected");
+      setState("connected", gettext("Connected"));
       rfb.focus();
     }, ended);
   }
@@ -168,25 +178,27 @@ function stationPage(root) {
     if (how.code === CLOSE_SIGNED_OUT) { window.location.assign("/login"); return; }
     if (how.code === CLOSE_STATION || how.code === CLOSE_SCREEN_GONE) {
       const gone = how.reason.includes("ended");
-      showEnded(how.reason || "Disconnected",
-        gone ? "Your session is over." : "Your session keeps running: resume it here or from any browser.",
+      showEnded(gettext(how.reason || "Disconnected"),
+        gone ? gettext("Your session is over.")
+          : gettext("Your session keeps running: resume it here or from any browser."),
         true);
       return;
     }
     if (how.opened && retries < 3) { // the network dropped: come back by itself, a few times
       retries += 1;
-      setState("reconnecting", "Connection lost, reconnecting…");
+      setState("reconnecting", gettext("Connection lost, reconnecting…"));
       window.setTimeout(connect, 1000 * retries);
       return;
     }
     // Refused before it began (the browser does not see the HTTP answer): ask why.
     try {
       const session = await api("GET", "/sessions/" + encodeURIComponent(sessionId));
-      showEnded("Could not connect",
-        session.state === "logging-off" ? "Your session is logging off." :
-          "Your session runs, but its screen cannot be shown here.", session.state !== "logging-off");
+      showEnded(gettext("Could not connect"),
+        session.state === "logging-off" ? gettext("Your session is logging off.") :
+          gettext("Your session runs, but its screen cannot be shown here."), session.state !== "logging-off");
     } catch (error) {
-      showEnded("Disconnected", error.status === 404 ? "Your session has ended." : error.message, true);
+      showEnded(gettext("Disconnected"), error.status === 404 ? gettext("Your session has ended.") : error.message,
+        true);
     }
   }
 
@@ -195,7 +207,7 @@ function stationPage(root) {
     $("cover-message").textContent = session.block_message || "";
     $("cover").hidden = !blocked;
     if (rfb) rfb.viewOnly = blocked; // the bridge drops the input anyway; do not even send it
-    if (root.dataset.state === "connected") $("station-status").textContent = blocked ? "Blocked" : "Connected";
+    if (root.dataset.state === "connected") $("station-status").textContent = blocked ? gettext("Blocked") : gettext("Connected");
     deadline = session.state === "logging-off" ? session.logoff_deadline : null;
     tick();
   }
@@ -208,7 +220,8 @@ function stationPage(root) {
       return;
     }
     const seconds = Math.max(0, Math.ceil(deadline - Date.now() / 1000));
-    el.textContent = seconds > 0 ? "Logging off in " + seconds + " s: save your work" : "Logging off…";
+    el.textContent = seconds > 0 ? fill(gettext("Logging off in {seconds} s: save your work"), { seconds: seconds })
+      : gettext("Logging off…");
     el.hidden = false;
     if (!countdown) countdown = window.setInterval(tick, 1000);
   }
@@ -217,7 +230,8 @@ function stationPage(root) {
     const count = (controllers.get(by) || 0) + (started ? 1 : -1);
     if (count > 0) controllers.set(by, count); else controllers.delete(by);
     const banner = $("control-banner");
-    banner.textContent = "Your session is being controlled by " + Array.from(controllers.keys()).join(", ");
+    banner.textContent = fill(gettext("Your session is being controlled by {users}"),
+      { users: Array.from(controllers.keys()).join(", ") });
     banner.hidden = controllers.size === 0;
   }
 
@@ -240,7 +254,7 @@ function stationPage(root) {
       if (viewer) { viewer.close(); viewer = null; }
       window.sessionStorage.removeItem("polydesk.station");
       if (leaving === "logoff") { signOut("logged-off"); return; }
-      showEnded("Your session has ended", "Log on again to start a new one.", true);
+      showEnded(gettext("Your session has ended"), gettext("Log on again to start a new one."), true);
     },
   });
 
@@ -261,10 +275,10 @@ function stationPage(root) {
       const answer = await api("POST", "/sessions/logoff", { own: true, wait: false });
       const failed = answer.results.find((r) => !r.ok);
       if (failed) throw new Error(failed.reason || failed.status);
-      setState("logging-off", "Logging off");
+      setState("logging-off", gettext("Logging off"));
     } catch (error) {
       leaving = null;
-      $("station-status").textContent = "Log off failed: " + error.message;
+      $("station-status").textContent = fill(gettext("Log off failed: {error}"), { error: error.message });
     }
   });
   const privacyOk = $("privacy-ok");
@@ -299,14 +313,15 @@ function enlargedView(panel) {
     $("enlarge-title").textContent = target.user;
     $("enlarge-view").setAttribute("aria-pressed", target.mode === "view" ? "true" : "false");
     $("enlarge-control").setAttribute("aria-pressed", target.mode === "control" ? "true" : "false");
-    setState("connecting", "Connecting…");
+    setState("connecting", gettext("Connecting…"));
     viewer = attach(screen, target.id, target.mode, (rfb) => {
-      setState("connected", target.mode === "control" ? "In control: your keyboard and mouse drive this session"
-        : "Viewing (input is not sent)");
+      setState("connected", target.mode === "control"
+        ? gettext("In control: your keyboard and mouse drive this session")
+        : gettext("Viewing (input is not sent)"));
       if (target.mode === "control") rfb.focus();
     }, (how) => {
       viewer = null;
-      setState("ended", how.reason || (how.opened ? "Disconnected" : "Could not connect to this session"));
+      setState("ended", gettext(how.reason || (how.opened ? "Disconnected" : "Could not connect to this session")));
     });
   }
 
@@ -333,7 +348,7 @@ function enlargedView(panel) {
     if (current && event.detail.id === current.id) {
       if (viewer) viewer.close();
       viewer = null;
-      setState("ended", "The session has ended");
+      setState("ended", gettext("The session has ended"));
     }
   });
 }
