@@ -243,6 +243,9 @@ class FleetNode:
             except (nats.errors.Error, TimeoutError, OSError) as exc:
                 self._republish = True  # what was missed goes again once NATS answers
                 log.debug("fleet: heartbeat not published: %s", exc)
+            except Exception:  # never leave the fleet over one bad turn (a busy database ...)
+                self._republish = True
+                log.exception("fleet: publishing failed; trying again")
             await asyncio.sleep(self.settings.heartbeat)
 
     async def _reconcile(self, kv: KeyValue, refresh: float) -> None:
@@ -269,8 +272,10 @@ class FleetNode:
         async with self.manager.bus.subscribe() as queue:
             while True:
                 event = await queue.get()
-                with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                try:
                     await self._publish_event(event)
+                except Exception as exc:  # the next heartbeat's reconcile publishes it
+                    log.debug("fleet: event %s not published: %s", event.kind, exc)
 
     async def _publish_event(self, event: Event) -> None:
         kv = self._kv
@@ -304,6 +309,12 @@ class FleetNode:
                 continue
             try:
                 await self._follow(watcher)
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                log.warning("fleet: watching the bucket failed (%s); watching it anew", exc)
+                await asyncio.sleep(1)
+            except Exception:
+                log.exception("fleet: watching the bucket failed; watching it anew")
+                await asyncio.sleep(1)
             finally:
                 with contextlib.suppress(Exception):
                     await watcher.stop()  # type: ignore[no-untyped-call]
@@ -373,7 +384,11 @@ class FleetNode:
             await self._reply(msg, (msg.headers or {}).get(NONCE, ""), {
                 "error": {"code": "not-permitted", "message": f"refused by host {self.name}: {exc}"}})
             return
-        meta, body = await self._execute(action, request, caller)
+        try:
+            meta, body = await self._execute(action, request, caller)
+        except Exception as exc:  # a bug must still answer, or the asking host waits in vain
+            log.exception("fleet: %s request from %s failed", action, opened.sender)
+            meta, body = {"error": {"code": "error", "message": f"host {self.name}: {exc}"}}, b""
         await self._reply(msg, opened.nonce, meta, body)
 
     def _caller(self, data: Any, origin: str) -> Caller:

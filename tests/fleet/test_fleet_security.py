@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
+import subprocess
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,22 +94,45 @@ def test_signatures_bind_sender_subject_and_body() -> None:
             raise AssertionError(f"accepted {subject} {body!r} {changed}")
 
 
-def test_hosts_log_on_to_nats_with_their_own_nkey(
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate of 127.0.0.1 signed by it: (ca, certificate, key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=pdt CA")
+    openssl("req", *ec, "-keyout", "nats.key", "-out", "nats.csr", "-subj", "/CN=127.0.0.1")
+    (directory / "san").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "nats.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "nats.pem", "-days", "2", "-extfile", "san")
+    return directory / "ca.pem", directory / "nats.pem", directory / "nats.key"
+
+
+def test_hosts_reach_nats_over_tls_with_their_own_nkey(
     make_fleet: Callable[..., list[Host]], tmp_path: Path
 ) -> None:
-    """The deployment of docs/fleet.md: NATS lets in only the hosts' keys (nkey users)."""
+    """The deployment of docs/fleet.md: TLS, and NATS lets in only the hosts' keys (nkey users)."""
     seeds = make_seeds(tmp_path, ("A", "B"))
+    ca, certificate, key = make_certificates(tmp_path)
     users = ", ".join(f'{{nkey: "{Signer(p.read_bytes()).public_key}"}}' for p in seeds.values())
-    nats_server = start_nats(1, conf=f"authorization {{ users: [ {users} ] }}\n")
+    nats_server = start_nats(1, conf=f'tls {{ cert_file: "{certificate}", key_file: "{key}" }}\n'
+                                     f"authorization {{ users: [ {users} ] }}\n")
     try:
-        a, b = make_fleet(nats_server, seeds=seeds, hosts='["fake"]', nkey_auth=True)
+        a, b = make_fleet(nats_server, seeds=seeds, hosts='["fake"]', nkey_auth=True, tls_ca=str(ca))
         assert a.hosts()["B"]["online"] and b.hosts()["A"]["online"]
+        url = f"http://127.0.0.1:{nats_server.nodes[0].monitor}/connz"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            connections = json.load(answer)["connections"]
+        assert sorted((c["name"], c["tls_version"] != "") for c in connections) == [
+            ("polydesk A", True), ("polydesk B", True)]
 
         # Anyone else is refused (the protocol by hand: a refused nats-py client leaks a socket).
-        with socket.create_connection(("127.0.0.1", nats_server.nodes[0].port), timeout=5) as anonymous:
-            anonymous.recv(4096)  # INFO
-            anonymous.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
-            assert b"Authorization Violation" in anonymous.recv(4096)
+        context = ssl.create_default_context(cafile=str(ca))
+        with socket.create_connection(("127.0.0.1", nats_server.nodes[0].port), timeout=5) as raw:
+            raw.recv(4096)  # INFO, in clear, then TLS
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as anonymous:
+                anonymous.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+                assert b"Authorization Violation" in anonymous.recv(4096)
         for host in (a, b):  # stopped before the server, so they do not retry against nothing
             host.daemon.stop()
     finally:
