@@ -156,8 +156,9 @@ class Thumbnailer:
         self._feeds: dict[str, _Feed] = {}
         self._versions = itertools.count(1)
         # X work runs here, not in the default executor: a stuck X server must not starve
-        # the session host's threads. Four: captures are short, and a slow one waits.
-        self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="thumbnails")
+        # the session host's threads. Two: a capture takes ~0.5 ms, more threads only fight
+        # over the GIL, and a server that stops answering holds one for X_TIMEOUT_S at most.
+        self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="thumbnails")
         self.frames = 0  # thumbnails made (new versions), for the benchmark and metrics
         self.cpu_seconds = 0.0  # CPU time of capturing, scaling and encoding them (metrics)
         self._cpu_lock = threading.Lock()  # the pool's threads and the loop's add to it
@@ -353,16 +354,29 @@ class Thumbnailer:
                 self.cpu_seconds += spent
 
     async def _in_pool(self, reader: Reader | None, function: Callable[..., T], *args: object) -> T:
-        """Run X work in the pool; a server that does not answer within X_TIMEOUT_S is cut off."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, function, *args)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), X_TIMEOUT_S)
-        except TimeoutError:
+        """Run X work in the pool; a server that does not answer within X_TIMEOUT_S is cut off
+        (a timer, not wait_for: this runs for every frame, and the timer is the cheap way)."""
+        loop = asyncio.get_running_loop()
+        fired = False
+
+        def cut_off() -> None:
+            nonlocal fired
+            fired = True
             if reader is not None:
-                reader.abort()  # the stuck call fails now; wait for it to let go of the reader
-                with contextlib.suppress(Exception):
-                    await future
-            raise CaptureError(f"the X server did not answer within {X_TIMEOUT_S} s") from None
+                reader.abort()  # the stuck call fails now (an open times out by itself)
+
+        watchdog = loop.call_later(X_TIMEOUT_S, cut_off)
+        try:
+            result = await loop.run_in_executor(self._pool, self._timed, function, *args)
+        except CaptureError:
+            if fired:
+                raise CaptureError(f"the X server did not answer within {X_TIMEOUT_S} s") from None
+            raise
+        finally:
+            watchdog.cancel()
+        if fired:
+            raise CaptureError(f"the X server did not answer within {X_TIMEOUT_S} s")
+        return result
 
 
 def _update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]
