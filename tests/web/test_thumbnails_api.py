@@ -21,6 +21,7 @@ def test_thumbnail_answers_carry_every_header_whichever_way_they_go(room: Room) 
         for name in ("root", "web"):
             answer = answers[name]
             assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+            assert "content-security-policy" not in answer.headers  # a picture is no document
             assert answer.headers["cache-control"] == "private, no-cache"
             assert answer.headers["etag"].startswith('"') and answer.headers["x-thumbnail-version"] == "0"
         refused = answers["refused"]
