@@ -125,8 +125,7 @@ def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
     @router.get("/sessions/{session_id}/connections", response_model=list[ConnectionOut],
                 summary="Stations that were attached to a session: who, how, from where, when")
     async def connections(session_id: str, caller: Who) -> list[ConnectionOut]:
-        await manager.get_session(caller, session_id)  # the owner, Dashboard users, administrators
-        return [ConnectionOut(**row) for row in manager.store.connections(session_id)]
+        return [ConnectionOut(**row) for row in manager.connections(caller, session_id)]
 
     @router.websocket("/sessions/{session_id}/vnc")
     async def vnc(ws: WebSocket, session_id: str) -> None:
@@ -142,12 +141,12 @@ def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
             mode = Mode(ws.query_params.get("mode", Mode.OWN))
         except ValueError:
             await _refuse(ws, 400, "invalid-request", "mode must be own, view or control")
+            return
         session = manager.store.session(session_id)
         if (mode != Mode.OWN and not manager.settings.monitoring and session is not None
                 and not policy.owns(caller, session)):
             # Monitoring off: nobody watches anyone else's screen, not even through Enlarge.
             await _refuse(ws, 403, "not-permitted", "monitoring is switched off (setting monitoring)")
-            return
             return
         try:
             station = await manager.open_station(caller, session_id, mode, client_label(ws))
