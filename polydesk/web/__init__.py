@@ -32,7 +32,7 @@ from polydesk.thumbnails import Thumbnailer
 from polydesk.web.api import api_router
 from polydesk.web.auth import Authenticator, CookieSessions, load_secret
 from polydesk.web.events import events_router
-from polydesk.web.fleet import fleet_router
+from polydesk.web.fleet import fleet_page_router, fleet_router
 from polydesk.web.logon import LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
@@ -106,6 +106,7 @@ def create_app(
     app.state.thumbnails = thumbnails
     app.include_router(api_router(manager, fleet.desk if fleet is not None else None))
     app.include_router(fleet_router(manager, thumbnails, fleet))
+    app.include_router(fleet_page_router(manager, auth, fleet))
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))

@@ -13,14 +13,18 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
+from polydesk import i18n
 from polydesk.fleet_config import HOST_NAME
 from polydesk.fleet_desk import FleetDesk, FleetSession, HostUnreachable
 from polydesk.manager import Manager
-from polydesk.model import Caller, UnknownHost
+from polydesk.model import Caller, Role, UnknownHost
 from polydesk.thumbnails import Thumbnail, Thumbnailer, placeholder
 from polydesk.web.api import ERRORS, SessionOut, Who
+from polydesk.web.auth import Authenticator, csrf_token
+from polydesk.web.pages import STATIC, make_templates
 from polydesk.web.thumbs import Size, no_screen_text, screen_for, watchable
 
 if TYPE_CHECKING:
@@ -144,3 +148,29 @@ def fleet_router(manager: Manager, thumbnails: Thumbnailer, fleet: FleetNode | N
 
 def _etags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
+
+
+def fleet_page_router(manager: Manager, auth: Authenticator, fleet: FleetNode | None) -> APIRouter:
+    """GET /fleet: every host's sessions as cards grouped by host, for Dashboard users and
+    administrators (static/fleet.js does the rest over the API)."""
+    router = APIRouter(include_in_schema=False)
+    templates = make_templates()
+
+    @router.get("/fleet", response_class=HTMLResponse)
+    async def fleet_page(request: Request) -> Response:
+        caller = auth.identify(request)
+        if caller is None:
+            return RedirectResponse("/login", status_code=303)
+        if fleet is None or caller.role == Role.STANDARD:
+            return RedirectResponse("/", status_code=303)
+        language = i18n.negotiate(request.headers.get("accept-language", ""), i18n.server_language())
+        context = {"caller": caller, "csrf": csrf_token(request), "settings": manager.settings,
+                   "lang": i18n.bcp47(language), "strings": i18n.script_strings(STATIC, language),
+                   "local": fleet.name}
+        with i18n.using(language):
+            response = templates.TemplateResponse(request, "fleet.html", context)
+        response.headers["Content-Language"] = i18n.bcp47(language)
+        response.headers["Vary"] = "Accept-Language, Cookie"
+        return response
+
+    return router

@@ -20,6 +20,7 @@ import pytest
 
 from polydesk.fleet_wire import Signer, new_seed
 from tests.conftest import Daemon, free_port
+from tests.web.conftest import browser  # noqa: F401 (the fleet page's test uses it too)
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 if not Path(NATS_SERVER).exists():  # a missing install is a failure, never a skip
@@ -180,8 +181,8 @@ def make_seeds(directory: Path, names: tuple[str, ...]) -> dict[str, Path]:
 
 
 def fleet_config(name: str, seed: Path, servers: list[str], trusted: dict[str, str],
-                 first_display: int, replicas: int = 1, **extra: Any) -> str:
-    lines = [f"first_display = {first_display}", "", "[fleet]", f'host = "{name}"',
+                 first_display: int, replicas: int = 1, settings: str = "", **extra: Any) -> str:
+    lines = [f"first_display = {first_display}", settings, "", "[fleet]", f'host = "{name}"',
              f"servers = {json.dumps(servers)}", f'seed_file = "{seed}"', f"replicas = {replicas}"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in {**FAST, **extra}.items()]
     lines += ["", "[fleet.trusted_hosts]"] + [f'{host} = "{key}"' for host, key in trusted.items()]
@@ -193,13 +194,14 @@ def make_fleet(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Callabl
     """Daemons joined to ``nats`` as hosts named by ``names``, each trusting all the others."""
 
     def make(nats: Nats, names: tuple[str, ...] = ("A", "B"), replicas: int = 1,
-             hosts: str = '["xvnc"]', seeds: dict[str, Path] | None = None, **extra: Any) -> list[Host]:
+             hosts: str = '["xvnc"]', seeds: dict[str, Path] | None = None, settings: str = "",
+             **extra: Any) -> list[Host]:
         seeds = seeds or make_seeds(tmp_path, names)
         keys = {name: Signer(path.read_bytes()).public_key for name, path in seeds.items()}
         made = []
         for number, name in enumerate(names):
             config = fleet_config(name, seeds[name], nats.urls, keys, first_display=30 + 20 * number,
-                                  replicas=replicas, **extra)
+                                  replicas=replicas, settings=settings, **extra)
             daemon = daemon_factory(extra_config=config, hosts=hosts)
             made.append(Host(name, daemon, seeds[name], keys[name]))
         # Each sees every other online (heartbeats arrived both ways).
