@@ -243,6 +243,10 @@ class FleetNode:
             except (nats.errors.Error, TimeoutError, OSError) as exc:
                 self._republish = True  # what was missed goes again once NATS answers
                 log.debug("fleet: heartbeat not published: %s", exc)
+                if isinstance(exc, nats.js.errors.NoStreamResponseError) and self._nc is not None:
+                    # No stream took the put: a cluster electing a leader, or a NATS that lost
+                    # its store (redeployed). Then make the bucket again, and fill it again.
+                    await self._bucket(self._nc)
             except Exception:  # never leave the fleet over one bad turn (a busy database ...)
                 self._republish = True
                 log.exception("fleet: publishing failed; trying again")

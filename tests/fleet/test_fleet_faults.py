@@ -3,10 +3,15 @@ with its sessions; a NATS node of a 3-node cluster restarts and nothing is lost.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
+
+import nats
+import nats.js.errors
 
 from tests.fleet.conftest import Host, Nats, NatsNode, wait_for
 from tests.fleet.test_fleet_commands import logon
@@ -76,6 +81,44 @@ def test_nats_node_restart_loses_nothing(
     result = a.daemon.cli("logoff", f"B/{ids[1]}", "--force", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert user_pids(users[1].uid) == [] and user_pids(users[0].uid) != []
+
+
+def test_hosts_fill_again_a_nats_that_lost_its_store(
+    nats_server: Nats, make_fleet: Callable[..., list[Host]], make_user: Callable[..., TestUser]
+) -> None:
+    """NATS redeployed from nothing: each host makes the bucket again and publishes itself and
+    its sessions again, as it does after any reconnection."""
+    a, b = make_fleet(nats_server)
+    users = [make_user(n) for n in ("ana", "bia")]
+    ids = [logon(b.daemon, u) for u in users]
+    assert wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == {f"B/{i}" for i in ids})
+
+    node = nats_server.nodes[0]
+    node.stop()
+    shutil.rmtree(node.store)
+    node.start()
+    wanted = {"host.A", "host.B", *(f"session.B.{i}" for i in ids)}
+    assert wait_for(lambda: _bucket_keys(node.url) >= wanted, timeout=20), _bucket_keys(node.url)
+    a.daemon.stop()
+    a.daemon.start()  # a reader that knows nothing but the new bucket
+    assert wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == {f"B/{i}" for i in ids})
+    result = a.daemon.cli("logoff", f"B/{ids[0]}", "--force", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert user_pids(users[0].uid) == [] and user_pids(users[1].uid) != []
+
+
+def _bucket_keys(url: str) -> set[str]:
+    async def keys() -> set[str]:
+        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            kv = await client.jetstream(timeout=2).key_value("polydesk_fleet")
+            return set(await kv.keys())
+        except (nats.js.errors.NotFoundError, nats.js.errors.NoKeysError):
+            return set()
+        finally:
+            await client.close()
+
+    return asyncio.run(keys())
 
 
 def _stream(node: NatsNode) -> dict[str, Any] | None:
