@@ -40,17 +40,8 @@ from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
 from polydesk.hosts.base import Discovered, Recovered, Screen, Started
 from polydesk.hosts.dbus_login1 import Login1, Login1Error, SessionInfo
-from polydesk.hosts.logind_local import (
-    comm,
-    find_screen,
-    helpers,
-    kind_of,
-    session_pids,
-    spawn_helper,
-    stop_helpers,
-    tail,
-    write_terminal,
-)
+from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
+from polydesk.hosts.logind_local import comm, find_screen, kind_of, session_pids, write_terminal
 from polydesk.model import Account, EndReason, HostError, Session
 
 log = logging.getLogger(__name__)

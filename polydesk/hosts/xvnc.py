@@ -28,7 +28,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,11 +35,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import polydesk
-from polydesk import i18n
 from polydesk.hosts import processes as procs
 from polydesk.hosts import x11
 from polydesk.hosts.base import Recovered, Screen, Started
+from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
 from polydesk.model import Account, EndReason, HostError, Session
 
 log = logging.getLogger(__name__)
@@ -277,7 +275,7 @@ class XvncHost:
         self._own(proc)
         try:
             if not self._wait_ready(proc, number, cookie, logfile):
-                return f"exit status {proc.returncode}: {_tail(logfile)}"
+                return f"exit status {proc.returncode}: {tail(logfile)}"
         except BaseException:
             proc.kill()
             proc.wait()
@@ -296,7 +294,7 @@ class XvncHost:
                 if x11.handshake(number, cookie):
                     return True
             if time.monotonic() > deadline:
-                raise HostError(f"Xvnc :{number} not ready after {self.start_timeout} s: {_tail(logfile)}")
+                raise HostError(f"Xvnc :{number} not ready after {self.start_timeout} s: {tail(logfile)}")
             time.sleep(0.005)
 
     def _reserve_display(self) -> int:
@@ -451,7 +449,7 @@ class XvncHost:
 
     def _end(self, handle: Handle, kill_after: float) -> None:
         """Blocking and idempotent: helpers, SIGTERM, wait, SIGKILL, then every file."""
-        _stop_helpers(handle)
+        stop_helpers(handle.dir)
         tracker = handle.tracker()
         if handle.same_boot():
             tracker.terminate()
@@ -508,22 +506,22 @@ class XvncHost:
     async def block(self, session: Session, message: str) -> None:
         handle = self._live(session)
         await self._vncconfig(handle, *_settings(BLOCK_SETTINGS, 0))
-        await asyncio.to_thread(_stop_helpers, handle, "cover")
+        await asyncio.to_thread(stop_helpers, handle.dir, "cover")
         await self._helper(handle, "cover", ["--message", message], wait_ready=True)
 
     async def unblock(self, session: Session) -> None:
         handle = self._live(session)
-        await asyncio.to_thread(_stop_helpers, handle, "cover")
+        await asyncio.to_thread(stop_helpers, handle.dir, "cover")
         await self._vncconfig(handle, *_settings(BLOCK_SETTINGS, 1))
 
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
         handle = self._live(session)
-        await asyncio.to_thread(_stop_helpers, handle, "notice")
+        await asyncio.to_thread(stop_helpers, handle.dir, "notice")
         await self._helper(handle, "notice", ["--text", text, "--seconds", str(seconds)])
 
     async def message(self, session: Session, text: str, timeout: int | None) -> None:
         handle = self._live(session)
-        shown = await asyncio.to_thread(lambda: len(_helpers(handle, "message")))
+        shown = await asyncio.to_thread(lambda: len(helpers(handle.dir, "message")))
         args = ["--text", text, "--index", str(shown)]
         if timeout:
             args += ["--timeout", str(timeout)]
@@ -555,7 +553,7 @@ class XvncHost:
         """Start a helper window process (root, the session's cookie, its own session)."""
         self._loop = asyncio.get_running_loop()
         self._collect()
-        proc = await asyncio.to_thread(_spawn_helper, handle, kind, args, wait_ready)
+        proc = await asyncio.to_thread(spawn_helper, handle.dir, _screen(handle), kind, args, wait_ready)
         self._own(proc)
         self._watch_child(proc.pid)
         if proc.stdout is None:
@@ -563,13 +561,13 @@ class XvncHost:
         reader = asyncio.ensure_future(asyncio.to_thread(proc.stdout.readline))
         done, _ = await asyncio.wait({reader}, timeout=10)
         if not done:
-            await asyncio.to_thread(_stop_helpers, handle, kind)  # its pipe closes: the read ends
+            await asyncio.to_thread(stop_helpers, handle.dir, kind)  # its pipe closes: the read ends
         line = await reader
         proc.stdout.close()
         if line != b"ready\n":
-            await asyncio.to_thread(_stop_helpers, handle, kind)
+            await asyncio.to_thread(stop_helpers, handle.dir, kind)
             raise HostError(f"session {handle.session_id}: the {kind} window did not appear: "
-                            f"{_tail(handle.dir / 'helpers.log')}")
+                            f"{tail(handle.dir / 'helpers.log')}")
 
 
 # ---------------------------------------------------------------- spawning
@@ -600,61 +598,6 @@ def _spawn(argv: Sequence[str], account: Account, env: dict[str, str], cwd: str,
         )
     finally:
         os.close(out)
-
-
-def _spawn_helper(handle: Handle, kind: str, args: list[str], wait_ready: bool) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "polydesk.hosts.x11", "--display", handle.display,
-            "--xauthority", handle.xauthority, kind, *args]
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "POLYDESK_LANGUAGE": i18n.server_language(),  # of the window's own words (its button)
-        "PYTHONPATH": str(Path(polydesk.__file__).resolve().parent.parent),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    out = _open_log(handle.dir / "helpers.log", 0, 0)
-    try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if wait_ready else out, stderr=out,
-            env=env, cwd="/", start_new_session=True, close_fds=True,
-        )
-    finally:
-        os.close(out)
-    started = procs.start_time(proc.pid)
-    (handle.helpers_dir / f"{kind}-{proc.pid}").write_text(f"{proc.pid} {started}\n")
-    return proc
-
-
-def _helpers(handle: Handle, kind: str | None = None) -> list[tuple[Path, int, int]]:
-    """(record, pid, start time) of the session's helper windows still running."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for record in handle.helpers_dir.iterdir():
-            if kind is not None and not record.name.startswith(f"{kind}-"):
-                continue
-            try:
-                pid, started = (int(v) for v in record.read_text().split())
-            except ValueError:
-                record.unlink(missing_ok=True)
-                continue
-            if procs.is_running(pid, started):
-                found.append((record, pid, started))
-            else:
-                record.unlink(missing_ok=True)
-    return found
-
-
-def _stop_helpers(handle: Handle, kind: str | None = None) -> None:
-    """SIGTERM the helper windows (of one kind), SIGKILL any still there after a second."""
-    helpers = _helpers(handle, kind)
-    procs.send((pid for _, pid, _ in helpers), signal.SIGTERM)
-    deadline = time.monotonic() + 1.0
-    for record, pid, started in helpers:
-        while procs.is_running(pid, started) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if procs.is_running(pid, started):
-            procs.send([pid], signal.SIGKILL)
-        record.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -746,12 +689,8 @@ def _open_log(path: Path, uid: int, gid: int) -> int:
     return fd
 
 
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
+def _screen(handle: Handle) -> Screen:
+    return Screen(handle.display, handle.xauthority)
 
 
 def _executable(path: Path) -> bool:

@@ -1,0 +1,86 @@
+"""Helper windows: the small root processes that draw in a session (notice, cover, message).
+
+Each runs ``python -m polydesk.hosts.x11 KIND`` with the session's cookie, in its own
+process session so it outlives a daemon restart, and leaves a record ``KIND-PID`` (pid and
+start time) in ``FOLDER/helpers`` so the next daemon can find and stop it. Shared by
+every host that has an X display to draw on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polydesk
+from polydesk import i18n
+from polydesk.hosts import processes as procs
+from polydesk.hosts.base import Screen
+
+
+def spawn_helper(folder: Path, screen: Screen, kind: str, args: list[str],
+                 wait_ready: bool) -> subprocess.Popen[bytes]:
+    """Start ``python -m polydesk.hosts.x11 KIND`` (root, the copied cookie, its own session)."""
+    records = folder / "helpers"
+    records.mkdir(parents=True, exist_ok=True, mode=0o700)
+    argv = [sys.executable, "-m", "polydesk.hosts.x11", "--display", screen.display,
+            "--xauthority", screen.xauthority, kind, *args]
+    env = {
+        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+        "POLYDESK_LANGUAGE": i18n.server_language(),  # of the window's own words (its button)
+        "PYTHONPATH": str(Path(polydesk.__file__).resolve().parent.parent),
+    }
+    out = os.open(folder / "helpers.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if wait_ready else out, stderr=out,
+            env=env, cwd="/", start_new_session=True, close_fds=True,
+        )
+    finally:
+        os.close(out)
+    (records / f"{kind}-{proc.pid}").write_text(f"{proc.pid} {procs.start_time(proc.pid)}\n")
+    return proc
+
+
+def helpers(folder: Path, kind: str | None = None) -> list[tuple[Path, int, int]]:
+    """(record, pid, start time) of the helper windows still running; stale records go."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for record in (folder / "helpers").iterdir():
+            if kind is not None and not record.name.startswith(f"{kind}-"):
+                continue
+            try:
+                pid, started = (int(v) for v in record.read_text().split())
+            except ValueError:
+                record.unlink(missing_ok=True)
+                continue
+            if procs.is_running(pid, started):
+                found.append((record, pid, started))
+            else:
+                record.unlink(missing_ok=True)
+    return found
+
+
+def stop_helpers(folder: Path, kind: str | None = None) -> None:
+    """SIGTERM the helper windows (of one kind); SIGKILL any still there after a second."""
+    running = helpers(folder, kind)
+    procs.send((pid for _, pid, _ in running), signal.SIGTERM)
+    deadline = time.monotonic() + 1.0
+    for record, pid, started in running:
+        while procs.is_running(pid, started) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if procs.is_running(pid, started):
+            procs.send([pid], signal.SIGKILL)
+        record.unlink(missing_ok=True)
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
