@@ -69,7 +69,9 @@ class BlockRequest(Selection):
 
 
 class MessageRequest(Selection):
-    text: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    # Something that is not blank: Python's str.strip() (the manager's test) also strips the
+    # separators \x1c-\x1f and \x85, which ECMA and Rust regexes do not count as \s.
+    text: str = Field(min_length=1, max_length=2000, pattern=r"[^\s\x1c-\x1f\x85]")
     time: int | None = Field(default=None, ge=1, le=86400)
 
 
