@@ -8,9 +8,8 @@ goes on serving whatever NATS does:
   manager's events), all of them again after a reconnect, and each at least
   every third of ``stale_after`` so that live entries never expire;
 - mirrors the bucket into memory (``fleet_state.FleetMirror``) for listing;
-- answers signed requests for this host on ``<prefix>.cmd.<host>.<action>`` by
-  calling the local Manager as the caller named in the request, with the role
-  this host gives that user (see fleet_desk and docs/fleet.md).
+- answers signed requests for this host on ``<prefix>.cmd.<host>.<action>``
+  (fleet_answer), and asks other hosts for FleetDesk (``request``).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +27,18 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from polydesk import policy
 from polydesk.config import Settings
-from polydesk.events import AuditRecord, Event, public_session
+from polydesk.events import Event, public_session
+from polydesk.fleet_answer import Answers, ThumbnailSource
 from polydesk.fleet_config import FleetSettings
-from polydesk.fleet_desk import FleetDesk, HostUnreachable, caller_json, outcome_json
+from polydesk.fleet_desk import FleetDesk, HostUnreachable, caller_json
 from polydesk.fleet_state import FleetMirror
 from polydesk.fleet_wire import (
     NONCE,
     Forged,
-    ReplayGuard,
     Signer,
     command_subject,
     host_key,
@@ -53,29 +49,9 @@ from polydesk.fleet_wire import (
     verify_key,
 )
 from polydesk.manager import Manager
-from polydesk.model import (
-    Caller,
-    InvalidRequest,
-    PolydeskError,
-    Role,
-    StoreError,
-    Target,
-    UnknownUser,
-)
+from polydesk.model import Caller, InvalidRequest, Role
 
 log = logging.getLogger(__name__)
-
-# What a thumbnail request is answered with: (jpeg, etag, version) of the caller's view of a session.
-ThumbnailSource = Callable[[Caller, str, str], Awaitable[tuple[bytes, str, int]]]
-
-MAX_HANDLING = 64  # requests carried out at once; more are answered "busy"
-REFUSALS_AUDITED_PER_MIN = 60  # a flood of forged requests must not flood the audit log
-_ACTIONS = frozenset({"logoff", "disconnect", "block", "unblock", "message"})
-_OPTIONS = {
-    "logoff": ("grace", "force", "message", "what_if", "wait", "wait_limit"),
-    "disconnect": (), "unblock": (), "block": ("message",), "message": ("text", "timeout"),
-}
-
 
 def host_record(name: str, public_key: str, listen: str, sessions: int, started: float,
                 state: str = "online") -> bytes:
@@ -106,16 +82,13 @@ class FleetNode:
         self.mirror = FleetMirror(self.name, trusted, fleet.offline_after, fleet.stale_after)
         self.desk = FleetDesk(self, manager)
         self.listen = manager.settings.listen
-        self.thumbnails: ThumbnailSource | None = None  # set by the web layer, which owns thumbnails
         self._nc: Client | None = None
+        self.answers = Answers(self.name, manager, self.signer, self.keys, lambda: self._nc)
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._handling: set[asyncio.Task[None]] = set()
-        self._replay = ReplayGuard()
         self._published: dict[str, tuple[dict[str, Any], float]] = {}  # id -> (value, when put)
         self._republish = True  # everything again: at start, after a reconnect or a failed put
         self._last_beat_ok: float | None = None
-        self._refusals: list[float] = []
         self._started = time.time()
         self._stopping = False
 
@@ -131,15 +104,25 @@ class FleetNode:
     async def close(self) -> None:
         """Say this host is going (its sessions keep running) and leave NATS."""
         self._stopping = True
-        for task in [*self._tasks, *self._handling]:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._handling, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.answers.close()
         if self._kv is not None and self._nc is not None and self._nc.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._kv.put(host_key(self.name), self._host_record("offline")), 2)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), 5)
+
+    @property
+    def thumbnails(self) -> ThumbnailSource | None:
+        return self.answers.thumbnails
+
+    @thumbnails.setter
+    def thumbnails(self, source: ThumbnailSource | None) -> None:
+        """What this host answers other hosts' thumbnail requests with (the web layer's)."""
+        self.answers.thumbnails = source
 
     @property
     def connected(self) -> bool:
@@ -153,7 +136,7 @@ class FleetNode:
                       "fleet (give it its own fleet.host)", self.name)
             return
         subject = command_subject(self.settings.subject_prefix, self.name, "*")
-        await self._nc.subscribe(subject, cb=self._on_request)
+        await self._nc.subscribe(subject, cb=self.answers.on_request)
         await asyncio.gather(self._publish(), self._watch())
 
     async def _connect(self) -> Client:
@@ -358,115 +341,6 @@ class FleetNode:
         limit = self.settings.offline_after
         return (beat is not None and time.monotonic() - began > limit
                 and (seen is None or beat - seen > limit))
-
-    # answering
-
-    async def _on_request(self, msg: Msg) -> None:
-        if len(self._handling) >= MAX_HANDLING:
-            await self._reply(msg, "", {"error": {"code": "busy", "message": f"host {self.name} is busy"}})
-            return
-        task = asyncio.create_task(self._handle(msg))
-        self._handling.add(task)
-        task.add_done_callback(self._handling.discard)
-
-    async def _handle(self, msg: Msg) -> None:
-        action = msg.subject.rsplit(".", 1)[-1]
-        try:
-            request = json.loads(msg.data)
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            request = {}
-        try:
-            opened = unseal(self.keys, msg.subject, msg.headers, msg.data)
-            self._replay.check(opened.nonce)
-            if not request:
-                raise Forged("the request is not a JSON object")
-            caller = self._caller(request.get("caller"), opened.sender)
-        except Forged as exc:
-            self._audit_refusal(action, msg, request, str(exc))
-            await self._reply(msg, (msg.headers or {}).get(NONCE, ""), {
-                "error": {"code": "not-permitted", "message": f"refused by host {self.name}: {exc}"}})
-            return
-        try:
-            meta, body = await self._execute(action, request, caller)
-        except Exception as exc:  # a bug must still answer, or the asking host waits in vain
-            log.exception("fleet: %s request from %s failed", action, opened.sender)
-            meta, body = {"error": {"code": "error", "message": f"host {self.name}: {exc}"}}, b""
-        await self._reply(msg, opened.nonce, meta, body)
-
-    def _caller(self, data: Any, origin: str) -> Caller:
-        """The caller as this host sees them: its own account of that name, its own groups' role."""
-        user = data.get("user") if isinstance(data, dict) else None
-        if not isinstance(user, str) or not user:
-            raise Forged("the request names no caller")
-        try:
-            account = self.manager.lookup(user)
-        except UnknownUser:  # no such account here: it may act on nothing of this host
-            return Caller(user=user, uid=-1, role=Role.STANDARD, via=f"fleet:{origin}")
-        role = policy.role_of(account.groups, account.uid, self.manager.settings.admin_group,
-                              self.manager.settings.dashboard_group)
-        return Caller(user=account.name, uid=account.uid, role=role, via=f"fleet:{origin}")
-
-    async def _execute(self, action: str, request: dict[str, Any], caller: Caller
-                       ) -> tuple[dict[str, Any], bytes]:
-        try:
-            if action == "ping":
-                return {"host": self.name}, b""
-            if action == "thumbnail":
-                return await self._thumbnail(request, caller)
-            if action not in _ACTIONS:
-                raise InvalidRequest(f"host {self.name} has no action {action!r}")
-            ids = request.get("ids") or []
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise InvalidRequest("ids must be a list of session ids")
-            target = Target(ids=tuple(ids), all=request.get("all") is True)
-            given: dict[str, Any] = request["options"] if isinstance(request.get("options"), dict) else {}
-            options = {k: given[k] for k in _OPTIONS[action] if k in given}
-            use_case = getattr(self.manager, action)
-            outcomes = await use_case(caller, target, **options)
-            return {"results": [outcome_json(o) for o in outcomes]}, b""
-        except PolydeskError as exc:
-            return {"error": {"code": exc.code, "message": str(exc)}}, b""
-        except (TypeError, ValueError) as exc:  # options of the wrong type
-            return {"error": {"code": InvalidRequest.code, "message": f"malformed request: {exc}"}}, b""
-
-    async def _thumbnail(self, request: dict[str, Any], caller: Caller) -> tuple[dict[str, Any], bytes]:
-        if self.thumbnails is None:
-            raise InvalidRequest(f"host {self.name} does not serve thumbnails")
-        session_id, size = request.get("id"), request.get("size", "medium")
-        if not isinstance(session_id, str) or size not in ("small", "medium", "large"):
-            raise InvalidRequest("a thumbnail request needs id and size (small, medium, large)")
-        jpeg, etag, version = await self.thumbnails(caller, session_id, size)
-        meta = {"etag": etag, "version": version}
-        if etag and request.get("etag") == etag:
-            return {**meta, "not_modified": True}, b""
-        return meta, jpeg
-
-    async def _reply(self, msg: Msg, nonce: str, meta: dict[str, Any], body: bytes = b"") -> None:
-        if not msg.reply or self._nc is None:
-            return
-        headers = seal(self.signer, self.name, msg.reply, body, nonce=nonce or None, meta=meta)
-        with contextlib.suppress(nats.errors.Error):
-            await self._nc.publish(msg.reply, body, headers=headers)
-
-    def _audit_refusal(self, action: str, msg: Msg, request: dict[str, Any], reason: str) -> None:
-        now = time.monotonic()
-        self._refusals = [t for t in self._refusals if t > now - 60]
-        log.warning("fleet: refused %s request on %s: %s", action, msg.subject, reason)
-        if len(self._refusals) >= REFUSALS_AUDITED_PER_MIN:
-            return
-        self._refusals.append(now)
-        claimed: dict[str, Any] = request["caller"] if isinstance(request.get("caller"), dict) else {}
-        ids: list[Any] = request["ids"] if isinstance(request.get("ids"), list) else []
-        sender = (msg.headers or {}).get("Pd-From", "?")
-        with contextlib.suppress(StoreError):
-            self.manager.store.append_audit(AuditRecord(
-                time=time.time(), caller=str(claimed.get("user", "?"))[:64], caller_uid=-1, role="",
-                via=f"fleet:{str(sender)[:63]}", action=action[:32],
-                targets=[str(i)[:64] for i in ids[:100]], allowed=False, results=[],
-                detail={"reason": f"fleet request refused: {reason}", "subject": msg.subject},
-            ))
 
     # asking other hosts (FleetDesk's Link)
 
