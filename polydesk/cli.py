@@ -220,7 +220,7 @@ def sessions(
     ]
     if on_fleet:
         table[0] += (_("HOST"),)
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
     for row in table:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 

@@ -39,6 +39,10 @@ def test_command_on_one_host_logs_off_selected_sessions_of_another(
     wanted = {f"B/{i}" for i in on_b.values()} | {f"A/{on_a}"}
     assert wait_for(lambda: fleet_ids(a) == wanted), fleet_ids(a)
     assert wait_for(lambda: all(len(user_pids(u.uid)) >= 2 for u in (ana, bia, caio, dan)))
+    table = a.daemon.cli("sessions", "--fleet").stdout.splitlines()  # as people read it
+    assert table[0].split()[-1] == "HOST" and len(table) == 5
+    assert {(line.split()[0], line.split()[-1]) for line in table[1:]} == {
+        (f"B/{i}", "B") for i in on_b.values()} | {(f"A/{on_a}", "A")}
     caio_pids = set(user_pids(caio.uid))
 
     # A standard user on A may not end someone else's session on B: B refuses, by its rules.
