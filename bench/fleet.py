@@ -19,7 +19,7 @@ changes every ``--change-every`` seconds. Measured:
 - fleet_bytes_out_per_watcher_s: what the server sends per second over the same
   window (to the daemon's watcher, which sees every host, plus the put acks).
 
-Prints a table and merges the figures into bench/results/latest.json.
+Prints a table and merges the figures into bench/results/fleet.json.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from bench.session_times import merge_results
+from bench.results import FLEET, merge
 from polydesk.events import public_session
 from polydesk.fleet import host_record
 from polydesk.fleet_config import FleetSettings
@@ -202,7 +202,7 @@ def main() -> None:
     width = max(len(k) for k in figures)
     for key, value in figures.items():
         print(f"{key.ljust(width)}  {value}")
-    merge_results(figures)
+    merge(FLEET, figures)
 
 
 if __name__ == "__main__":

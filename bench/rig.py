@@ -1,0 +1,133 @@
+"""The bench's room: a real daemon on temporary directories, real ``pdt-bench-*`` users,
+their real Xvnc sessions, and what the bench reads of the processes (CPU, memory).
+
+Every user's desktop is openbox with an xterm running ``top -d 1`` at the top-left
+corner: a *busy* screen (top redraws its table every second). The bench makes the
+same screens *idle* by stopping the tops (SIGSTOP): a still desktop, with no log-off
+in between. The rest of the screen is the root window, which latency probes repaint.
+
+Everything the rig makes it removes, on any exit: sessions (logged off, then any
+process of the users killed), users, directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Daemon, make_daemon_dirs, shutdown
+from tests.users import TestUser, create_user, remove_user, user_pids
+
+XSESSION = """#!/bin/sh
+exec openbox --startup "xterm -geometry 80x24+0+0 -e top -d 1"
+"""
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@dataclass
+class Rig:
+    sessions: int
+    daemon: Daemon = field(init=False)
+    users: list[TestUser] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        assert self.daemon.proc is not None
+        return self.daemon.proc.pid
+
+    def api(self, timeout: float = 120) -> httpx.Client:
+        """The REST API on the Unix socket, as root (an administrator)."""
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.daemon.socket)),
+                            base_url="http://polydesk/api/v1", timeout=timeout)
+
+    def token(self) -> str:
+        with self.api() as api:
+            answer = api.post("/tokens", json={"note": "bench dashboard"})
+            answer.raise_for_status()
+            return str(answer.json()["token"])
+
+    def xauthority(self, session_id: str) -> Path:
+        return self.daemon.runtime_dir / "sessions" / session_id / "Xauthority"
+
+    # ------------------------------------------------------------ processes
+
+    def daemon_cpu_s(self) -> float:
+        """CPU time (user + system, every thread) the daemon has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+    def daemon_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def session_pss_mb(self) -> float:
+        """Proportional memory of every process of the bench users (Xvnc, openbox, xterm,
+        top), per session: shared pages count for their share only."""
+        total_kb = 0
+        for user in self.users:
+            for pid in user_pids(user.uid):
+                with contextlib.suppress(OSError):
+                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                        if line.startswith("Pss:"):
+                            total_kb += int(line.split()[1])
+        return total_kb / 1024 / max(1, len(self.users))
+
+    def tops(self) -> list[int]:
+        pids = []
+        for user in self.users:
+            for pid in user_pids(user.uid):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "top":
+                        pids.append(pid)
+        return pids
+
+    def pause_tops(self, paused: bool) -> int:
+        """Stop (idle screens) or continue (busy screens) every session's top; how many."""
+        pids = self.tops()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+        return len(pids)
+
+    def wait_desktops(self, timeout: float = 120) -> None:
+        """Until every user's top runs (openbox started, xterm mapped)."""
+        deadline = time.monotonic() + timeout
+        while len(self.tops()) < len(self.users):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(self.tops())} of {len(self.users)} desktops came up")
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def room(sessions: int) -> Iterator[Rig]:
+    """A daemon and ``sessions`` bench users (no sessions yet); all removed afterwards."""
+    rig = Rig(sessions)
+    rig.daemon = make_daemon_dirs()
+    try:
+        for number in range(sessions):
+            user = create_user(f"bench-{number}")
+            rig.users.append(user)
+            xsession = Path(user.home) / ".xsession"
+            xsession.write_text(XSESSION)
+            os.chown(xsession, user.uid, user.gid)
+            xsession.chmod(0o755)
+        rig.daemon.start()
+        yield rig
+    finally:
+        rig.pause_tops(False)  # a stopped process would only die at SIGKILL
+        shutdown(rig.daemon)
+        for user in rig.users:
+            for pid in user_pids(user.uid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            remove_user(user)
