@@ -19,6 +19,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from polydesk.i18n import N_, server_gettext
 from polydesk.model import SYSTEM, HostError, PolydeskError, Session, SessionState, Target
 
 if TYPE_CHECKING:
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDLE_WARNING = ("This session has not been used for a while. It will be disconnected in {seconds} "
-                "seconds unless you move the mouse or press a key. Your programs keep running.")
-IDLE_REASON = "Disconnected: the session was idle for too long"
+# Shown in the session (and the station) in the server language: i18n.server_gettext.
+IDLE_WARNING = N_("This session has not been used for a while. It will be disconnected in {seconds} "
+                  "seconds unless you move the mouse or press a key. Your programs keep running.")
+IDLE_REASON = N_("Disconnected: the session was idle for too long")
 MAX_WARNING_S = 60.0  # how long before the idle disconnect the warning comes, at most
 
 
@@ -98,7 +100,7 @@ class Limits:
         if session.id not in self._warned:  # always warn first, even when the check came late
             self._warned.add(session.id)
             seconds = max(1, math.ceil(self.idle_after - idle))
-            text = IDLE_WARNING.format(seconds=seconds)
+            text = server_gettext(IDLE_WARNING).format(seconds=seconds)
             await self.manager.message(SYSTEM, Target(ids=(session.id,)), text, timeout=seconds)
             return
         if idle >= self.idle_after:

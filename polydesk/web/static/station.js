@@ -19,7 +19,8 @@ const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values
 void [gettext("Disconnected"), gettext("Disconnected: this session was opened elsewhere"),
   gettext("Disconnected: the session was disconnected"), gettext("Disconnected: the session has ended"),
   gettext("Disconnected: the session's screen closed"),
-  gettext("Disconnected: you signed out or your role changed"), gettext("Could not connect to this session")];
+  gettext("Disconnected: you signed out or your role changed"), gettext("Could not connect to this session"),
+  gettext("Disconnected: the session was idle for too long")];
 
 // Close codes of the bridge (polydesk/web/vncproxy.py): the reason is a sentence for the person.
 const CLOSE_STATION = 4000, CLOSE_SIGNED_OUT = 4401, CLOSE_SCREEN_GONE = 4502;
