@@ -726,7 +726,10 @@ async def _wait_with_pidfds(handle: Handle) -> EndReason:
     desktop = _open_pidfd(handle.desktop_pid, handle.desktop_start)
     reason = EndReason.CRASHED
     try:
-        if desktop is not None and await _first_exit(xvnc, desktop) == desktop:
+        # Both fds may turn readable in one turn of the loop when Xvnc dies and takes the
+        # desktop with it: only a desktop that ends while Xvnc still runs is a logout.
+        if (desktop is not None and await _first_exit(xvnc, desktop) == desktop
+                and handle.xvnc_running()):
             reason = EndReason.LOGOUT
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(xvnc, signal.SIGTERM)
