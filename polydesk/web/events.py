@@ -6,8 +6,9 @@ Messages are JSON objects ``{"kind", "session_id", "session", "detail"}``:
 - ``session-started`` / ``session-changed`` (with the session) and ``session-ended``;
 - ``thumbnail-changed`` (``detail.version``), only with ``?thumbnails=true``: the caller
   then counts as a watcher of every session whose screen it may see, so those are
-  captured about once a second while the socket is open, and it is told only about
-  thumbnails that changed.
+  followed while the socket is open (captured when they change, at most once a second),
+  and it is told only about thumbnails that changed; several changes of one session
+  while the socket is busy come as one.
 
 ``?view=dashboard`` leaves out what the Dashboard does not show (administrator and
 Dashboard-user sessions unless ``show_privileged_sessions``).
