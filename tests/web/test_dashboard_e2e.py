@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Daemon
 from tests.users import TestUser, user_pids
-from tests.web.webclient import logon, new_page, sign_in
+from tests.web.webclient import logon, new_page, sign_in, wait_for
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 
@@ -44,15 +43,6 @@ PIXELS_JS = """(id) => {
           src: img.getAttribute("src"), width: img.naturalWidth};
 }"""
 
-
-def wait_for(probe: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def pixels(page: Page, session_id: str) -> dict[str, Any] | None:

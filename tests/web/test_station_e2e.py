@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Daemon
 from tests.users import TestUser, user_pids
-from tests.web.webclient import new_page, sign_in
+from tests.web.webclient import new_page, sign_in, wait_for
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "station.png"
 CONNECT_MS = 30_000
@@ -46,15 +46,6 @@ CANVAS_JS = """(selector) => {
           white: white / n, lumas: lumas};
 }"""
 
-
-def wait_for(probe: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def screen(page: Page, selector: str = "#screen canvas") -> dict[str, Any] | None:

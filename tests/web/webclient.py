@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
@@ -81,3 +83,14 @@ def new_page(browser: Browser) -> Page:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.errors = errors  # type: ignore[attr-defined]
     return page
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``probe`` until it gives something true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
