@@ -30,6 +30,7 @@ from polydesk.manager import Manager
 from polydesk.model import Caller, Session
 from polydesk.thumbnails import Thumbnailer, Watcher
 from polydesk.web.auth import Authenticator
+from polydesk.web.race import first_done
 from polydesk.web.thumbs import may_watch, on_dashboard, screen_for
 
 log = logging.getLogger(__name__)
@@ -156,13 +157,7 @@ async def _pump(ws: WebSocket, auth: Authenticator, caller: Caller, stream: _Str
     jobs = [bus(), sender(), reader(), recheck()]
     if stream.watcher is not None:
         jobs.append(pictures())
-    tasks = [asyncio.create_task(job) for job in jobs]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    done = await first_done(jobs)
     for task in done:
         exc = task.exception()
         if exc is not None and not isinstance(exc, WebSocketDisconnect):

@@ -47,6 +47,7 @@ from polydesk.model import (
 from polydesk.stations import Mode, Station
 from polydesk.web.api import ERRORS, Who
 from polydesk.web.auth import Authenticator
+from polydesk.web.race import first_done
 from polydesk.web.rfbfilter import ClientStream, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -225,13 +226,7 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
                 return CLOSE_SIGNED_OUT, "Disconnected: you signed out or your role changed"
 
     jobs: list[Awaitable[tuple[int | None, str]]] = [upstream(), downstream(), hung_up(), recheck()]
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    done = await first_done(jobs)
     first: asyncio.Future[Any] = next(iter(done))
     if station.closed.is_set():  # taken over, disconnected, ended: that is what to tell
         return CLOSE_STATION, station.close_reason or "Disconnected"
