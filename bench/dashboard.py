@@ -1,12 +1,11 @@
 """A Dashboard as the bench sees it: what the page's script does, over loopback TCP.
 
-It opens the events WebSocket with ``?thumbnails=true&view=dashboard`` and, for each
-``thumbnail-changed``, fetches that session's medium thumbnail with the ETag it has,
-one request per session at a time (a change announced meanwhile is fetched once the
-current request is done), as static/dashboard.js does, on six keep-alive connections
-as a browser. It authenticates with an API token, counts every byte the daemon sends
-it (WebSocket messages, HTTP heads and bodies), and remembers when each announced
-version arrived so latency probes can find the picture that first shows their change.
+It opens the events WebSocket with ``?thumbnails=true&view=dashboard&pictures=medium``,
+as static/dashboard.js does, and gets every new thumbnail pushed as a binary message:
+the part of the picture that changed since the last one (the whole picture first), which
+it draws onto its copy of that session's picture. It authenticates with an API token,
+counts every byte the daemon sends it, and remembers when each version arrived so latency
+probes can find the picture that first shows their change.
 """
 
 from __future__ import annotations
@@ -15,25 +14,23 @@ import asyncio
 import contextlib
 import io
 import json
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from PIL import Image
-from websockets.asyncio.client import ClientConnection, connect
-
-from bench.httpload import Client, split_url
+from websockets.asyncio.client import connect
 
 SIZE = "medium"
-CONNECTIONS = 6  # thumbnail requests at a time, as a browser has per site
 
 
 @dataclass
 class Fetched:
     session_id: str
     version: int
-    announced_at: float  # when the WebSocket said this version exists
-    image: Image.Image
+    announced_at: float  # when the picture arrived
+    image: Image.Image  # the whole thumbnail, as the page shows it now
 
 
 @dataclass
@@ -41,100 +38,57 @@ class Dashboard:
     base_url: str  # http://127.0.0.1:PORT
     token: str
     bytes_in: int = 0
-    announced: int = 0  # thumbnail-changed messages
-    fetched: int = 0  # 200 answers: new pictures
-    not_modified: int = 0  # 304 answers
+    fetched: int = 0  # pictures (whole or parts) received
+    whole: int = 0  # of which whole pictures
     sessions: set[str] = field(default_factory=set)
-    _etags: dict[str, str] = field(default_factory=dict)
-    _wanted: dict[str, tuple[int, float]] = field(default_factory=dict)  # newest announced, when
-    _busy: set[str] = field(default_factory=set)
+    pictures: dict[str, Image.Image] = field(default_factory=dict)
     _listeners: list[Callable[[Fetched], None]] = field(default_factory=list)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _clients: list[Client] = field(default_factory=list)
 
     def listen(self, callback: Callable[[Fetched], None]) -> Callable[[], None]:
-        """Call ``callback`` with every picture fetched; returns the way to stop."""
+        """Call ``callback`` with every picture received; returns the way to stop."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
 
     async def run(self, ready: asyncio.Event) -> None:
         """Watch until cancelled; ``ready`` is set once the snapshot arrived."""
         headers = {"Authorization": f"Bearer {self.token}"}
-        url = self.base_url.replace("http://", "ws://") + "/api/v1/events?thumbnails=true&view=dashboard"
-        host, port = split_url(self.base_url)
-        http: asyncio.Queue[Client] = asyncio.Queue()
-        clients = self._clients = [Client(host, port, self.token) for _ in range(CONNECTIONS)]
-        for client in clients:
-            http.put_nowait(client)
-        try:
-            async with connect(url, additional_headers=headers, max_size=2**24, open_timeout=30) as ws:
-                await self._read(ws, http, ready)
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            for client in clients:
-                await client.close()
+        url = (self.base_url.replace("http://", "ws://")
+               + f"/api/v1/events?thumbnails=true&view=dashboard&pictures={SIZE}")
+        async with connect(url, additional_headers=headers, max_size=2**24, open_timeout=30) as ws:
+            async for raw in ws:
+                self.bytes_in += len(raw)
+                if isinstance(raw, bytes):
+                    self._draw(raw, time.monotonic())
+                    continue
+                message = json.loads(raw)
+                kind, session_id = message["kind"], message["session_id"]
+                if kind == "snapshot":
+                    self.sessions = {s["id"] for s in message["sessions"]}
+                    ready.set()
+                elif kind == "session-started":
+                    self.sessions.add(session_id)
+                elif kind == "session-ended":
+                    self.sessions.discard(session_id)
+                    self.pictures.pop(session_id, None)
 
     def counters(self) -> tuple[int, int, int]:
-        """(bytes received so far, thumbnail-changed messages, new pictures)."""
-        return self.bytes_in + sum(c.bytes_in for c in self._clients), self.announced, self.fetched
+        """(bytes received so far, pictures received, of which whole)."""
+        return self.bytes_in, self.fetched, self.whole
 
-    async def _read(self, ws: ClientConnection, http: asyncio.Queue[Client], ready: asyncio.Event) -> None:
-        async for raw in ws:
-            now = time.monotonic()
-            self.bytes_in += len(raw)
-            message = json.loads(raw)
-            kind, session_id = message["kind"], message["session_id"]
-            if kind == "snapshot":
-                self.sessions = {s["id"] for s in message["sessions"]}
-                for sid in self.sessions:
-                    self._want(http, sid, 0, now)  # the page loads every card's picture
-                ready.set()
-            elif kind == "session-started":
-                self.sessions.add(session_id)
-            elif kind == "session-ended":
-                self.sessions.discard(session_id)
-            elif kind == "thumbnail-changed":
-                self.announced += 1
-                self._want(http, session_id, int(message["detail"]["version"]), now)
-
-    def _want(self, http: asyncio.Queue[Client], session_id: str, version: int, when: float) -> None:
-        self._wanted[session_id] = (version, when)
-        if session_id not in self._busy:
-            self._busy.add(session_id)
-            task = asyncio.create_task(self._fetch(http, session_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _fetch(self, http: asyncio.Queue[Client], session_id: str) -> None:
-        client = await http.get()  # at most CONNECTIONS requests at a time, as a browser
-        try:
-            done = -1
-            while self._wanted[session_id][0] != done:
-                version, announced_at = self._wanted[session_id]
-                headers = {}
-                if session_id in self._etags:
-                    headers["If-None-Match"] = self._etags[session_id]
-                status, fields, body = await client.get(
-                    f"/api/v1/sessions/{session_id}/thumbnail?size={SIZE}&v={version}", headers)
-                done = version
-                if status == 304:
-                    self.not_modified += 1
-                    continue
-                if status != 200:
-                    return  # the session ended meanwhile
-                self.fetched += 1
-                self._etags[session_id] = fields["etag"]
-                if self._listeners:
-                    image = Image.open(io.BytesIO(body))
-                    image.load()
-                    picture = Fetched(session_id, int(fields["x-thumbnail-version"]), announced_at, image)
-                    for listener in list(self._listeners):
-                        listener(picture)
-        finally:
-            http.put_nowait(client)
-            self._busy.discard(session_id)
+    def _draw(self, raw: bytes, now: float) -> None:
+        (length,) = struct.unpack_from(">H", raw)
+        head = json.loads(raw[2:2 + length])
+        part = Image.open(io.BytesIO(raw[2 + length:]))
+        part.load()
+        session_id, size = head["session_id"], tuple(head["thumbnail"])
+        picture = self.pictures.get(session_id)
+        self.fetched += 1
+        if picture is None or picture.size != size or part.size == size:
+            self.whole += 1
+            picture = self.pictures[session_id] = Image.new("RGB", size)
+        picture.paste(part.convert("RGB"), tuple(head["at"]))
+        for listener in list(self._listeners):
+            listener(Fetched(session_id, int(head["version"]), now, picture))
 
 
 @contextlib.asynccontextmanager

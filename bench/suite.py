@@ -6,17 +6,17 @@ Each repeat runs these phases in order, on the same daemon:
    all have answered (the daemon answers once the display accepts X clients).
    Then ``logoff_all_force_s``: ``logoff --all --force``, until the list is empty.
 2. ``logon_median_s``: N logons one after another, each request's time.
-3. A Dashboard connects (events WebSocket + thumbnail GETs with ETags, loopback TCP,
+3. A Dashboard connects (events WebSocket with pictures pushed, loopback TCP,
    API token) and loads every picture.
 4. ``thumb_idle_core_pct``: every top stopped (still desktops); the daemon's CPU
    (utime + stime from /proc) over a window, as a share of one core.
 5. ``thumb_busy_core_pct``, ``thumb_cpu_ms_per_frame``, ``dashboard_kbps``: tops
    running (each screen changes every second); the daemon's CPU over a window, per
-   new thumbnail the Dashboard fetched, and the bytes it received (kbit/s).
+   new thumbnail the Dashboard received, and the bytes it received (kbit/s).
    ``thumb_naive_ms_per_frame``: right after, the bench's own CPU per thumbnail made
    the plain way (GetImage + Pillow resize + JPEG) from the same busy screens.
 6. ``thumb_latency_p95_s``: probes repaint a random session's root window; time until
-   the WebSocket announced the first version showing it.
+   the first picture showing it reached the Dashboard's WebSocket.
 7. ``api_list_p99_ms``: 50 clients, each GET /api/v1/sessions (token, loopback TCP)
    then a pause of 0-1 s (uniform), repeatedly, while the Dashboard still watches.
 8. ``daemon_rss_mb`` (VmRSS) and ``session_pss_mb`` (Xvnc + desktop, Pss per session).
@@ -135,11 +135,12 @@ async def _repeat(rig: Rig, token: str, windows: Windows, say: Callable[[str], N
         say("  busy screens")
         rig.pause_tops(False)
         await asyncio.sleep(windows.settle)
-        cpu, (received, _, frames) = await _window(rig, dashboard, windows.busy)
+        cpu, (received, frames, _) = await _window(rig, dashboard, windows.busy)
         fig["thumb_busy_core_pct"] = cpu / windows.busy * 100
         fig["thumb_cpu_ms_per_frame"] = cpu / max(1, frames) * 1000
         fig["dashboard_kbps"] = received * 8 / 1000 / windows.busy
         fig["frames_per_s"] = frames / windows.busy
+        fig["bytes_per_picture"] = received / max(1, frames)
         with probes.screens(displays) as conns:
             say("  naive baseline")
             fig["thumb_naive_ms_per_frame"] = await asyncio.to_thread(
@@ -161,7 +162,7 @@ async def _repeat(rig: Rig, token: str, windows: Windows, say: Callable[[str], N
 
 async def _window(rig: Rig, dashboard: Dashboard, seconds: float) -> tuple[float, tuple[int, int, int]]:
     """The daemon's CPU seconds over the window, and what the Dashboard got meanwhile
-    (bytes, announcements, new pictures)."""
+    (bytes, pictures, whole pictures)."""
     before, counted = rig.daemon_cpu_s(), dashboard.counters()
     await asyncio.sleep(seconds)
     after, now = rig.daemon_cpu_s(), dashboard.counters()
@@ -242,6 +243,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{key:26} {value:>10}  {shown:>8}  {runs.get(key, '')}")
     lines.append(f"{'naive / ours (per run)':26} {'':>10}  {'>= 5':>8}  {runs['naive_over_ours']}")
     lines.append(f"{'frames per second':26} {'':>10}  {'':>8}  {runs['frames_per_s']}")
+    lines.append(f"{'bytes per picture':26} {'':>10}  {'':>8}  {runs['bytes_per_picture']}")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from polydesk import i18n, policy
 from polydesk.i18n import N_
 from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
+from polydesk.thumbnails import SIZES
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
 from polydesk.web.logon import LogonChecker, TooManyAttempts
 from polydesk.web.security import STATION_CSP
@@ -28,7 +29,6 @@ from polydesk.web.thumbs import may_watch, on_dashboard
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
-SIZES = ("small", "medium", "large")
 STATIC = Path(__file__).parent / "static"
 # Labels are marked here (N_) and translated where they are shown (the "tr" filter).
 STATE_LABELS = {"active": N_("Active"), "disconnected": N_("Disconnected"), "logging-off": N_("Logging off"),
@@ -111,7 +111,8 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
         return fragment(request, name, context, status)
 
     def card_context(caller: Caller, session: Session, size: str) -> dict[str, Any]:
-        return {"s": session, "size": size, "watchable": bool(may_watch(caller, session, settings)),
+        return {"s": session, "size": size, "thumb_width": SIZES[size],
+                "watchable": bool(may_watch(caller, session, settings)),
                 "selectable": caller.role != Role.STANDARD}
 
     def station(request: Request, caller: Caller) -> HTMLResponse:

@@ -46,8 +46,9 @@ def test_selection_view_and_actions(room: Room, make_user: Callable[..., TestUse
     expect(cards.locator(".user")).to_have_text([room.bia.name, room.ana.name])
     page.select_option("#size", "small")
     expect(page.locator("#grid")).to_have_class(re.compile(r"\bsize-small\b"))
-    expect(page.locator(f"#card-{ids[room.ana.name]} img.thumb")).to_have_attribute(
-        "src", re.compile(r"size=small"))
+    # the fake host has no screens: the picture pushed is the "no picture" card, now at the small size
+    expect(page.locator(f"#card-{ids[room.ana.name]} canvas.thumb")).to_have_attribute("width", "160")
+    expect(page.locator(f"#card-{ids[room.ana.name]} canvas.thumb")).to_have_attribute("data-version", "0")
     box = page.locator(f"#card-{ids[room.ana.name]}").bounding_box()
     assert box is not None and box["width"] < 200
 

@@ -104,7 +104,8 @@ def test_dashboard_in_portuguese(pt_daemon: Daemon, browser: Browser,
     expect(cards.first.locator(".state")).to_have_text("Ativa")
     expect(page.locator("#selected-count")).to_have_text("0 selecionadas")
     for session_id in ids.values():  # the thumbnails have arrived
-        expect(page.locator(f"#card-{session_id} img.thumb")).to_have_js_property("complete", True)
+        thumb = page.locator(f"#card-{session_id} canvas.thumb")
+        expect(thumb).to_have_attribute("data-version", re.compile("."))
     page.wait_for_timeout(1500)
     assert english_left(page) == []
 

@@ -18,7 +18,7 @@ from PIL import Image, ImageChops
 from polydesk import thumbnails as thumbnails_module
 from polydesk.capture import Box, CaptureError, merge_boxes
 from polydesk.hosts.base import Screen
-from polydesk.picture import SIZES, Scale, placeholder, same, thumb_size
+from polydesk.picture import SIZES, History, Scale, placeholder, same, thumb_size
 from polydesk.thumbnails import Thumbnailer
 
 SCREEN = Screen(display=":99", xauthority="/nonexistent")
@@ -330,3 +330,63 @@ def test_boxes_are_merged_when_that_wastes_little() -> None:
     assert merge_boxes(many) == [(0, 0, 995, 5)]
     scattered = [(x * 100, y * 100, x * 100 + 5, y * 100 + 5) for x in range(4) for y in range(4)]
     assert len(merge_boxes(scattered)) <= 6
+
+
+async def test_a_watcher_gets_the_whole_picture_then_only_the_part_that_changed() -> None:
+    desk = Desk()
+    thumbs = Thumbnailer(desk.open, interval=0.02, linger=5)
+    whole = await thumbs.patch("1", SCREEN, "medium", None)
+    assert whole is not None and whole.whole and whole.box == (0, 0, 320, 200)
+    assert await thumbs.patch("1", SCREEN, "medium", whole.version) is None  # up to date: nothing
+    drawn = picture(whole.jpeg)
+
+    desk.paint((250, 250, 0), (800, 400, 840, 440))  # 10x10 thumbnail pixels at (200, 100)
+    await wait_until(lambda: thumbs.version("1") > whole.version)
+    part = await thumbs.patch("1", SCREEN, "medium", whole.version)
+    assert part is not None and not part.whole
+    x0, y0, x1, y1 = part.box
+    assert (x0, y0) == (192, 96) and x1 - x0 <= 32 and y1 - y0 <= 32  # on the 16-px grid, around it
+    assert picture(part.jpeg).size == (x1 - x0, y1 - y0)
+    assert await thumbs.patch("1", SCREEN, "medium", whole.version) is part  # encoded once, shared
+    drawn.paste(picture(part.jpeg), (x0, y0))
+    current = picture((await thumbs.get("1", SCREEN, "medium")).jpeg)
+    assert max(ImageChops.difference(drawn, current).getextrema()[i][1] for i in range(3)) < 40
+
+    assert (await thumbs.patch("1", SCREEN, "medium", 10**9)).whole  # type: ignore[union-attr]
+    large = await thumbs.patch("1", SCREEN, "large", None)  # another size: another picture, whole
+    assert large is not None and large.whole and large.size == (480, 300) and large.version == part.version
+    await thumbs.close()
+
+
+async def test_a_watcher_too_far_behind_gets_the_whole_picture() -> None:
+    desk = Desk()
+    thumbs = Thumbnailer(desk.open, interval=0.01, consume_wait=0.01, linger=5)
+    first = await thumbs.patch("1", SCREEN, "small", None)
+    assert first is not None
+    for step in range(History.LIMIT + 2):
+        before = thumbs.version("1")
+        desk.paint((step * 10, 0, 0), (0, 0, 16, 16))
+        await wait_until(lambda before=before: thumbs.version("1") > before)
+        await thumbs.get("1", SCREEN, "small")  # taken: the next one may be made
+    late = await thumbs.patch("1", SCREEN, "small", first.version)
+    assert late is not None and late.whole
+    await thumbs.close()
+
+
+async def test_a_session_without_a_screen_gets_the_placeholder_once() -> None:
+    thumbs = Thumbnailer(Desk().open)
+    empty = await thumbs.patch("1", None, "small", None, "a Wayland session")
+    assert empty is not None and empty.version == 0 and empty.whole and empty.size == (160, 100)
+    assert await thumbs.patch("1", None, "small", 0) is None
+    await thumbs.close()
+
+
+def test_history_says_what_changed_since_a_version_it_knows() -> None:
+    history = History(since=5)
+    history.add(7, (0, 0, 16, 16))
+    history.add(9, None)  # a version that left this size as it was
+    history.add(12, (32, 32, 48, 64))
+    assert history.changed_since(5) == (True, (0, 0, 48, 64))
+    assert history.changed_since(7) == (True, (32, 32, 48, 64))
+    assert history.changed_since(12) == (True, None)
+    assert history.changed_since(6) == (False, None)  # never heard of: the whole picture

@@ -44,37 +44,64 @@
 
   // ---------------------------------------------------------------- thumbnails
 
-  function thumbURL(id) {
-    return "/api/v1/sessions/" + encodeURIComponent(id) + "/thumbnail?size=" + view.size +
-      "&v=" + (versions.get(id) || 0);
+  // The daemon pushes each new thumbnail over the events socket as a binary message: the part of
+  // the picture that changed since the last one it sent (the whole picture first), a JPEG to draw
+  // at a spot of the card's canvas (see web/events.py). It sends only the cards shown, at the size
+  // shown, as this page tells it; a card hidden by the filter or search costs nothing.
+  const canvases = new Map(); // session id -> the canvas holding its picture (the card's, once it exists)
+  const drawing = new Map(); // session id -> the last draw under way: parts are drawn in order
+  const decoder = new TextDecoder();
+
+  function canvasOf(id) {
+    const card = cardOf(id);
+    const own = card && card.querySelector("canvas.thumb");
+    const held = canvases.get(id);
+    if (own && held && own !== held) { // the card was rendered again: keep the picture drawn so far
+      own.width = held.width;
+      own.height = held.height;
+      own.getContext("2d").drawImage(held, 0, 0);
+      own.dataset.version = held.dataset.version || "";
+    }
+    const canvas = own || held || document.createElement("canvas");
+    canvases.set(id, canvas);
+    return canvas;
   }
 
-  // Pacing as in Epoptes: the next picture of a card is asked for only once the previous arrived.
-  function refreshThumb(card) {
-    const img = card.querySelector("img.thumb");
-    if (!img || card.hidden) return;
-    const url = thumbURL(card.dataset.id);
-    if (img.getAttribute("src") === url) return;
-    if (img.dataset.loading === "1") {
-      img.dataset.pending = "1";
-      return;
-    }
-    img.dataset.loading = "1";
-    img.src = url;
+  function drawPicture(data) {
+    const length = new DataView(data).getUint16(0);
+    const head = JSON.parse(decoder.decode(new Uint8Array(data, 2, length)));
+    const jpeg = new Blob([new Uint8Array(data, 2 + length)], { type: "image/jpeg" });
+    const id = head.session_id;
+    const previous = drawing.get(id) || Promise.resolve();
+    const done = Promise.all([previous, createImageBitmap(jpeg)]).then(([, bitmap]) => {
+      const canvas = canvasOf(id);
+      const [width, height] = head.thumbnail;
+      if (canvas.width !== width || canvas.height !== height) {
+        canvas.width = width;
+        canvas.height = height;
+      }
+      canvas.getContext("2d").drawImage(bitmap, head.at[0], head.at[1]);
+      bitmap.close();
+      canvas.dataset.version = String(head.version);
+    }).catch(() => { /* a picture that does not decode: the next one replaces it */ });
+    drawing.set(id, done);
+    done.then(() => { if (drawing.get(id) === done) drawing.delete(id); });
   }
 
-  function thumbDone(event) {
-    const img = event.target;
-    if (!(img instanceof HTMLImageElement) || !img.classList.contains("thumb")) return;
-    img.dataset.loading = "0";
-    if (img.dataset.pending === "1") {
-      img.dataset.pending = "0";
-      const card = img.closest(".card");
-      if (card) refreshThumb(card);
+  let socket = null;
+  let wanted = ""; // the last {"kind": "pictures"} message sent on this socket
+
+  function wantPictures() {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    const all = cards();
+    const shown = all.filter((c) => !c.hidden).map((c) => c.dataset.id);
+    const message = JSON.stringify({ kind: "pictures", size: view.size,
+      sessions: shown.length === all.length ? null : shown });
+    if (message !== wanted) {
+      wanted = message;
+      socket.send(message);
     }
   }
-  grid.addEventListener("load", thumbDone, true);
-  grid.addEventListener("error", thumbDone, true);
 
   // ---------------------------------------------------------------- the view: size, filter, search, sort
 
@@ -87,7 +114,7 @@
         (search !== "" && !card.dataset.user.toLowerCase().includes(search));
       card.hidden = hide;
       if (hide && selected.delete(card.dataset.id)) anchor = null;
-      if (!hide) refreshThumb(card);
+      if (!hide && canvases.has(card.dataset.id)) canvasOf(card.dataset.id);
     }
     const key = view.sort === "logon"
       ? (c) => [parseFloat(c.dataset.logon), c.dataset.user]
@@ -102,6 +129,7 @@
     const ownActions = $("own-actions");
     if (ownActions) ownActions.hidden = cards().length === 0;
     renderSelection();
+    wantPictures();
   }
 
   function bindControl(id, key, store) {
@@ -554,7 +582,7 @@
     const card = cardOf(id);
     if (card) card.remove();
     selected.delete(id);
-    versions.delete(id);
+    canvases.delete(id);
     if (anchor === id) anchor = null;
     markEnded(id);
   }
@@ -591,12 +619,6 @@
         applyView();
         document.dispatchEvent(new CustomEvent("polydesk:session-ended", { detail: { id: message.session_id } }));
         break;
-      case "thumbnail-changed": {
-        versions.set(message.session_id, message.detail.version);
-        const card = cardOf(message.session_id);
-        if (card) refreshThumb(card);
-        break;
-      }
       default:
         break;
     }
@@ -606,14 +628,20 @@
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     const which = mode === "dashboard" ? "dashboard" : "all";
-    const socket = new WebSocket(scheme + "//" + window.location.host +
-      "/api/v1/events?thumbnails=true&view=" + which);
+    socket = new WebSocket(scheme + "//" + window.location.host +
+      "/api/v1/events?thumbnails=true&view=" + which + "&pictures=" + view.size);
+    socket.binaryType = "arraybuffer";
+    wanted = JSON.stringify({ kind: "pictures", size: view.size, sessions: null });
     socket.addEventListener("open", () => {
       retry = 500;
+      wantPictures();
       const banner = $("connection");
       if (banner) banner.hidden = true;
     });
-    socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
+    socket.addEventListener("message", (event) => {
+      if (event.data instanceof ArrayBuffer) drawPicture(event.data);
+      else handle(JSON.parse(event.data));
+    });
     socket.addEventListener("close", () => {
       const banner = $("connection");
       if (banner) banner.hidden = false;
