@@ -8,7 +8,6 @@ daemon's file descriptors and memory back within stated bounds of where they sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import time
@@ -39,18 +38,23 @@ def rss_mb(pid: int) -> float:
 
 
 async def watch(url: str, token: str, stop: asyncio.Event) -> int:
-    """A dashboard: the events WebSocket plus thumbnails of every session, once a second."""
+    """Two dashboards: the page's (the events WebSocket with every picture pushed) and a
+    poller's (every session's thumbnail fetched once a second); the pictures either got."""
     headers = {"Authorization": f"Bearer {token}"}
     frames = 0
+    page = url.replace("http", "ws") + "/api/v1/events?thumbnails=true&view=dashboard&pictures=medium"
     async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers=headers, timeout=30) as http, \
-            websockets.connect(url.replace("http", "ws") + "/api/v1/events",
-                               additional_headers=headers) as events:
+            websockets.connect(page, additional_headers=headers, max_size=2**22) as events:
         while not stop.is_set():
             for session in (await http.get("/sessions")).json():
                 answer = await http.get(f"/sessions/{session['id']}/thumbnail")
                 frames += answer.status_code == 200
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(events.recv(), 1)
+            deadline = time.monotonic() + 1
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    frames += isinstance(await asyncio.wait_for(events.recv(), left), bytes)
+                except TimeoutError:
+                    break
     return frames
 
 

@@ -18,11 +18,12 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, unix_connect
+from websockets.sync.client import connect as tcp_connect
 
 from tests.conftest import Daemon
 from tests.users import TestUser
 from tests.web.test_thumbnails_xvnc import set_background
-from tests.web.webclient import logon, socket_client
+from tests.web.webclient import COOKIE, logon, signin, socket_client
 
 
 @dataclass
@@ -74,6 +75,14 @@ def connect(daemon: Daemon, query: str) -> Iterator[ClientConnection]:
     """The events socket with ``query``, past its snapshot."""
     url = f"ws://polydesk/api/v1/events?thumbnails=true&{query}"
     with unix_connect(str(daemon.socket), url, open_timeout=10, max_size=2**22) as ws:
+        assert json.loads(ws.recv(timeout=10))["kind"] == "snapshot"
+        yield ws
+
+
+@contextlib.contextmanager
+def connect_url(url: str, headers: dict[str, str]) -> Iterator[ClientConnection]:
+    """The events socket over TCP, as a browser with ``headers``, past its snapshot."""
+    with tcp_connect(url, additional_headers=headers, open_timeout=10, max_size=2**22) as ws:
         assert json.loads(ws.recv(timeout=10))["kind"] == "snapshot"
         yield ws
 
@@ -153,6 +162,22 @@ def test_the_client_chooses_the_size_and_the_sessions_it_shows(
         assert b in receive(ws, canvas, 10, until=lambda: canvas.pictures[b].width == 320)
         r, g, bl = (int(v) for v in ImageStat.Stat(canvas.pictures[b]).median)
         assert r > 150 and g < 80 and bl < 80, (r, g, bl)  # the change made while it was hidden
+
+
+def test_a_standard_user_gets_pictures_of_their_own_session_only_whatever_they_ask(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    ana, bia = make_user("ana"), make_user("bia")
+    a, b = logon(daemon, ana), logon(daemon, bia)
+    canvas = Canvas()
+    url = daemon.url.replace("http://", "ws://") + "/api/v1/events?thumbnails=true&pictures=small"
+    with signin(daemon, ana) as web, connect_url(url, {"Cookie": f"{COOKIE}={web.cookies[COOKIE]}",
+                                                      "Origin": daemon.url}) as ws:
+        ws.send(json.dumps({"kind": "pictures", "size": "medium", "sessions": [a, b]}))
+        with socket_client(daemon) as root:
+            set_background(daemon, b, root.get(f"/api/v1/sessions/{b}").json()["display"], "#c02020")
+        got = receive(ws, canvas, 4)
+    assert got and set(got) == {a}
 
 
 @pytest.mark.parametrize("message, reason", [
