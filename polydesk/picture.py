@@ -201,11 +201,16 @@ class History:
         return True, part
 
 
+def placeholder_size(size: str) -> tuple[int, int]:
+    """The "no picture" card's size: 16:10, as most screens."""
+    return SIZES[size], SIZES[size] * 10 // 16
+
+
 @functools.lru_cache(maxsize=64)
 def placeholder(size: str, text: str = PLACEHOLDER_TEXT) -> Thumbnail:
     """A grey 16:10 card saying there is no picture, or why (a host's reason: a Wayland session)."""
-    width = SIZES[size]
-    image = Image.new("RGB", (width, width * 10 // 16), (60, 64, 72))
+    width, height = placeholder_size(size)
+    image = Image.new("RGB", (width, height), (60, 64, 72))
     draw = ImageDraw.Draw(image)
     short = text == PLACEHOLDER_TEXT
     font = ImageFont.load_default(size=max(10, width // (12 if short else 18)))

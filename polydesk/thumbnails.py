@@ -44,6 +44,7 @@ from polydesk.picture import (
     jpeg_of,
     mcu_aligned,
     placeholder,
+    placeholder_size,
     same,
     thumb_size,
     union,
@@ -231,16 +232,15 @@ class Thumbnailer:
         if feed is None or base is None:
             if since == 0:
                 return None
-            empty = placeholder(size, no_picture)
-            width = SIZES[size]
-            return Patch(0, (0, 0, width, width * 10 // 16), (width, width * 10 // 16), empty.jpeg)
+            card = placeholder_size(size)
+            return Patch(0, (0, 0, *card), card, placeholder(size, no_picture).jpeg)
         history = feed.history.get(size)
         known, part = history.changed_since(since) if history and since else (False, None)
         if known and part is None:
             return None
         box = mcu_aligned(part, base.size) if known and part else (0, 0, *base.size)
-        patch = feed.patches.get((size, box))
-        if patch is None or patch.version != feed.version:
+        patch = feed.patches.get((size, box))  # emptied by every new version (_record)
+        if patch is None:
             part_of = base if box == (0, 0, *base.size) else base.crop(box)
             jpeg = self._timed(jpeg_of, part_of, base.width)
             patch = feed.patches[(size, box)] = Patch(feed.version, box, base.size, jpeg)

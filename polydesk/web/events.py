@@ -36,6 +36,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from polydesk import policy
 from polydesk.events import Event, public_session
+from polydesk.hosts.base import Screen
 from polydesk.manager import Manager
 from polydesk.model import Caller, Session
 from polydesk.thumbnails import SIZES, Patch, Thumbnailer, Watcher
@@ -72,6 +73,8 @@ class _Stream:
         self.pictures = pictures  # the size pictures are sent at; None: only thumbnail-changed
         self.sent: dict[str, int] = {}  # session id -> version of the picture sent
         self.shown: set[str] | None = None  # the sessions whose pictures are wanted; None: all
+        # session id -> (its screen, what its placeholder says): looked up once, not per picture
+        self.screens: dict[str, tuple[Screen | None, str]] = {}
 
     def shows(self, session: Session) -> bool:
         if self.view == "dashboard":
@@ -81,13 +84,16 @@ class _Stream:
     def learn(self, session: Session) -> None:
         self.known.add(session.id)
         if self.watcher is not None and may_watch(self.caller, session, self.manager.settings):
-            self.watcher.add(session.id, screen_for(self.manager, session))
+            screen = screen_for(self.manager, session)
+            self.screens[session.id] = (screen, no_screen_text(self.manager, session))
+            self.watcher.add(session.id, screen)
             if self.pictures:
                 self.watcher.touch(session.id)  # its first picture, even if the screen stays still
 
     def forget(self, session_id: str) -> None:
         self.known.discard(session_id)
         self.sent.pop(session_id, None)
+        self.screens.pop(session_id, None)
         if self.watcher is not None:
             self.watcher.remove(session_id)
 
@@ -116,11 +122,12 @@ class _Stream:
 
     async def picture(self, thumbnails: Thumbnailer, session_id: str) -> bytes | None:
         """The message bringing the client's picture of this session up to date, if it needs one."""
-        session = self.manager.store.session(session_id)
-        if session is None or self.pictures is None or not self.wants(session_id):
+        watched = self.screens.get(session_id)
+        if watched is None or self.pictures is None or not self.wants(session_id):
             return None
-        patch = await thumbnails.patch(session_id, screen_for(self.manager, session), self.pictures,
-                                       self.sent.get(session_id), no_screen_text(self.manager, session))
+        screen, no_picture = watched
+        patch = await thumbnails.patch(session_id, screen, self.pictures, self.sent.get(session_id),
+                                       no_picture)
         if patch is None:
             return None
         self.sent[session_id] = patch.version
