@@ -8,7 +8,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +20,7 @@ from Xlib.error import XError
 from polydesk import i18n
 from polydesk.hosts import x11
 from tests.conftest import Daemon
+from tests.test_daemon import wait_for
 from tests.users import TestUser
 
 ROOT = Path(__file__).parent.parent
@@ -133,15 +133,6 @@ def _helper_titles(daemon: Daemon, session: dict[str, object]) -> set[str]:
         return titles
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_sessions_are_told_in_the_server_language(daemon_factory: Callable[..., Daemon],
                                                   make_user: Callable[..., TestUser]) -> None:
     """language = "pt_BR": the default block text, the message window and the log-off notice
@@ -153,12 +144,12 @@ def test_sessions_are_told_in_the_server_language(daemon_factory: Callable[..., 
     session = json.loads(result.stdout)["session"]
 
     assert daemon.cli("msg", session["id"], "Olá, turma").returncode == 0
-    assert _wait(lambda: "Mensagem" in _helper_titles(daemon, session)), _helper_titles(daemon, session)
+    assert wait_for(lambda: "Mensagem" in _helper_titles(daemon, session)), _helper_titles(daemon, session)
 
     assert daemon.cli("block", session["id"]).returncode == 0
     [listed] = daemon.sessions()
     assert listed["block_message"] == "Estação bloqueada"
-    assert _wait(lambda: "Polydesk: bloqueada" in _helper_titles(daemon, session))
+    assert wait_for(lambda: "Polydesk: bloqueada" in _helper_titles(daemon, session))
     assert daemon.cli("unblock", session["id"]).returncode == 0
 
     assert daemon.cli("logoff", session["id"], "--grace", "30", "--no-wait", "--yes").returncode == 0
@@ -167,6 +158,6 @@ def test_sessions_are_told_in_the_server_language(daemon_factory: Callable[..., 
         return any("Será feito o logoff da sua sessão em 30 segundos. Salve o seu trabalho agora."
                    in p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"])
 
-    assert _wait(notice_shown), "no Portuguese log-off notice in the session"
-    assert _wait(lambda: "Polydesk: logoff" in _helper_titles(daemon, session))
+    assert wait_for(notice_shown), "no Portuguese log-off notice in the session"
+    assert wait_for(lambda: "Polydesk: logoff" in _helper_titles(daemon, session))
     assert daemon.cli("logoff", session["id"], "--force", "--yes").returncode == 0
