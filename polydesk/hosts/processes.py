@@ -70,9 +70,19 @@ def is_running(pid: int, started: int | None = None) -> bool:
     return started is None or int(stat[19]) == started
 
 
+def is_exiting(pid: int) -> bool:
+    """True if ``pid`` has begun to exit (the kernel's PF_EXITING), or is gone. A process
+    killed with SIGKILL closes its sockets while still neither gone nor a zombie."""
+    stat = _stat_fields(pid)
+    return stat is None or stat[0] in ("Z", "X") or bool(int(stat[6]) & _PF_EXITING)
+
+
 def boot_id() -> str:
     """Start times only mean something within one boot."""
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+_PF_EXITING = 0x4
 
 
 def _stat_fields(pid: int) -> list[str] | None:

@@ -727,9 +727,10 @@ async def _wait_with_pidfds(handle: Handle) -> EndReason:
     reason = EndReason.CRASHED
     try:
         # Both fds may turn readable in one turn of the loop when Xvnc dies and takes the
-        # desktop with it: only a desktop that ends while Xvnc still runs is a logout.
+        # desktop with it, or the desktop's first, while Xvnc is still exiting: only a desktop
+        # that ends while Xvnc runs on is a logout.
         if (desktop is not None and await _first_exit(xvnc, desktop) == desktop
-                and handle.xvnc_running()):
+                and handle.xvnc_running() and not procs.is_exiting(handle.xvnc_pid or 0)):
             reason = EndReason.LOGOUT
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(xvnc, signal.SIGTERM)
