@@ -263,3 +263,18 @@ def test_send_ignores_vanished_pids() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     processes.send([proc.pid], signal.SIGTERM)  # no error
+
+
+def test_a_process_counts_as_exiting_once_it_is_a_zombie_or_gone() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not processes.is_exiting(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 5
+        while not processes.is_exiting(child.pid):  # a zombie until reaped below
+            assert time.monotonic() < deadline, "SIGKILL never took"
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait()
+    assert processes.is_exiting(child.pid)  # reaped: gone
