@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from bench.dashboard import Dashboard, Fetched
+from polydesk.hosts.base import Screen
 from polydesk.hosts.x11 import open_display
 from polydesk.picture import SIZES, thumb_size
 
@@ -32,7 +33,7 @@ def screens(displays: dict[str, tuple[str, Path]]) -> Iterator[dict[str, Any]]:
     conns: dict[str, Any] = {}
     try:
         for session_id, (display, xauthority) in displays.items():
-            conns[session_id] = open_display(display, xauthority)
+            conns[session_id] = open_display(Screen(display, str(xauthority)), budget=False)
         yield conns
     finally:
         for conn in conns.values():

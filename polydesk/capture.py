@@ -38,7 +38,7 @@ from typing import cast
 from PIL import Image
 
 from polydesk.hosts.base import Screen
-from polydesk.xwire import (
+from polydesk.hosts.xwire import (
     CONFIGURE_NOTIFY,
     CW_EVENT_MASK,
     STRUCTURE_NOTIFY_MASK,
@@ -125,7 +125,7 @@ class ScreenReader:
     def __init__(self, screen: Screen, shm: bool = True, damage: bool = True,
                  timeout: float = 5.0) -> None:
         try:
-            self._wire = Wire(screen.display, Path(screen.xauthority), timeout)
+            self._wire = Wire(screen.display, Path(screen.xauthority), screen.server, timeout)
         except (WireError, OSError) as exc:
             raise CaptureError(f"cannot open {screen.display}: {exc}") from exc
         self._segment: Segment | None = None

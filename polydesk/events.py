@@ -49,6 +49,7 @@ def public_session(session: Session) -> dict[str, Any]:
         "state": str(session.state),
         "blocked": session.blocked,
         "block_message": session.block_message,
+        "block_undone": session.block_undone,
         "display": session.display,
         "logon_time": session.logon_time,
         "idle_s": session.idle_s,

@@ -13,11 +13,13 @@ import hashlib
 import logging
 import math
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from polydesk import policy
+from polydesk.blockguard import BlockGuard
 from polydesk.config import Settings
 from polydesk.events import (
     AuditRecord,
@@ -27,6 +29,7 @@ from polydesk.events import (
     session_ended,
     session_started,
 )
+from polydesk.hosts import peer
 from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
 from polydesk.i18n import N_, server_gettext
 from polydesk.limits import Limits
@@ -93,6 +96,7 @@ class Manager:
         self._going_away: dict[str, asyncio.Task[None]] = {}
         self._discovery: list[asyncio.Task[None]] = []
         self._limits: asyncio.Task[None] | None = None  # idle / disconnected limits (limits.py)
+        self._block_guard: asyncio.Task[None] | None = None  # blockguard.py
 
     # lifecycle
 
@@ -123,6 +127,7 @@ class Manager:
         limits = Limits(self)
         if limits.enabled:
             self._limits = asyncio.create_task(limits.run())
+        self._block_guard = asyncio.create_task(BlockGuard(self).run())
 
     async def recover(self) -> list[str]:
         """Rebuild the state of sessions the store does not know (a lost or damaged database)
@@ -156,7 +161,7 @@ class Manager:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""
         tasks = [*self._discovery, *self._watchers.values(), *self._logoffs.values(),
                  *self._going_away.values(), *self._idle_queries.values(),
-                 *([self._limits] if self._limits else [])]
+                 *[task for task in (self._limits, self._block_guard) if task is not None]]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -325,7 +330,7 @@ class Manager:
 
         async def act(session: Session) -> Outcome:
             await self._host(session).block(session, text)
-            self._set(session.with_(blocked=True, block_message=text))
+            self._set(session.with_(blocked=True, block_message=text, block_undone=0))
             return Outcome(session.id, Status.BLOCKED, session.user)
 
         return await self._each(caller, Action.BLOCK, target, act, {"message": text})
@@ -333,7 +338,7 @@ class Manager:
     async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
         async def act(session: Session) -> Outcome:
             await self._host(session).unblock(session)
-            self._set(session.with_(blocked=False, block_message=None))
+            self._set(session.with_(blocked=False, block_message=None, block_undone=0))
             return Outcome(session.id, Status.UNBLOCKED, session.user)
 
         return await self._each(caller, Action.UNBLOCK, target, act, {})
@@ -352,6 +357,29 @@ class Manager:
             return Outcome(session.id, Status.SHOWN, session.user)
 
         return await self._each(caller, Action.MESSAGE, target, act, {"text": text, "time": timeout})
+
+    async def restore_blocks(self) -> None:
+        """One round of the block guard (blockguard.py) over every blocked session, at once."""
+        blocked = [s.id for s in self.store.sessions() if s.blocked]
+        await asyncio.gather(*(self._restore_block(session_id) for session_id in blocked))
+
+    async def _restore_block(self, session_id: str) -> None:
+        async with self._lock(session_id):  # never while a block or an unblock is carried out
+            session = self.store.session(session_id)
+            if session is None or not session.blocked or session.state == SessionState.LOGGING_OFF:
+                return
+            try:
+                undone = await asyncio.wait_for(self._host(session).restore_block(session), 10)
+            except (HostError, TimeoutError) as exc:
+                log.debug("session %s: cannot check its block: %s", session_id, exc)
+                return
+            if not undone:
+                return
+            log.warning("session %s: the block was undone (%s); put back", session_id, "; ".join(undone))
+            session = self._set(session.with_(block_undone=session.block_undone + 1))
+        outcome = Outcome(session_id, Status.BLOCKED, session.user, "; ".join(undone))
+        self._audit(SYSTEM, Action.BLOCK, [session_id], [self._result(outcome)],
+                    detail={"restored": undone, "times": session.block_undone})
 
     # the shape every action on sessions shares
 
@@ -476,9 +504,20 @@ class Manager:
         """Checked for every input message a station sends: never while blocked."""
         return station.mode != Mode.VIEW and station.session_id not in self._blocked
 
-    def rfb_socket(self, session_id: str) -> str | None:
+    async def open_rfb(self, session_id: str) -> socket.socket | None:
+        """A connection to the session's RFB server, checked to be the session's own
+        (non-blocking, for the station bridge); None when the session has no RFB server."""
         session = self.store.session(session_id)
-        return self._host(session).rfb_socket(session) if session is not None else None
+        endpoint = self._host(session).rfb_socket(session) if session is not None else None
+        if endpoint is None:
+            return None
+        try:
+            sock = await asyncio.to_thread(peer.connect, endpoint.path, endpoint.server,
+                                           f"the screen of session {session_id}", 5.0)
+        except OSError as exc:
+            raise HostError(f"session {session_id}: its screen does not answer: {exc}") from exc
+        sock.setblocking(False)
+        return sock
 
     # log-off, step by step
 

@@ -122,6 +122,7 @@ class Session:
     display: str | None = None
     blocked: bool = False
     block_message: str | None = None
+    block_undone: int = 0  # times something undid this block and the daemon put it back
     client: str | None = None
     idle_s: float | None = None
     host_data: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -63,6 +63,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX connections_session ON connections (session_id);
     """,
+    """
+    ALTER TABLE sessions ADD COLUMN block_undone INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 # Space kept back in the state directory so that the audit record of an action that
@@ -73,7 +76,7 @@ RESERVE_FILE = "space.reserve"
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff"
+    "host_data, logoff, block_undone"
 )
 
 
@@ -175,12 +178,13 @@ class Store:
     def put_session(self, session: Session) -> None:
         self._write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.host,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
                 session.block_message, session.client, json.dumps(session.host_data),
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
+                session.block_undone,
             ),
         ))
 
@@ -331,5 +335,5 @@ def _session(row: tuple[Any, ...]) -> Session:
         id=row[0], user=row[1], uid=row[2], role=Role(row[3]), host=row[4],
         state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
         block_message=row[9], client=row[10], host_data=json.loads(row[11]),
-        logoff=LogoffPlan(**logoff) if logoff else None,
+        logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13],
     )

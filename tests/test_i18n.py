@@ -19,6 +19,7 @@ from Xlib.error import XError
 
 from polydesk import i18n
 from polydesk.hosts import x11
+from polydesk.hosts.base import Screen
 from tests.conftest import Daemon
 from tests.test_daemon import wait_for
 from tests.users import TestUser
@@ -118,7 +119,7 @@ def test_the_daemon_refuses_a_language_it_does_not_have(daemon_factory: Callable
 
 def _helper_titles(daemon: Daemon, session: dict[str, object]) -> set[str]:
     xauthority = daemon.runtime_dir / "sessions" / str(session["id"]) / "Xauthority"
-    with x11.connection(str(session["display"]), xauthority) as conn:
+    with x11.connection(Screen(str(session["display"]), str(xauthority))) as conn:
         helper = conn.intern_atom(x11.HELPER_PROPERTY)
         name = conn.intern_atom("_NET_WM_NAME")
         titles, pending = set(), [conn.screen().root]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from polydesk.hosts import x11
+from polydesk.hosts.base import Screen
 from tests.conftest import Daemon
 from tests.rfb import RfbClient
 from tests.test_daemon import logon, plant_xsession, wait_for
@@ -88,7 +89,7 @@ def open_new_window_as(user: TestUser, display: str, xauthority: Path) -> subpro
 
 
 def topmost_is_the_cover(display: str, xauthority: Path) -> bool:
-    with x11.connection(display, xauthority) as conn:
+    with x11.connection(Screen(display, str(xauthority))) as conn:
         top = conn.screen().root.query_tree().children[-1]
         return bool(top.get_wm_class() == (x11.HELPER_CLASS, "Polydesk"))
 

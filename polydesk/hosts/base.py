@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from polydesk.hosts.peer import Server
 from polydesk.model import Account, EndReason, Session
 
 
@@ -32,10 +33,26 @@ class Recovered:
 
 @dataclass(frozen=True)
 class Screen:
-    """Where a session's pixels can be read: an X display and the cookie file that opens it."""
+    """Where a session's pixels can be read: an X display, the cookie file that opens it,
+    and the X server process that must be the one answering (pid and start time; None
+    where the host cannot know it, as for a display manager's own X server)."""
 
     display: str
     xauthority: str
+    server_pid: int | None = None
+    server_start: int | None = None
+
+    @property
+    def server(self) -> Server:
+        return Server(self.server_pid, self.server_start)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A session's RFB server: its Unix socket, and the process that must be listening."""
+
+    path: str
+    server: Server
 
 
 class SessionHost(Protocol):
@@ -109,8 +126,13 @@ class SessionHost(Protocol):
         """The session's X display for thumbnails, or None when it has none we can read."""
         ...
 
-    def rfb_socket(self, session: Session) -> str | None:
+    def rfb_socket(self, session: Session) -> Endpoint | None:
         """The Unix socket of the session's RFB (VNC) server, for the browser station bridge."""
+        ...
+
+    async def restore_block(self, session: Session) -> list[str]:
+        """While the session is blocked: put back whatever undid the block since the last
+        call (an input setting turned on again, the cover closed); say what it was."""
         ...
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from polydesk.hosts.base import Recovered, Screen, Started
+from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
 from polydesk.model import Account, EndReason, HostError, Session
 
 
@@ -24,6 +24,7 @@ class FakeDesktop:
     viewers: int = 1
     notices: list[int] = field(default_factory=list)
     windows: int = 2
+    undone: list[str] = field(default_factory=list)  # what undid the block, not yet put back
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -110,13 +111,24 @@ class FakeHost:
     async def message(self, session: Session, text: str, timeout: int | None) -> None:
         self._record("message", session.id).messages.append(text)
 
+    def undo_block(self, session_id: str, what: str) -> None:
+        """Stand-in for a program of the user's turning input back on, or killing the cover."""
+        self.desktops[session_id].undone.append(what)
+
+    async def restore_block(self, session: Session) -> list[str]:
+        desktop = self.desktops.get(session.id)  # not recorded in calls: it runs twice a second
+        if desktop is None or desktop.ended.is_set():
+            raise HostError(f"session {session.id} is not running")
+        undone, desktop.undone = desktop.undone, []
+        return undone
+
     async def idle_seconds(self, session: Session) -> float | None:
         return self.idle.get(session.id, 0.0) if session.id in self.desktops else None
 
     def screen(self, session: Session) -> Screen | None:
         return None  # no pixels: interfaces show a placeholder
 
-    def rfb_socket(self, session: Session) -> str | None:
+    def rfb_socket(self, session: Session) -> Endpoint | None:
         return None
 
     async def close(self) -> None:

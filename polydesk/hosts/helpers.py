@@ -28,7 +28,12 @@ def spawn_helper(folder: Path, screen: Screen, kind: str, args: list[str],
     records = folder / "helpers"
     records.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = [sys.executable, "-m", "polydesk.hosts.x11", "--display", screen.display,
-            "--xauthority", screen.xauthority, kind, *args]
+            "--xauthority", screen.xauthority]
+    if screen.server_pid is not None:
+        argv += ["--server-pid", str(screen.server_pid)]
+    if screen.server_start is not None:
+        argv += ["--server-start", str(screen.server_start)]
+    argv += [kind, *args]
     env = {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
         "POLYDESK_LANGUAGE": i18n.server_language(),  # of the window's own words (its button)

@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from polydesk.hosts import processes as procs
-from polydesk.hosts import x11
-from polydesk.hosts.base import Discovered, Recovered, Screen, Started
+from polydesk.hosts import x11, xserver
+from polydesk.hosts.base import Discovered, Endpoint, Recovered, Screen, Started
 from polydesk.hosts.dbus_login1 import Login1, Login1Error, SessionInfo
 from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
 from polydesk.hosts.logind_local import comm, find_screen, kind_of, session_pids, write_terminal
+from polydesk.hosts.xauth import X11Error
 from polydesk.model import Account, EndReason, HostError, Session
 
 log = logging.getLogger(__name__)
@@ -370,6 +371,18 @@ class LogindHost:
                 await self.login1.unlock(ref.logind_id)
             raise
 
+    async def restore_block(self, session: Session) -> list[str]:
+        """The cover, if something closed it; the desktop's own lock is logind's to keep."""
+        ref = Ref.of(session)
+        screen = await self._screen(session)
+        if screen is None:
+            return []
+        if await asyncio.to_thread(helpers, self._dir(ref), "cover"):
+            return []
+        await self._helper(ref, screen, "cover", ["--message", session.block_message or ""],
+                           wait_ready=True)
+        return ["the cover window was closed"]
+
     async def unblock(self, session: Session) -> None:
         ref = Ref.of(session)
         await asyncio.to_thread(stop_helpers, self._dir(ref), "cover")
@@ -402,7 +415,7 @@ class LogindHost:
         screen = await self._screen(session)
         if screen is not None:
             with contextlib.suppress(HostError):
-                return await _x(x11.idle_ms, screen, session.id) / 1000
+                return await _x(xserver.idle_ms, screen, session.id) / 1000
         if not info.idle_hint:
             return 0.0
         if info.idle_since_us <= 0:
@@ -430,7 +443,7 @@ class LogindHost:
             return None
         return self._why(session) or "the session has ended"
 
-    def rfb_socket(self, session: Session) -> str | None:
+    def rfb_socket(self, session: Session) -> Endpoint | None:
         return None  # stations of logind sessions are their own seats or remote clients
 
     async def close(self) -> None:
@@ -505,10 +518,10 @@ def describe(info: SessionInfo) -> str:
     return f"{where} {kind_of(info)}{service}"
 
 
-async def _x(function: Callable[[str, Path], int], screen: Screen, session_id: str) -> int:
+async def _x(function: Callable[[Screen], int], screen: Screen, session_id: str) -> int:
     try:
-        return await asyncio.to_thread(function, screen.display, Path(screen.xauthority))
-    except (x11.X11Error, OSError) as exc:
+        return await asyncio.to_thread(function, screen)
+    except (X11Error, OSError) as exc:
         raise HostError(f"session {session_id}: {exc}") from exc
     except Exception as exc:  # python-xlib raises its own zoo on a dying connection
         raise HostError(f"session {session_id}: X error: {exc!r}") from exc

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from polydesk.hosts import processes as procs
-from polydesk.hosts import x11
+from polydesk.hosts import xauth
 from polydesk.hosts.base import Screen
 from polydesk.hosts.dbus_login1 import SessionInfo
 
@@ -60,7 +60,7 @@ def find_screen(info: SessionInfo, folder: Path) -> tuple[Screen | None, str | N
 def _local_display(value: str) -> tuple[str, int] | None:
     """":N" or ":N.S" (a local server); anything else (localhost:10.0 of SSH forwarding) is not ours."""
     try:
-        return value, x11.display_number(value)
+        return value, xauth.display_number(value)
     except ValueError:
         return None
 
@@ -121,7 +121,7 @@ def cookie_in(raw: bytes, number: int) -> bytes | None:
                     return None
                 fields.append(raw[offset + 2:offset + 2 + length])
                 offset += 2 + length
-            if fields[2] == x11.COOKIE_NAME and fields[1] in (wanted, b""):
+            if fields[2] == xauth.COOKIE_NAME and fields[1] in (wanted, b""):
                 return fields[3]
     except IndexError:
         return None
@@ -132,7 +132,7 @@ def _keep_cookie(folder: Path, display: tuple[str, int], cookie: bytes) -> Scree
     """A root-only copy of the cookie: the user cannot change what the daemon then reads."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = folder / "Xauthority"
-    data = x11.xauthority_bytes(display[1], cookie)
+    data = xauth.xauthority_bytes(display[1], cookie)
     with contextlib.suppress(OSError):
         if target.read_bytes() == data:
             return Screen(display[0], str(target))

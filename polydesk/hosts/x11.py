@@ -1,27 +1,28 @@
-"""X11 for the Xvnc host: cookies, connections, polite closing, idle time, and helper windows.
+"""python-xlib for the hosts: polite closing of windows, and the helper windows.
 
 Two halves:
 
-- in-process functions (synchronous; the host runs them in a thread): write an
-  Xauthority file, check a display answers, open a python-xlib connection with a
-  given cookie, ask windows to close, read the idle time, run ``vncconfig``;
+- in-process functions (synchronous; the host runs them in a thread): open a
+  python-xlib connection to a session's own X server (``peer``) with its cookie,
+  ask windows to close, count them;
 - small helper programs, each its own process so a slow or stuck X server never
   stalls the daemon: ``python -m polydesk.hosts.x11 notice|cover|message ...``.
-  They run as root with the session's cookie, mark their windows so
-  ``close_windows`` leaves them alone, and exit when the display goes away.
+  They run as root with the session's cookie under a memory limit, mark their
+  windows so ``close_windows`` leaves them alone, and exit when the display goes away.
+
+Cookies are in ``xauth``; the daemon's own small requests (is it up, idle time,
+Xvnc's settings) go over ``xwire`` in ``xserver``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import re
-import secrets
+import resource
 import select
 import socket
-import struct
 import sys
 import threading
 import time
@@ -36,13 +37,14 @@ from Xlib import error as xerror
 from Xlib.protocol import event as xevent
 from Xlib.support import unix_connect
 
+from polydesk.hosts.base import Screen
+from polydesk.hosts.peer import connect_display
+from polydesk.hosts.xauth import COOKIE_NAME, X11Error, display_number, read_cookie
 from polydesk.i18n import DEFAULT, normalize, translations
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
-COOKIE_NAME = b"MIT-MAGIC-COOKIE-1"
-X11_UNIX = Path("/tmp/.X11-unix")
 HELPER_CLASS = "polydesk-helper"  # WM_CLASS instance of every helper window
 HELPER_PROPERTY = "_POLYDESK_HELPER"  # and a property, so close_windows can skip them
 FONT_FILES = (
@@ -56,107 +58,33 @@ FONT_BOLD_FILES = (
     "DejaVuSans-Bold.ttf",
 )
 
-_FAMILY_LOCAL = 256
-_FAMILY_WILD = 0xFFFF
-
-
-class X11Error(Exception):
-    """The X server or an X tool did not do what was asked."""
-
-
-# ---------------------------------------------------------------- cookies
-
-
-def new_cookie() -> bytes:
-    return secrets.token_bytes(16)
-
-
-def xauthority_bytes(display_number: int, cookie: bytes) -> bytes:
-    """An Xauthority file in the binary format libXau reads.
-
-    Two entries: FamilyWild matches any host name (the machine may be renamed while a
-    session runs); FamilyLocal + host name is what python-xlib looks for.
-    """
-    number = str(display_number).encode()
-    hostname = socket.gethostname().encode()
-    return b"".join(
-        _xauth_entry(family, address, number, COOKIE_NAME, cookie)
-        for family, address in ((_FAMILY_WILD, b""), (_FAMILY_LOCAL, hostname))
-    )
-
-
-def _xauth_entry(family: int, *fields: bytes) -> bytes:
-    return struct.pack(">H", family) + b"".join(struct.pack(">H", len(f)) + f for f in fields)
-
-
-def write_xauthority(path: Path, display_number: int, cookie: bytes, uid: int, gid: int) -> None:
-    """Create ``path`` (it must not exist) as ``uid``'s, mode 0600, holding the cookie."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchown(fd, uid, gid)
-        os.write(fd, xauthority_bytes(display_number, cookie))
-    finally:
-        os.close(fd)
-
-
-def read_cookie(path: Path) -> bytes:
-    """The first MIT-MAGIC-COOKIE-1 in an Xauthority file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as file:
-        raw = file.read(65536)
-    offset = 0
-    try:
-        while offset + 2 <= len(raw):
-            offset += 2  # family
-            fields = []
-            for _ in range(4):
-                (length,) = struct.unpack_from(">H", raw, offset)
-                fields.append(raw[offset + 2:offset + 2 + length])
-                offset += 2 + length
-            if fields[2] == COOKIE_NAME:
-                return fields[3]
-    except struct.error:
-        pass  # truncated: the user owns the file and may have mangled it
-    raise X11Error(f"no {COOKIE_NAME.decode()} in {path}")
+# The most a python-xlib connection of the daemon reads from a session's X server: what
+# listing and closing a desktop's windows needs, many times over. The server runs as the
+# session's user and may say anything; past this the connection ends (a helper window,
+# which lives longer, is a process of its own under a memory limit instead).
+READ_BUDGET = 64 << 20
+HELPER_MEMORY = 1 << 30  # address space of a helper window process
 
 
 # ---------------------------------------------------------------- connecting
 
 
-def socket_path(display_number: int) -> Path:
-    return X11_UNIX / f"X{display_number}"
+class _Budget(socket.socket):
+    """A socket that stops reading once ``budget`` bytes have come in."""
+
+    budget = READ_BUDGET
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        data = super().recv(size, flags)
+        self.budget -= len(data)
+        if self.budget < 0:
+            raise ConnectionAbortedError(f"the X server sent more than {READ_BUDGET} bytes")
+        return data
 
 
-def display_number(display: str) -> int:
-    match = re.fullmatch(r":(\d+)(?:\.\d+)?", display)
-    if not match:
-        raise ValueError(f"not a local display name: {display!r}")
-    return int(match.group(1))
-
-
-def handshake(number: int, cookie: bytes | None, timeout: float = 1.0) -> bool:
-    """Open an X connection on the display's Unix socket; True if the server accepts it.
-
-    Hand-rolled (one 12-byte request, one byte of answer) because it is the cheapest
-    proof that the display is up *and* honours the cookie; it runs in a tight poll.
-    """
-    name = COOKIE_NAME if cookie is not None else b""
-    data = cookie or b""
-    request = struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(name), len(data)) + _pad4(name) + _pad4(data)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path(number)))
-        sock.sendall(request)
-        answer = sock.recv(1)
-    return answer == b"\x01"
-
-
-def _pad4(data: bytes) -> bytes:
-    return data + b"\0" * (-len(data) % 4)
-
-
-_auth = threading.local()
+_given = threading.local()  # the cookie and the checked socket of the connection being opened
 _original_get_auth = unix_connect.get_auth
+_original_get_socket = unix_connect.get_socket
 
 
 def _get_auth(sock: Any, dname: str, protocol: Any, host: Any, dno: int) -> tuple[bytes, bytes]:
@@ -164,14 +92,25 @@ def _get_auth(sock: Any, dname: str, protocol: Any, host: Any, dno: int) -> tupl
 
     Setting the environment would race between threads serving different sessions.
     """
-    cookie: bytes | None = getattr(_auth, "cookie", None)
+    cookie: bytes | None = getattr(_given, "cookie", None)
     if cookie is not None:
         return COOKIE_NAME, cookie
     result: tuple[bytes, bytes] = _original_get_auth(sock, dname, protocol, host, dno)
     return result
 
 
+def _get_socket(dname: str, protocol: Any, host: Any, dno: int) -> socket.socket:
+    """python-xlib would take whatever listens on the file socket, which the session's user
+    may replace: it gets the socket ``open_display`` connected and checked instead."""
+    sock: socket.socket | None = getattr(_given, "socket", None)
+    if sock is not None:
+        return sock
+    result: socket.socket = _original_get_socket(dname, protocol, host, dno)
+    return result
+
+
 unix_connect.get_auth = _get_auth
+unix_connect.get_socket = _get_socket
 
 
 _original_base_init = xdisplay._BaseDisplay.__init__
@@ -190,27 +129,40 @@ def _base_init(self: Any, *args: Any, **kwargs: Any) -> None:
 xdisplay._BaseDisplay.__init__ = _base_init
 
 
-def open_display(display: str, xauthority: Path) -> xdisplay.Display:
-    """A python-xlib connection to ``display`` authorised by the cookie in ``xauthority``."""
-    _auth.cookie = read_cookie(xauthority)
+def open_display(screen: Screen, timeout: float = 5.0, budget: bool = True) -> xdisplay.Display:
+    """A python-xlib connection to the screen's own X server (checked), with its cookie.
+
+    ``budget``: end the connection after READ_BUDGET bytes (short-lived connections of the
+    daemon); without it, reads are unbounded and the socket blocks (a helper window).
+    """
     try:
-        return xdisplay.Display(display)
+        raw = connect_display(display_number(screen.display), screen.server, timeout)
+    except (OSError, ValueError) as exc:
+        raise X11Error(f"cannot open display {screen.display}: {exc}") from exc
+    sock = _Budget(fileno=raw.detach()) if budget else socket.socket(fileno=raw.detach())
+    sock.settimeout(timeout if budget else None)
+    _given.socket = sock
+    try:
+        _given.cookie = read_cookie(Path(screen.xauthority))
+        return xdisplay.Display(screen.display)
     except (xerror.DisplayError, OSError) as exc:
-        raise X11Error(f"cannot open display {display}: {exc}") from exc
+        sock.close()
+        raise X11Error(f"cannot open display {screen.display}: {exc}") from exc
     finally:
-        _auth.cookie = None
+        _given.cookie = None
+        _given.socket = None
 
 
 @contextlib.contextmanager
-def connection(display: str, xauthority: Path) -> Iterator[xdisplay.Display]:
-    conn = open_display(display, xauthority)
+def connection(screen: Screen) -> Iterator[xdisplay.Display]:
+    conn = open_display(screen)
     try:
         yield conn
     finally:
         conn.close()
 
 
-# ---------------------------------------------------------------- windows, idle
+# ---------------------------------------------------------------- windows
 
 
 def client_windows(conn: xdisplay.Display) -> list[Any]:
@@ -276,9 +228,9 @@ def _closable(conn: xdisplay.Display) -> list[Any]:
     return closable
 
 
-def close_windows(display: str, xauthority: Path) -> int:
+def close_windows(screen: Screen) -> int:
     """Send WM_DELETE_WINDOW to every client window that accepts it; return how many."""
-    with connection(display, xauthority) as conn:
+    with connection(screen) as conn:
         protocols = conn.intern_atom("WM_PROTOCOLS")
         delete = conn.intern_atom("WM_DELETE_WINDOW")
         windows = _closable(conn)
@@ -292,73 +244,10 @@ def close_windows(display: str, xauthority: Path) -> int:
         return len(windows)
 
 
-def open_windows(display: str, xauthority: Path) -> int:
+def open_windows(screen: Screen) -> int:
     """How many windows ``close_windows`` would still ask."""
-    with connection(display, xauthority) as conn:
+    with connection(screen) as conn:
         return len(_closable(conn))
-
-
-def idle_ms(display: str, xauthority: Path, timeout: float = 2.0) -> int:
-    """Milliseconds since the last input, from the MIT-SCREEN-SAVER extension.
-
-    Hand-rolled like ``handshake`` (the setup, two small requests: ~0.1 ms of CPU):
-    python-xlib's Display first asks about every extension and reads the keyboard map
-    (~1.6 ms), and the session list asks this of every session every few seconds.
-    """
-    cookie = read_cookie(xauthority)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(socket_path(display_number(display))))
-            sock.sendall(struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(COOKIE_NAME), len(cookie))
-                         + _pad4(COOKIE_NAME) + _pad4(cookie))
-            head = _receive(sock, 8)
-            if head[0] != 1:
-                raise X11Error(f"display {display} refused the connection")
-            setup = _receive(sock, struct.unpack_from("<H", head, 6)[0] * 4)
-            vendor, formats = struct.unpack_from("<H", setup, 16)[0], setup[21]
-            (root,) = struct.unpack_from("<I", setup, 32 + vendor + (-vendor % 4) + 8 * formats)
-            name = b"MIT-SCREEN-SAVER"
-            sock.sendall(struct.pack("<BxHHxx", 98, 2 + len(_pad4(name)) // 4, len(name)) + _pad4(name))
-            extension = _receive(sock, 32)  # QueryExtension: present, major opcode
-            if extension[0] != 1 or not extension[8]:
-                raise X11Error(f"display {display} has no MIT-SCREEN-SAVER extension")
-            sock.sendall(struct.pack("<BBHI", extension[9], 1, 2, root))  # ScreenSaverQueryInfo
-            info = _receive(sock, 32)
-            if info[0] != 1:
-                raise X11Error(f"display {display} refused ScreenSaverQueryInfo (error {info[1]})")
-            return int(struct.unpack_from("<I", info, 16)[0])
-        except (OSError, struct.error, IndexError) as exc:
-            raise X11Error(f"cannot read the idle time of {display}: {exc}") from exc
-
-
-def _receive(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise X11Error("the X server closed the connection")
-        data += chunk
-    return data
-
-
-async def vncconfig(display: str, xauthority: Path, *args: str, timeout: float = 5.0) -> str:
-    """Run TigerVNC's vncconfig against ``display``; its output, or X11Error."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XAUTHORITY": str(xauthority)}
-    proc = await asyncio.create_subprocess_exec(
-        "vncconfig", "-display", display, *args, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise X11Error(f"vncconfig {' '.join(args)} on {display} did not answer in {timeout} s") from None
-    if proc.returncode != 0 or b"unable to open display" in err:
-        why = err.decode(errors="replace").strip()
-        raise X11Error(f"vncconfig {' '.join(args)} on {display} failed: {why}")
-    return out.decode(errors="replace")
 
 
 # ================================================================ helper programs
@@ -559,6 +448,9 @@ class Cover:
     def handle(self, event: Any) -> None:
         if event.type == X.ConfigureNotify and event.window == self.root:
             self._resize(event.width, event.height)
+        elif event.type == X.UnmapNotify and event.window == self.window:
+            self.window.map()  # another client of the display unmapped us
+            self.on_top()
         elif self._may_cover_us(event):
             self.on_top()
 
@@ -727,6 +619,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m polydesk.hosts.x11")
     parser.add_argument("--display", required=True)
     parser.add_argument("--xauthority", required=True, type=Path)
+    parser.add_argument("--server-pid", type=int, default=None, help="the X server that must answer")
+    parser.add_argument("--server-start", type=int, default=None, help="its start time (clock ticks)")
     commands = parser.add_subparsers(dest="command", required=True)
     cover = commands.add_parser("cover", help="cover the screen, hold the input (block)")
     cover.add_argument("--message", required=True)
@@ -743,8 +637,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The X server is the session user's: whatever it sends, this root process stays small.
+    resource.setrlimit(resource.RLIMIT_AS, (HELPER_MEMORY, HELPER_MEMORY))
+    screen = Screen(args.display, str(args.xauthority), args.server_pid, args.server_start)
     try:
-        conn = open_display(args.display, args.xauthority)
+        conn = open_display(screen, budget=False)
     except X11Error as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -757,6 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = Message(conn, args.text, args.title or _("Message"), args.timeout, args.index).run
     try:
         run()
+    except MemoryError:
+        print("the X server sent more than a helper window may hold", file=sys.stderr)
+        return 1
     except (xerror.ConnectionClosedError, OSError):
         return 0  # the display went away: the session ended, nothing left to show
     finally:

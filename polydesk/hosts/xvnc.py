@@ -3,14 +3,17 @@
 Each session gets, under ``<runtime_dir>/sessions/<id>/`` (root, 0711):
 
 - ``Xauthority``   a fresh MIT-MAGIC-COOKIE-1 (the user's, 0600): X access needs it;
-- ``vnc/rfb.sock`` the RFB socket, made by Xvnc in a directory only the user (and root)
-                   may enter: Xvnc runs as the user, so it needs a directory of theirs;
+- ``vnc/rfb.sock`` the RFB socket. Xvnc runs as the user, so it makes it in a directory
+                   of theirs; once it listens, the directory and the socket become root's
+                   (0700, 0600), so only the daemon's bridge reaches the session's RFB;
 - ``xdg/``         the session's XDG_RUNTIME_DIR (the user's, 0700);
 - ``helpers/``     one file per helper window process (root only: pids we may signal);
 - ``*.log``        what Xvnc, the desktop and the helpers print.
 
-Xvnc listens on no TCP port and no abstract socket; it and the desktop run as the
-user, in their own session (``setsid``) so they outlive the daemon, and inside the
+Xvnc listens on no TCP port. It holds both names of its display, the file socket and
+the abstract one, and the daemon checks that it does: a name left free is one another
+local user could bind, and every X client tries the abstract name first (issue 13). It
+and the desktop run as the user, in their own session (``setsid``) so they outlive the daemon, and inside the
 session's cgroup (see ``processes``). Everything needed to find them again after a
 daemon restart is returned in ``Started.data``; pids are always paired with their
 start time so a reused pid is never mistaken for ours.
@@ -30,14 +33,14 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from polydesk.hosts import peer, x11, xauth, xserver
 from polydesk.hosts import processes as procs
-from polydesk.hosts import x11
-from polydesk.hosts.base import Recovered, Screen, Started
+from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
 from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
 from polydesk.model import Account, EndReason, HostError, Session
 
@@ -46,14 +49,18 @@ log = logging.getLogger(__name__)
 # openbox starts the xterm itself once it manages the screen: an xterm started beside it
 # can map its window before openbox looks, and then stays unmanaged (no frame, no focus).
 DEFAULT_DESKTOP = ("openbox", "--startup", "xterm")
-# What the daemon may change at run time with vncconfig (block/unblock). Any X client of
-# the display can change these too; the daemon's bridge enforces blocking on its own.
+# What the daemon may change at run time through the VNC extension (block/unblock). Any X
+# client of the display can change these too: the bridge enforces blocking on its own, and
+# the block guard (``guard``) puts them back.
 OVERRIDABLE = ("Desktop", "AcceptKeyEvents", "AcceptPointerEvents", "AcceptCutText",
                "SendCutText", "SendPrimary", "SetPrimary")
 BLOCK_SETTINGS = ("AcceptKeyEvents", "AcceptPointerEvents", "AcceptCutText")
 LOCK_FILE = "/tmp/.X{}-lock"
+# What Xvnc says when a name of the display is already taken: try the next display.
+TAKEN = ("already active", "server already running", "Cannot establish any listening sockets")
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 _LEFT_RUNNING: list[subprocess.Popen[bytes]] = []  # see XvncHost.close
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- the session's record
@@ -247,23 +254,25 @@ class XvncHost:
             if isinstance(started, Handle):
                 return started
             last_error = started
-            if "already active" not in started:
+            if not any(words in started for words in TAKEN):
                 break
         raise HostError(f"Xvnc did not start for {account.name}: {last_error}")
 
     def _try_xvnc(self, handle: Handle, number: int, account: Account,
                   tracker: procs.Tracker) -> Handle | str:
         """The started session's handle, or Xvnc's complaint if it exited."""
-        cookie = x11.new_cookie()
+        cookie = xauth.new_cookie()
         xauthority = Path(handle.xauthority)
         xauthority.unlink(missing_ok=True)
-        x11.write_xauthority(xauthority, number, cookie, account.uid, account.gid)
+        xauth.write_xauthority(xauthority, number, cookie, account.uid, account.gid)
         logfile = handle.dir / "xvnc.log"
         argv = [
             self.xvnc, f":{number}", "-auth", str(xauthority),
-            "-nolisten", "tcp", "-nolisten", "local",  # only the file socket: its cookie guards it
+            "-nolisten", "tcp",  # the file socket and the abstract name, both held (see above)
             "-rfbport", "-1", "-rfbunixpath", handle.rfb_socket, "-rfbunixmode", "0600",
-            "-SecurityTypes", "None",  # the socket is the user's and root's alone
+            "-SecurityTypes", "None",  # the socket is root's alone once secured
+            # Only the daemon reaches the RFB socket: a blacklist could only lock it out.
+            "-UseBlacklist=0",
             "-geometry", self.geometry, "-depth", str(self.depth), "-desktop", account.name,
             "-AlwaysShared", "-AllowOverride", ",".join(OVERRIDABLE),
         ]
@@ -273,28 +282,31 @@ class XvncHost:
         except OSError as exc:
             raise HostError(f"cannot run {self.xvnc}: {exc}") from exc
         self._own(proc)
+        server = peer.Server(proc.pid, procs.start_time(proc.pid))
         try:
-            if not self._wait_ready(proc, number, cookie, logfile):
+            if not self._wait_ready(proc, f":{number}", cookie, server, logfile):
                 return f"exit status {proc.returncode}: {tail(logfile)}"
+            _claim_names(number, server)
+            _secure_rfb(Path(handle.rfb_socket), proc, self.start_timeout)
         except BaseException:
             proc.kill()
             proc.wait()
             _remove_display_files(number, proc.pid)  # a killed X server leaves them behind
             raise
         return _with(handle, display=f":{number}", display_number=number, xvnc_pid=proc.pid,
-                     xvnc_start=procs.start_time(proc.pid))
+                     xvnc_start=server.start)
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], number: int, cookie: bytes, logfile: Path) -> bool:
+    def _wait_ready(self, proc: subprocess.Popen[bytes], display: str, cookie: bytes,
+                    server: peer.Server, logfile: Path) -> bool:
         """Poll until the display accepts our cookie (True) or Xvnc exits (False)."""
         deadline = time.monotonic() + self.start_timeout
         while True:
             if proc.poll() is not None:
                 return False
-            with contextlib.suppress(OSError):
-                if x11.handshake(number, cookie):
-                    return True
+            if xserver.handshake(display, cookie, server):
+                return True
             if time.monotonic() > deadline:
-                raise HostError(f"Xvnc :{number} not ready after {self.start_timeout} s: {tail(logfile)}")
+                raise HostError(f"Xvnc {display} not ready after {self.start_timeout} s: {tail(logfile)}")
             time.sleep(0.005)
 
     def _reserve_display(self) -> int:
@@ -353,7 +365,10 @@ class XvncHost:
 
     async def adopt(self, session: Session) -> bool:
         handle = Handle.from_session(session)
-        return await asyncio.to_thread(handle.xvnc_running)
+        running = await asyncio.to_thread(handle.xvnc_running)
+        if running:  # started by a version that left the RFB socket's directory the user's
+            await asyncio.to_thread(_make_dir, Path(handle.rfb_socket).parent, 0o700)
+        return running
 
     async def wait_ended(self, session: Session) -> EndReason:
         """Return when Xvnc exits. When the desktop exits first (the user logged out from
@@ -496,23 +511,42 @@ class XvncHost:
     async def idle_seconds(self, session: Session) -> float | None:
         handle = Handle.from_session(session)
         try:
-            return await _x(x11.idle_ms, handle) / 1000
+            return await _x(xserver.idle_ms, handle) / 1000
         except HostError:
             return None
 
     async def disconnect(self, session: Session) -> None:
-        await self._vncconfig(self._live(session), "-disconnect")
+        await _x(xserver.disconnect_viewers, self._live(session))
 
     async def block(self, session: Session, message: str) -> None:
         handle = self._live(session)
-        await self._vncconfig(handle, *_settings(BLOCK_SETTINGS, 0))
+        await _x(_block_input, handle)
         await asyncio.to_thread(stop_helpers, handle.dir, "cover")
         await self._helper(handle, "cover", ["--message", message], wait_ready=True)
 
     async def unblock(self, session: Session) -> None:
         handle = self._live(session)
         await asyncio.to_thread(stop_helpers, handle.dir, "cover")
-        await self._vncconfig(handle, *_settings(BLOCK_SETTINGS, 1))
+        await _x(_allow_input, handle)
+
+    async def restore_block(self, session: Session) -> list[str]:
+        """Put back whatever undid the block since the last look; say what it was.
+
+        Any X client of the session (a program the user started before the block, over
+        SSH, from cron) can turn Xvnc's input settings back on or kill the cover window.
+        """
+        handle = self._live(session)
+        undone = []
+        values = await _x(lambda screen: xserver.vnc_params(screen, list(BLOCK_SETTINGS)), handle)
+        changed = sorted(name for name, value in values.items() if value != "0")
+        if changed:
+            await _x(_block_input, handle)
+            undone.append("Xvnc accepted input again (" + ", ".join(changed) + ")")
+        if not await asyncio.to_thread(helpers, handle.dir, "cover"):
+            message = session.block_message or ""
+            await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+            undone.append("the cover window was closed")
+        return undone
 
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
         handle = self._live(session)
@@ -528,26 +562,24 @@ class XvncHost:
         await self._helper(handle, "message", args)
 
     def screen(self, session: Session) -> Screen | None:
-        data = session.host_data
-        if not data.get("display") or not data.get("xauthority"):
+        try:
+            handle = Handle.from_session(session)
+        except HostError:
             return None
-        return Screen(display=str(data["display"]), xauthority=str(data["xauthority"]))
+        return _screen(handle) if handle.display else None
 
-    def rfb_socket(self, session: Session) -> str | None:
-        value = session.host_data.get("rfb_socket")
-        return str(value) if value else None
+    def rfb_socket(self, session: Session) -> Endpoint | None:
+        try:
+            handle = Handle.from_session(session)
+        except HostError:
+            return None
+        return Endpoint(handle.rfb_socket, peer.Server(handle.xvnc_pid, handle.xvnc_start))
 
     def _live(self, session: Session) -> Handle:
         handle = Handle.from_session(session)
         if not handle.xvnc_running():
             raise HostError(f"session {session.id}: its Xvnc is not running")
         return handle
-
-    async def _vncconfig(self, handle: Handle, *args: str) -> None:
-        try:
-            await x11.vncconfig(handle.display, Path(handle.xauthority), *args)
-        except (x11.X11Error, OSError) as exc:
-            raise HostError(f"session {handle.session_id}: {exc}") from exc
 
     async def _helper(self, handle: Handle, kind: str, args: list[str], wait_ready: bool = False) -> None:
         """Start a helper window process (root, the session's cookie, its own session)."""
@@ -606,7 +638,7 @@ def _spawn(argv: Sequence[str], account: Account, env: dict[str, str], cwd: str,
 def ensure_x11_unix() -> None:
     """/tmp/.X11-unix must be root's and 1777 before any user's Xvnc starts, or the
     first one makes it theirs (and could then replace other sessions' sockets)."""
-    path = x11.X11_UNIX
+    path = peer.X11_UNIX
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -620,10 +652,61 @@ def ensure_x11_unix() -> None:
         os.close(fd)
 
 
+def _claim_names(number: int, server: peer.Server) -> None:
+    """Both names of the display must be Xvnc's: a free abstract name is one another user
+    could bind, and every X client of the session would hand its cookie to them."""
+    holder = peer.abstract_listener(number)
+    if holder is None or holder.pid != server.pid:
+        who = "nobody" if holder is None else f"process {holder.pid} (uid {holder.uid})"
+        raise HostError(f"display :{number}: its abstract socket is held by {who}, not by its Xvnc")
+    with peer.connect(str(x11_socket(number)), server, f"display :{number}", 1.0):
+        pass
+
+
+def _secure_rfb(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Make the RFB socket root's: from now on only the daemon's bridge reaches the session.
+
+    Xvnc (the user's) made it in a directory of the user's. The directory becomes root's
+    0700, so no process of the user can reach the socket again. Anyone who connected in
+    the moment before is found (an accepted connection shows the socket's path in
+    /proc/net/unix) and the start fails rather than leave them a way in.
+    """
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise HostError(f"Xvnc made no RFB socket at {path}")
+        time.sleep(0.005)
+    _make_dir(path.parent, 0o700)  # first: then the user can no longer swap what is inside
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise HostError(f"{path} is not a socket")
+    os.chown(path, 0, 0, follow_symlinks=False)
+    os.chmod(path, 0o600)
+    connected = rfb_connections(path)
+    if connected:
+        raise HostError(f"{connected} connection(s) reached {path} before it was secured")
+
+
+def rfb_connections(path: Path) -> int:
+    """How many connections to the Unix socket at ``path`` are open (not counting its listener)."""
+    name = str(path)
+    count = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            # Num RefCount Protocol Flags Type St Inode Path: St 01 is unconnected (listening).
+            if len(fields) >= 8 and fields[7] == name and fields[5] != "01":
+                count += 1
+    return count
+
+
+def x11_socket(number: int) -> Path:
+    return peer.X11_UNIX / f"X{number}"
+
+
 def _display_free(number: int, abstract: set[str]) -> bool:
     return not (os.path.lexists(LOCK_FILE.format(number))
-                or os.path.lexists(x11.socket_path(number))
-                or f"@{x11.socket_path(number)}" in abstract)
+                or os.path.lexists(x11_socket(number))
+                or f"@{x11_socket(number)}" in abstract)
 
 
 def _abstract_x_sockets() -> set[str]:
@@ -649,7 +732,7 @@ def _write_record(handle: Handle) -> None:
 
 def _remove_display_files(number: int, xvnc_pid: int | None) -> None:
     if _lock_is_ours(number, xvnc_pid):
-        x11.socket_path(number).unlink(missing_ok=True)
+        x11_socket(number).unlink(missing_ok=True)
         Path(LOCK_FILE.format(number)).unlink(missing_ok=True)
 
 
@@ -690,7 +773,16 @@ def _open_log(path: Path, uid: int, gid: int) -> int:
 
 
 def _screen(handle: Handle) -> Screen:
-    return Screen(handle.display, handle.xauthority)
+    return Screen(handle.display, handle.xauthority, handle.xvnc_pid, handle.xvnc_start)
+
+
+def _block_input(screen: Screen) -> None:
+    """Xvnc stops taking key, pointer and clipboard input from its viewers."""
+    xserver.set_vnc_params(screen, dict.fromkeys(BLOCK_SETTINGS, 0))
+
+
+def _allow_input(screen: Screen) -> None:
+    xserver.set_vnc_params(screen, dict.fromkeys(BLOCK_SETTINGS, 1))
 
 
 def _executable(path: Path) -> bool:
@@ -705,15 +797,11 @@ def _with(handle: Handle, **changes: Any) -> Handle:
     return Handle(**{**asdict(handle), **changes})
 
 
-def _settings(names: Iterable[str], value: int) -> list[str]:
-    return [arg for name in names for arg in ("-set", f"{name}={value}")]
-
-
-async def _x(function: Callable[[str, Path], int], handle: Handle) -> int:
-    """Run an X call in a thread; X errors become HostError."""
+async def _x(function: Callable[[Screen], T], handle: Handle) -> T:
+    """Run an X call on the session's screen in a thread; X errors become HostError."""
     try:
-        return await asyncio.to_thread(function, handle.display, Path(handle.xauthority))
-    except (x11.X11Error, OSError) as exc:
+        return await asyncio.to_thread(function, _screen(handle))
+    except (xauth.X11Error, OSError) as exc:
         raise HostError(f"session {handle.session_id}: {exc}") from exc
     except Exception as exc:  # python-xlib raises its own zoo on a dying connection
         raise HostError(f"session {handle.session_id}: X error: {exc!r}") from exc

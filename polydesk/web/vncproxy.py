@@ -165,17 +165,17 @@ def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
 
 async def _attach(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Caller,
                   station: Station) -> None:
-    path = manager.rfb_socket(station.session_id)
-    if path is None:
-        await _refuse(ws, 409, "no-screen",
-                      f"session {station.session_id} has no screen a station can show")
-        return
     try:
-        reader, writer = await asyncio.open_unix_connection(path)
-    except OSError as exc:
+        sock = await manager.open_rfb(station.session_id)
+    except HostError as exc:
         log.warning("station of %s: cannot reach session %s: %s", caller.user, station.session_id, exc)
         await _refuse(ws, 502, "host-error", f"session {station.session_id}: its screen does not answer")
         return
+    if sock is None:
+        await _refuse(ws, 409, "no-screen",
+                      f"session {station.session_id} has no screen a station can show")
+        return
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
     try:
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
         await ws.accept(subprotocol=subprotocol)

@@ -31,7 +31,7 @@ import pytest
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from polydesk.hosts import x11
+from polydesk.hosts import xauth
 from tests.users import TestUser
 
 T = TypeVar("T")
@@ -281,10 +281,10 @@ class Screens:
     def xvfb(self, user: TestUser, colour: str = "#c03020", args: tuple[str, ...] = ()) -> XScreen:
         """Xvfb with a root window painted ``colour``, and a ``sleep`` of ``user`` with
         DISPLAY and XAUTHORITY in its environment (the session leader logind would name)."""
-        cookie = x11.new_cookie()
+        cookie = xauth.new_cookie()
         server_auth = self.base / f"server-{len(self.procs)}"
         read, write = os.pipe()
-        server_auth.write_bytes(x11.xauthority_bytes(0, cookie))  # the server takes every entry
+        server_auth.write_bytes(xauth.xauthority_bytes(0, cookie))  # the server takes every entry
         xvfb = subprocess.Popen(
             ["Xvfb", "-displayfd", str(write), "-auth", str(server_auth), "-nolisten", "tcp", "-noreset",
              "-screen", "0", "640x400x24", *args],
@@ -297,7 +297,7 @@ class Screens:
         home = Path(user.home)
         xauthority = home / f".Xauthority-pdl-{number}"
         xauthority.unlink(missing_ok=True)
-        x11.write_xauthority(xauthority, number, cookie, user.uid, user.gid)
+        xauth.write_xauthority(xauthority, number, cookie, user.uid, user.gid)
         env = {"PATH": "/usr/bin:/bin", "DISPLAY": display, "XAUTHORITY": str(xauthority),
                "HOME": user.home, "USER": user.name}
         subprocess.run(["xsetroot", "-solid", colour], env=env, check=True, timeout=20)

@@ -86,7 +86,7 @@ async def found(host: LogindHost) -> AsyncIterator[Found]:
 
 def helper_windows(screen: Screen) -> list[str]:
     """Titles of Polydesk's helper windows mapped on the display (cover, notice, message)."""
-    with x11.connection(screen.display, Path(screen.xauthority)) as conn:
+    with x11.connection(screen) as conn:
         marker = conn.intern_atom(x11.HELPER_PROPERTY)
         titles = []
         for window in conn.screen().root.query_tree().children:
@@ -216,7 +216,7 @@ async def test_screen_of_an_x11_session_comes_from_its_leader(
     assert copy.is_relative_to(runtime_dir) and copy.stat().st_uid == 0
     assert copy.stat().st_mode & 0o777 == 0o600, "the daemon's own copy of the cookie"
     assert host.screen_unavailable_reason(session) is None
-    with x11.connection(screen.display, copy) as conn:
+    with x11.connection(Screen(screen.display, str(copy))) as conn:
         assert conn.screen().root.get_geometry().width == 640
     assert (await host.idle_seconds(session) or 0) >= 0
     assert await host.processes(session) == [xs.leader]
@@ -353,7 +353,7 @@ def test_x_servers_with_other_extensions_do_not_break_each_other(
     ana = account("ana")
     plain, full = screens.xvfb(ana, args=("-extension", "XFIXES")), screens.xvfb(ana)
     for xs in (plain, full, plain, full):
-        with x11.connection(xs.display, xs.xauthority) as conn:
+        with x11.connection(Screen(xs.display, str(xs.xauthority))) as conn:
             assert (conn.query_extension("XFIXES") is not None) == (xs is full)
 
 

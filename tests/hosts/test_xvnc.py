@@ -16,7 +16,9 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk.hosts import processes, x11
+from polydesk.hosts import processes, x11, xauth, xserver
+from polydesk.hosts.base import Screen
+from polydesk.hosts.peer import Server
 from polydesk.hosts.xvnc import XvncHost
 from polydesk.model import HostError, Session
 from tests.hosts.conftest import (
@@ -49,11 +51,11 @@ def data(session: Session, key: str) -> str:
 
 
 def handshake(session: Session, cookie: bytes | None) -> bool:
-    return x11.handshake(int(session.host_data["display_number"]), cookie)
+    return xserver.handshake(str(session.display), cookie or b"", Server())
 
 
 def cookie_of(session: Session) -> bytes:
-    return x11.read_cookie(Path(data(session, "xauthority")))
+    return xauth.read_cookie(Path(data(session, "xauthority")))
 
 
 def pid_file(user: TestUser, name: str) -> int | None:
@@ -127,7 +129,9 @@ async def test_files_sockets_and_owners(sessions: Sessions, account: Account) ->
 
     rfb = os.stat(data(session, "rfb_socket"))
     assert stat.S_ISSOCK(rfb.st_mode)
-    assert (rfb.st_uid, stat.S_IMODE(rfb.st_mode)) == (user.uid, 0o600)
+    assert (rfb.st_uid, stat.S_IMODE(rfb.st_mode)) == (0, 0o600)  # the daemon's alone
+    rfb_dir = os.stat(os.path.dirname(data(session, "rfb_socket")))
+    assert (rfb_dir.st_uid, stat.S_IMODE(rfb_dir.st_mode)) == (0, 0o700)
     xauthority = os.stat(data(session, "xauthority"))
     assert (xauthority.st_uid, stat.S_IMODE(xauthority.st_mode)) == (user.uid, 0o600)
     session_dir = os.stat(data(session, "session_dir"))
@@ -143,7 +147,10 @@ async def test_xvnc_opens_no_network_port(sessions: Sessions, account: Account) 
     assert xvnc.net_connections(kind="inet") == []
     unix = [c.laddr for c in xvnc.net_connections(kind="unix")]
     assert data(session, "rfb_socket") in unix
-    assert not any(str(address).startswith("@") for address in unix), f"abstract sockets: {unix}"
+    # Both names of its display are its own: none is left for another user to bind.
+    number = data(session, "display_number")
+    assert f"/tmp/.X11-unix/X{number}" in unix
+    assert f"@/tmp/.X11-unix/X{number}" in unix or f"\0/tmp/.X11-unix/X{number}" in unix, unix
 
 
 @pytest.mark.asyncio
@@ -356,7 +363,7 @@ async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, ac
     session = await sessions.start(user, host)
     await windows(host, session)
     await host.block(session, "Blocked")
-    with x11.connection(str(session.display), Path(data(session, "xauthority"))) as conn:
+    with x11.connection(Screen(str(session.display), data(session, "xauthority"))) as conn:
         root = conn.screen().root
         # A new window, mapped and raised after the cover, as an app would do.
         window = root.create_window(0, 0, 300, 200, 0, conn.screen().root_depth, override_redirect=True)
@@ -378,7 +385,7 @@ async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, ac
         conn.sync()
     await host.unblock(session)
     await asyncio.sleep(0.3)
-    with x11.connection(str(session.display), Path(data(session, "xauthority"))) as conn:
+    with x11.connection(Screen(str(session.display), data(session, "xauthority"))) as conn:
         classes = [w.get_wm_class() for w in conn.screen().root.query_tree().children]
         assert (x11.HELPER_CLASS, "Polydesk") not in classes
 
@@ -444,7 +451,7 @@ async def test_logoff_notice_counts_down(sessions: Sessions, account: Account) -
 
 
 def _helper_windows(session: Session) -> list[int]:
-    with x11.connection(str(session.display), Path(data(session, "xauthority"))) as conn:
+    with x11.connection(Screen(str(session.display), data(session, "xauthority"))) as conn:
         helper = conn.intern_atom(x11.HELPER_PROPERTY)
         found = []
         for window in _all_windows(conn.screen().root):
@@ -469,7 +476,7 @@ def _all_windows(window):  # type: ignore[no-untyped-def]
 
 
 def _screenshot_hash(session: Session) -> int:
-    with x11.connection(str(session.display), Path(data(session, "xauthority"))) as conn:
+    with x11.connection(Screen(str(session.display), data(session, "xauthority"))) as conn:
         root = conn.screen().root
         return hash(root.get_image(0, 0, 1280, 300, X.ZPixmap, 0xFFFFFFFF).data)
 

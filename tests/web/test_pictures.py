@@ -89,10 +89,11 @@ def connect_url(url: str, headers: dict[str, str]) -> Iterator[ClientConnection]
 
 def fill(daemon: Daemon, session_id: str, display: str, box: tuple[int, int, int, int], pixel: int) -> None:
     """Paint a rectangle straight onto the root window, as root with the session's cookie."""
+    from polydesk.hosts.base import Screen
     from polydesk.hosts.x11 import connection
 
     xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
-    with connection(display, xauthority) as conn:
+    with connection(Screen(display, str(xauthority))) as conn:
         root: Any = conn.screen().root
         gc = root.create_gc(foreground=pixel)
         root.fill_rectangle(gc, box[0], box[1], box[2] - box[0], box[3] - box[1])

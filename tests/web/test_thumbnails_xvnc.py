@@ -77,11 +77,12 @@ def daemon_x_clients(daemon: Daemon, session_id: str, display: str) -> int:
     """How many X connections the daemon has open to the display (X-Resource: client pids)."""
     from Xlib.ext import res
 
+    from polydesk.hosts.base import Screen
     from polydesk.hosts.x11 import connection
 
     assert daemon.proc is not None
     xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
-    with connection(display, xauthority) as conn:
+    with connection(Screen(display, str(xauthority))) as conn:
         ids = conn.res_query_client_ids([{"client": 0, "mask": res.LocalClientPIDMask}]).ids
     return sum(1 for i in ids if i.spec.mask == res.LocalClientPIDMask and i.value[0] == daemon.proc.pid)
 

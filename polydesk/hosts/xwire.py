@@ -1,4 +1,4 @@
-"""A minimal X11 client connection for the thumbnail capture: bytes out, packets in.
+"""A minimal X11 client connection: bytes out, packets in (capture, VNC settings, idle time).
 
 Why not python-xlib here: every request through it costs 50-100 µs of Python
 (request objects, locks, reply parsing), and a thumbnail of a changed screen
@@ -7,8 +7,11 @@ budget. The capture needs a dozen fixed requests, so they are packed here with
 ``struct``; a frame costs two round trips and a few microseconds of Python.
 
 Little-endian only (we say so in the setup); one thread at a time (the
-thumbnailer's pool); a timeout on the socket, so a server that stops answering
-fails the call instead of holding a thread forever.
+thumbnailer's pool). The server runs as the session's user, so nothing it sends is
+trusted: the connection goes only to the session's own server (``peer``), a reply may
+not claim more than ``MAX_REPLY`` bytes, events pile up to ``MAX_EVENTS`` at most, and a
+server that stops answering, or trickles, fails the call after ``timeout`` seconds
+instead of holding a thread or the daemon's memory.
 """
 
 from __future__ import annotations
@@ -17,16 +20,22 @@ import contextlib
 import select
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from polydesk.hosts.x11 import COOKIE_NAME, display_number, read_cookie, socket_path
+from polydesk.hosts.peer import Server, connect_display
+from polydesk.hosts.xauth import COOKIE_NAME, display_number, read_cookie
 
 REPLY, ERROR = 1, 0
 GENERIC_EVENT = 35
 CONFIGURE_NOTIFY = 22
 STRUCTURE_NOTIFY_MASK = 1 << 17
 CW_EVENT_MASK = 1 << 11
+# The largest reply we read: a 32-bit GetImage of a 4096 x 4096 screen and its header. A
+# server claiming more is lying or hostile; it ends the connection before any is kept.
+MAX_REPLY = 4 * 4096 * 4096 + 32
+MAX_EVENTS = 4096  # kept between two looks; a server flooding events ends the connection
 
 
 class WireError(Exception):
@@ -53,30 +62,36 @@ class Setup:
     id_mask: int
 
 
-def _pad(data: bytes) -> bytes:
+def pad(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
 
 class Wire:
-    def __init__(self, display: str, xauthority: Path, timeout: float = 5.0) -> None:
-        cookie = read_cookie(xauthority)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
+    def __init__(self, display: str, xauthority: Path, server: Server, timeout: float = 5.0,
+                 cookie: bytes | None = None) -> None:
+        """Connect to ``display`` (which must be served by ``server``) with the cookie in
+        ``xauthority`` (or ``cookie``, when given); WireError if refused or not answering."""
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
         self._inbox = bytearray()
         self.events: list[bytes] = []  # 32-byte events, in order, until the caller takes them
         self.seq = 0
         self._next_id = 0
         try:
-            self._sock.connect(str(socket_path(display_number(display))))
+            cookie = read_cookie(xauthority) if cookie is None else cookie
+            self._sock = connect_display(display_number(display), server, timeout)
+        except (OSError, ValueError) as exc:
+            raise WireError(f"cannot connect to {display}: {exc}") from exc
+        try:
             self._sock.sendall(struct.pack("<BxHHHHxx", 0x6C, 11, 0, len(COOKIE_NAME), len(cookie))
-                               + _pad(COOKIE_NAME) + _pad(cookie))
+                               + pad(COOKIE_NAME) + pad(cookie))
             head = self._take(8)
             data = self._take(struct.unpack_from("<H", head, 6)[0] * 4)
             if head[0] != 1:
                 reason = data[:head[1]].decode(errors="replace")
                 raise WireError(f"display {display} refused the connection: {reason}")
             self.setup = _parse_setup(data)
-        except (OSError, ValueError, struct.error) as exc:
+        except (OSError, ValueError, IndexError, struct.error) as exc:
             self._sock.close()
             raise WireError(f"cannot connect to {display}: {exc}") from exc
         except WireError:
@@ -111,6 +126,7 @@ class Wire:
     def reply(self, seq: int) -> bytes:
         """The reply to request ``seq`` (header and data), keeping events met on the way."""
         want = seq & 0xFFFF
+        self._deadline = time.monotonic() + self._timeout
         while True:
             packet = self._packet(block=True)
             assert packet is not None
@@ -120,7 +136,7 @@ class Wire:
             if kind == REPLY and number == want:
                 return packet
             if kind != REPLY:
-                self.events.append(packet)
+                self._keep(packet)
 
     def call(self, request: bytes) -> bytes:
         return self.reply(self.send(request))
@@ -132,7 +148,12 @@ class Wire:
             if kind == ERROR:
                 raise WireError(f"X error {packet[1]} on request {packet[10]}.{packet[8]}")
             if kind != REPLY:
-                self.events.append(packet)
+                self._keep(packet)
+
+    def _keep(self, event: bytes) -> None:
+        if len(self.events) >= MAX_EVENTS:
+            raise WireError(f"the X server sent more than {MAX_EVENTS} events unasked")
+        self.events.append(event)
 
     def sync(self) -> None:
         """Until the server has handled every request sent (errors of ours raise)."""
@@ -140,7 +161,7 @@ class Wire:
 
     def query_extension(self, name: str) -> Extension | None:
         raw = name.encode()
-        reply = self.call(struct.pack("<BxHHxx", 98, 2 + len(_pad(raw)) // 4, len(raw)) + _pad(raw))
+        reply = self.call(struct.pack("<BxHHxx", 98, 2 + len(pad(raw)) // 4, len(raw)) + pad(raw))
         return Extension(reply[9], reply[10], reply[11]) if reply[8] else None
 
     # ------------------------------------------------------------ packets
@@ -153,6 +174,9 @@ class Wire:
                 kind = self._inbox[0] & 0x7F
                 if kind in (REPLY, GENERIC_EVENT):
                     size += struct.unpack_from("<I", self._inbox, 4)[0] * 4
+                    if size > MAX_REPLY:
+                        raise WireError(f"the X server announced a reply of {size} bytes "
+                                        f"(at most {MAX_REPLY} are read)")
                 if len(self._inbox) >= size:
                     packet = bytes(self._inbox[:size])
                     del self._inbox[:size]
@@ -165,6 +189,10 @@ class Wire:
             # The socket has a timeout, so Python would wait that long even for MSG_DONTWAIT.
             if not block and not select.select([self._sock], [], [], 0)[0]:
                 return False
+            left = self._deadline - time.monotonic()
+            if block and left <= 0:
+                raise TimeoutError(f"no whole answer in {self._timeout} s")
+            self._sock.settimeout(max(left, 0.001) if block else self._timeout)
             chunk = self._sock.recv(1 << 20)
         except OSError as exc:  # a timeout too: the server stopped answering
             raise WireError(f"the X server did not answer: {exc}") from exc
@@ -199,7 +227,7 @@ def _parse_setup(data: bytes) -> Setup:
     lsb_first = data[22] == 0
     if screens < 1:
         raise WireError("the X server has no screen")
-    offset = 32 + len(_pad(b"\0" * vendor_length))
+    offset = 32 + len(pad(b"\0" * vendor_length))
     bpp_of = {}
     for _ in range(formats):
         depth, bpp = data[offset], data[offset + 1]
