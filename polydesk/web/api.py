@@ -126,6 +126,9 @@ class SessionOut(BaseModel):
     state: Literal["active", "disconnected", "logging-off", "ended"]
     blocked: bool
     block_message: str | None
+    block_undone: int = Field(0, description=(
+        "While blocked: how many times something inside the session undid the block (turned "
+        "input back on, closed the cover) and the daemon put it back"))
     display: str | None
     logon_time: float
     idle_s: float | None
