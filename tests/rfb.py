@@ -1,4 +1,5 @@
-"""A minimal RFB 3.8 client for tests: log on to a session's Unix socket and type."""
+"""A minimal RFB 3.8 client for tests: log on to a session's Unix socket and type; and the client
+messages an attacker builds to make the bridge's reader and Xvnc read one stream differently."""
 
 from __future__ import annotations
 
@@ -8,6 +9,24 @@ import time
 from typing import Any
 
 KEYSYMS = {"\n": 0xFF0D, "\t": 0xFF09, "\b": 0xFF08}
+
+
+def key_events(text: str) -> bytes:
+    """KeyEvent messages typing ``text`` (each key down, then up)."""
+    return b"".join(struct.pack(">BBxxI", 4, down, KEYSYMS.get(char, ord(char)))
+                    for char in text for down in (1, 0))
+
+
+def hidden_one_byte_ahead(messages: bytes) -> bytes:
+    """A SetEncodings message for a reader that runs one byte ahead of Xvnc.
+
+    Xvnc, still waiting for ClientInit, takes the type byte (2) for it; the padding byte (3)
+    starts a FramebufferUpdateRequest whose body is the count and 7 bytes of "encodings"; from
+    there on Xvnc reads ``messages`` (KeyEvents, say), which the reader took for encodings.
+    """
+    filler = (b"\x03" + bytes(3))[:-(7 + len(messages)) % 4]  # a request Xvnc waits for: harmless
+    payload = bytes(7) + messages + filler
+    return struct.pack(">BBH", 2, 3, len(payload) // 4) + payload
 
 
 class RfbClient:
