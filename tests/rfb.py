@@ -120,6 +120,24 @@ class RfbClient:
                 return bytes(pixels)
         raise TimeoutError("no whole framebuffer update arrived")
 
+    def server_message(self) -> tuple[int, bytes]:
+        """The next message Xvnc sends but framebuffer updates (Raw only, skipped): its type and,
+        for ServerCutText, the text (or, extended, the flags and data after the length)."""
+        while True:
+            (kind,) = self._read(1)
+            if kind == 0:
+                (count,) = struct.unpack(">xH", self._read(3))
+                for _ in range(count):
+                    _x, _y, w, h, encoding = struct.unpack(">HHHHi", self._read(12))
+                    assert encoding == 0, f"asked for Raw, got encoding {encoding}"
+                    self._read(w * h * 4)
+                continue
+            if kind == 2:  # Bell
+                return kind, b""
+            assert kind == 3, f"unexpected server message {kind}"
+            (length,) = struct.unpack(">xxxi", self._read(7))
+            return kind, self._read(abs(length))
+
     def closed_by_server(self, timeout: float) -> bool:
         """True if the server hangs up within ``timeout`` (whatever it sends meanwhile is dropped)."""
         deadline = time.monotonic() + timeout

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import struct
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -176,3 +178,21 @@ def test_generated_streams_from_a_viewer_and_a_blocked_station_never_reach_the_s
         time.sleep(0.2)
         rfb.type("x")
         wait_for(lambda: not no_input_since(daemon, a, mark), what="the idle time to reset")
+
+
+def test_a_clipboard_message_cannot_freeze_the_sessions_x_server(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    """Xvnc 1.12 inflates a clipboard "provide" until its declared length is used up: bytes after
+    a finished zlib stream make it loop for ever, the whole X server with it (and SIGTERM too)."""
+    ana = make_user("ana")
+    a = logon(daemon, ana)
+    text = b"hello\0"
+    deflater = zlib.compressobj()
+    finished = deflater.compress(struct.pack(">I", len(text)) + text) + deflater.flush(zlib.Z_FINISH)
+    body = struct.pack(">I", (1 << 28) | 1) + finished + b"more"  # provide, UTF-8; then 4 bytes
+    with signin(daemon, ana) as browser, station(daemon, a, cookie(browser, daemon)) as rfb:
+        rfb.sock.sendall(struct.pack(">Bxxxi", 6, -len(body)) + body)
+        time.sleep(1)
+        assert len(rfb.framebuffer(timeout=5)) == 1280 * 800 * 4  # Xvnc still answers the station
+    x11.idle_ms(*display_of(daemon, a), timeout=5)  # and the session's programs
