@@ -88,7 +88,8 @@ def _encodings(rng: random.Random) -> bytes:
 
 def _rectangle(kind: int) -> Callable[[random.Random], bytes]:
     def build(rng: random.Random) -> bytes:
-        return struct.pack(">BBHHHH", kind, rng.choice((0, 1, 255)), _u16(rng), _u16(rng), _u16(rng), _u16(rng))
+        flag = rng.choice((0, 1, 255))
+        return struct.pack(">BBHHHH", kind, flag, _u16(rng), _u16(rng), _u16(rng), _u16(rng))
     return build
 
 
@@ -138,7 +139,8 @@ def _desktop_size(rng: random.Random) -> bytes:
 
 
 def _qemu(rng: random.Random) -> bytes:
-    return struct.pack(">BBHII", 255, 0 if rng.random() < 0.9 else rng.randrange(256), rng.choice((0, 1)), 0x61,
+    subtype = 0 if rng.random() < 0.9 else rng.randrange(256)  # Xvnc knows only 0
+    return struct.pack(">BBHII", 255, subtype, rng.choice((0, 1)), 0x61,
                        rng.choice((0, 30, rng.randrange(2**32))))
 
 
