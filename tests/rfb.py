@@ -1,4 +1,5 @@
-"""A minimal RFB 3.8 client for tests: log on to a session's Unix socket and type."""
+"""A minimal RFB 3.8 client for tests: log on to a session's Unix socket and type; and the client
+messages an attacker builds to make the bridge's reader and Xvnc read one stream differently."""
 
 from __future__ import annotations
 
@@ -8,6 +9,24 @@ import time
 from typing import Any
 
 KEYSYMS = {"\n": 0xFF0D, "\t": 0xFF09, "\b": 0xFF08}
+
+
+def key_events(text: str) -> bytes:
+    """KeyEvent messages typing ``text`` (each key down, then up)."""
+    return b"".join(struct.pack(">BBxxI", 4, down, KEYSYMS.get(char, ord(char)))
+                    for char in text for down in (1, 0))
+
+
+def hidden_one_byte_ahead(messages: bytes) -> bytes:
+    """A SetEncodings message for a reader that runs one byte ahead of Xvnc.
+
+    Xvnc, still waiting for ClientInit, takes the type byte (2) for it; the padding byte (3)
+    starts a FramebufferUpdateRequest whose body is the count and 7 bytes of "encodings"; from
+    there on Xvnc reads ``messages`` (KeyEvents, say), which the reader took for encodings.
+    """
+    filler = (b"\x03" + bytes(3))[:-(7 + len(messages)) % 4]  # a request Xvnc waits for: harmless
+    payload = bytes(7) + messages + filler
+    return struct.pack(">BBH", 2, 3, len(payload) // 4) + payload
 
 
 class RfbClient:
@@ -100,6 +119,24 @@ class RfbClient:
             if len(pixels) >= self.width * self.height * 4:
                 return bytes(pixels)
         raise TimeoutError("no whole framebuffer update arrived")
+
+    def server_message(self) -> tuple[int, bytes]:
+        """The next message Xvnc sends but framebuffer updates (Raw only, skipped): its type and,
+        for ServerCutText, the text (or, extended, the flags and data after the length)."""
+        while True:
+            (kind,) = self._read(1)
+            if kind == 0:
+                (count,) = struct.unpack(">xH", self._read(3))
+                for _ in range(count):
+                    _x, _y, w, h, encoding = struct.unpack(">HHHHi", self._read(12))
+                    assert encoding == 0, f"asked for Raw, got encoding {encoding}"
+                    self._read(w * h * 4)
+                continue
+            if kind == 2:  # Bell
+                return kind, b""
+            assert kind == 3, f"unexpected server message {kind}"
+            (length,) = struct.unpack(">xxxi", self._read(7))
+            return kind, self._read(abs(length))
 
     def closed_by_server(self, timeout: float) -> bool:
         """True if the server hangs up within ``timeout`` (whatever it sends meanwhile is dropped)."""

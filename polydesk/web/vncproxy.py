@@ -5,7 +5,7 @@ reaches a session: Xvnc listens on a Unix socket that only the user and root
 may open, and this bridge, in the root daemon, opens it after the manager has
 said yes. Every byte the station sends goes through the RFB reader
 (rfbfilter.ClientStream), which drops input while the session is blocked or
-the station only views.
+the station only views, and passes the rest on rewritten in a canonical form.
 
 - ``?mode=own`` (default): the session's user at their desk; takes the session
   over from any other browser of theirs.
@@ -48,7 +48,7 @@ from polydesk.stations import Mode, Station
 from polydesk.web.api import ERRORS, Who
 from polydesk.web.auth import Authenticator
 from polydesk.web.race import first_done
-from polydesk.web.rfbfilter import ClientStream, ProtocolError
+from polydesk.web.rfbfilter import OPENING, VERSION, ClientStream, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,10 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int | None, str]:
     """Copy both ways until one side ends; say how to close the WebSocket (None: it is closed)."""
     stream = ClientStream(lambda: manager.input_allowed(station))
+    # The bridge's own handshake, whatever the station answers: Xvnc reads a fixed version, and
+    # a station that hangs up or is refused early leaves no failed log-on in Xvnc's blacklist.
+    writer.write(OPENING)
+    answered = asyncio.Event()
 
     async def upstream() -> tuple[int | None, str]:  # station -> session, through the filter
         while True:
@@ -205,13 +209,21 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
             if data is None:
                 raise ProtocolError("the bridge carries RFB in binary messages only")
             out = stream.feed(data)
+            if stream.answered:
+                answered.set()
             if out:
                 writer.write(out)
                 await writer.drain()
 
     async def downstream() -> tuple[int | None, str]:  # session -> station, untouched
-        while data := await reader.read(READ_SIZE):
-            await ws.send_bytes(data)
+        # Xvnc answers the bridge's handshake at once; the station hears what follows the
+        # server's version only once it has given its own, as from Xvnc itself (noVNC reads no
+        # further until it has sent its version).
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await ws.send_bytes(await reader.readexactly(len(VERSION)))
+            await answered.wait()
+            while data := await reader.read(READ_SIZE):
+                await ws.send_bytes(data)
         await asyncio.sleep(0.5)  # the session ending closes the station too: prefer its reason
         return CLOSE_SCREEN_GONE, station.close_reason or "Disconnected: the session's screen closed"
 

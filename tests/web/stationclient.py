@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,6 +70,28 @@ def station(daemon: Daemon, session_id: str, headers: dict[str, str],
                  subprotocols=["binary"], max_size=None) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "binary"
         yield RfbClient.over(WsSocket(ws))
+
+
+@contextlib.contextmanager
+def raw_station(daemon: Daemon, session_id: str, headers: dict[str, str],
+                mode: str = "own") -> Iterator[ClientConnection]:
+    """The bridge's WebSocket with nothing sent yet: the test writes the RFB bytes itself."""
+    with connect(vnc_url(daemon, session_id, mode), additional_headers=headers, open_timeout=10,
+                 subprotocols=["binary"], max_size=None) as ws:  # type: ignore[list-item]
+        yield ws
+
+
+def closed_with(ws: ClientConnection, timeout: float) -> tuple[int, str] | None:
+    """The close code and reason if the bridge hangs up within ``timeout`` (frames are dropped)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ws.recv(timeout=left)
+    except TimeoutError:
+        return None
+    except ConnectionClosed as closed:
+        return (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (1006, "")
+    return None
 
 
 class TcpRelay:

@@ -4,9 +4,11 @@ through a TCP relay) completing the handshake and getting frames over it."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,9 @@ import pytest
 from PIL import Image, ImageStat
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import unix_connect
+from Xlib import X
 
+from polydesk.hosts import x11
 from tests.conftest import Daemon
 from tests.rfb import RfbClient
 from tests.users import TestUser
@@ -172,3 +176,61 @@ def test_vncdotool_gets_frames_through_a_relay(daemon: Daemon, make_user: Callab
     with socket_client(daemon) as root:
         rows = root.get(f"/api/v1/sessions/{a}/connections").json()
     assert rows and rows[0]["mode"] == "own" and "websockets" in rows[0]["client"].lower()
+
+
+EXTENDED_CLIPBOARD = -1063131698  # the pseudo-encoding 0xc0a1e5ce
+CAPS, REQUEST, PEEK, NOTIFY, PROVIDE, UTF8 = (1 << 24), (1 << 25), (1 << 26), (1 << 27), (1 << 28), 1
+
+
+def extended_cut(flags: int, data: bytes = b"") -> bytes:
+    body = struct.pack(">I", flags) + data
+    return struct.pack(">Bxxxi", 6, -len(body)) + body
+
+
+def clipboard_of(daemon: Daemon, session_id: str, answer: Callable[[], None] = lambda: None) -> str:
+    """What a program of the session gets when it pastes (UTF8_STRING from CLIPBOARD); ``answer``
+    runs while it waits (a station asked for the data answers then)."""
+    session = next(s for s in daemon.sessions() if s["id"] == session_id)
+    xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
+    with x11.connection(str(session["display"]), xauthority) as conn:
+        window = conn.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+        clipboard, utf8, target = (conn.intern_atom(name) for name in
+                                   ("CLIPBOARD", "UTF8_STRING", "POLYDESK_PASTE"))
+        window.convert_selection(clipboard, utf8, target, X.CurrentTime)
+        conn.flush()
+        answer()
+        deadline = time.monotonic() + 10
+        while not any(conn.next_event().type == X.SelectionNotify for _ in range(conn.pending_events())):
+            assert time.monotonic() < deadline, "the paste got no answer"
+            time.sleep(0.05)
+        prop = window.get_full_property(target, X.AnyPropertyType)
+        return bytes(prop.value).decode() if prop is not None else ""
+
+
+def test_the_clipboard_crosses_the_bridge_in_both_of_its_forms(
+    daemon: Daemon, make_user: Callable[..., TestUser]
+) -> None:
+    """The bridge writes clipboard messages again (tests/web/test_rfbfilter.py): Xvnc still takes
+    them, the plain Latin-1 form and the extended one (UTF-8, zlib) that noVNC speaks."""
+    ana = make_user("ana")
+    a = logon(daemon, ana)
+    with signin(daemon, ana) as browser:
+        with station(daemon, a, cookie(browser, daemon)) as rfb:
+            rfb.sock.sendall(struct.pack(">BxxxI", 6, 5) + "café".encode("latin-1") + b"!")
+            wait_for(lambda: clipboard_of(daemon, a) == "café!", what="the plain clipboard text")
+        with station(daemon, a, cookie(browser, daemon)) as rfb:
+            rfb.sock.sendall(struct.pack(">BxH2i", 2, 2, 0, EXTENDED_CLIPBOARD))
+            kind, caps = rfb.server_message()  # Xvnc's capabilities
+            assert kind == 3 and struct.unpack_from(">I", caps)[0] & CAPS, caps
+            rfb.sock.sendall(extended_cut(CAPS | REQUEST | PEEK | NOTIFY | PROVIDE | UTF8, bytes(4))
+                             + extended_cut(NOTIFY | UTF8))  # "I have text", as noVNC says it
+
+            def provide() -> None:  # Xvnc asks the station for it when a program pastes
+                kind, request = rfb.server_message()
+                assert kind == 3 and struct.unpack(">I", request)[0] == REQUEST | UTF8, request
+                text = "café ✓ 日本\0".encode()
+                deflater = zlib.compressobj()
+                data = deflater.compress(struct.pack(">I", len(text)) + text)
+                rfb.sock.sendall(extended_cut(PROVIDE | UTF8, data + deflater.flush(zlib.Z_SYNC_FLUSH)))
+
+            assert clipboard_of(daemon, a, provide) == "café ✓ 日本"
