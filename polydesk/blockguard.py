@@ -4,10 +4,10 @@ Any X client of a session may turn its Xvnc's input settings back on or kill the
 window: a program the user started before the block, an SSH login, a cron job. The
 station bridge drops a blocked station's input whatever happens inside (so the person
 at the station stays blocked), but the screen must stay covered and the Dashboard must
-not say "Blocked" over an open desktop. Twice a second, each blocked session's host is
-asked to put back what was undone (``SessionHost.restore_block``); each time it had to,
-the session's ``block_undone`` count goes up (the Dashboard marks the card) and the
-audit log says what was undone.
+not say "Blocked" over an open desktop. Twice a second (``block_guard_interval``), each
+blocked session's host is asked to put back what was undone (``SessionHost.restore_block``);
+each time it had to, the session's ``block_undone`` count goes up (the Dashboard marks the
+card) and the audit log says what was undone.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 0.5
-
 
 class BlockGuard:
-    def __init__(self, manager: Manager, interval: float = INTERVAL_S) -> None:
+    def __init__(self, manager: Manager, interval: float) -> None:
         self.manager = manager
         self.interval = interval
 

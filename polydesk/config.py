@@ -45,6 +45,12 @@ class Settings:
         N_("Station blocked"), "Message shown on a blocked session's screen; this default is shown in the "
         "server's `language` (\"Estação bloqueada\")."
     )
+    block_guard_interval: float = _setting(
+        0.5, "Seconds between checks of each blocked session for what undid its block from inside "
+        "(input turned back on in Xvnc, the cover window closed), which is put back and counted "
+        "(`block_undone`, audited); 0 = no checks (the station bridge still drops a blocked "
+        "station's input)."
+    )
     idle_disconnect_after: int = _setting(
         0, "Seconds without keyboard or mouse input after which an active session is disconnected "
         "(it keeps running; a warning is shown in it first); 0 = never."

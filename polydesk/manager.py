@@ -127,7 +127,9 @@ class Manager:
         limits = Limits(self)
         if limits.enabled:
             self._limits = asyncio.create_task(limits.run())
-        self._block_guard = asyncio.create_task(BlockGuard(self).run())
+        if self.settings.block_guard_interval > 0:
+            guard = BlockGuard(self, self.settings.block_guard_interval)
+            self._block_guard = asyncio.create_task(guard.run())
 
     async def recover(self) -> list[str]:
         """Rebuild the state of sessions the store does not know (a lost or damaged database)

@@ -20,6 +20,7 @@ from websockets.sync.client import unix_connect
 from Xlib import X
 
 from polydesk.hosts import x11
+from polydesk.hosts.base import Screen
 from tests.conftest import Daemon
 from tests.rfb import RfbClient
 from tests.users import TestUser
@@ -192,7 +193,7 @@ def clipboard_of(daemon: Daemon, session_id: str, answer: Callable[[], None] = l
     runs while it waits (a station asked for the data answers then)."""
     session = next(s for s in daemon.sessions() if s["id"] == session_id)
     xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
-    with x11.connection(str(session["display"]), xauthority) as conn:
+    with x11.connection(Screen(str(session["display"]), str(xauthority))) as conn:
         window = conn.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
         clipboard, utf8, target = (conn.intern_atom(name) for name in
                                    ("CLIPBOARD", "UTF8_STRING", "POLYDESK_PASTE"))
