@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from tests.test_daemon import logon, plant_xsession, wait_for
 from tests.users import TestUser
 from tests.web.stationclient import station
 from tests.web.test_station_bridge import token_for
+from tests.web.webclient import signin
 
 # Run as the attacker: bind an abstract X socket name, report what any client sends to it.
 CATCHER = r"""
@@ -232,7 +234,7 @@ def test_a_fake_server_in_place_of_the_display_socket_never_hears_from_the_daemo
 def test_a_student_cannot_lift_a_block_from_inside_the_session(
     daemon: Daemon, make_user: Callable[..., TestUser]
 ) -> None:
-    ana = make_user("ana")
+    ana, teacher = make_user("ana"), make_user("teacher", role="dashboard")
     plant_xsession(ana, "#!/bin/sh\nexec openbox --startup 'xterm -e sh'\n")
     session = logon(daemon, ana)
     session_id, display = str(session["id"]), str(session["display"])
@@ -261,6 +263,11 @@ def test_a_student_cannot_lift_a_block_from_inside_the_session(
     audit = daemon.cli_json("audit")
     restored = [r for r in audit if r["action"] == "block" and r["detail"].get("restored")]
     assert restored and restored[-1]["caller"] == "polydesk", audit[-3:]  # the daemon itself
+    # The teacher's Dashboard marks the card.
+    with signin(daemon, teacher) as browser:
+        card = browser.get(f"/ui/cards/{session_id}").text
+    mark = r'class="badge undone-badge"[^>]*>Block undone <span class="undone-count">[1-9]'
+    assert re.search(mark, card), card
     # Unblocking clears the mark.
     assert daemon.cli("unblock", session_id).returncode == 0
     assert daemon.sessions()[0]["block_undone"] == 0

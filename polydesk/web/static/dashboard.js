@@ -571,6 +571,9 @@
     card.classList.toggle("is-blocked", session.blocked);
     card.querySelector(".state").textContent = STATE_LABELS[session.state] || session.state;
     card.querySelector(".blocked-badge").hidden = !session.blocked;
+    const undone = card.querySelector(".undone-badge");  // the block was undone from inside
+    undone.hidden = !session.block_undone;
+    undone.querySelector(".undone-count").textContent = String(session.block_undone || 0);
     const client = card.querySelector(".client");
     if (client) {
       client.textContent = session.client || "";
