@@ -42,6 +42,16 @@ def no_input_since(daemon: Daemon, session_id: str, since: float) -> bool:
     return idle >= elapsed * 1000 - 2  # the server's clock ticks in whole ms
 
 
+def owner_types_once_unblocked(daemon: Daemon, owner: TestUser, session_id: str) -> None:
+    """The measure is sound: once unblocked, the owner's own station's keys reset the idle time."""
+    assert daemon.cli("unblock", session_id).returncode == 0
+    with signin(daemon, owner) as browser, station(daemon, session_id, cookie(browser, daemon)) as rfb:
+        mark = time.monotonic()
+        time.sleep(0.2)
+        rfb.type("x")
+        wait_for(lambda: not no_input_since(daemon, session_id, mark), what="the idle time to reset")
+
+
 def display_of(daemon: Daemon, session_id: str) -> tuple[str, Path]:
     """The session's display and cookie (asked of the daemon once: the fuzz asks often)."""
     key = (daemon.runtime_dir, session_id)
@@ -122,13 +132,7 @@ def test_a_blocked_station_cannot_type_through_a_version_xvnc_reads_differently(
     assert no_input_since(daemon, a, start), "a blocked station got input to the session"
     assert all(c is not None and c[0] == 4400 and "version" in c[1] for c in closes), closes
 
-    # the measure is sound: once unblocked, the same station's keys reset the idle time
-    assert daemon.cli("unblock", a).returncode == 0
-    with signin(daemon, ana) as browser, station(daemon, a, cookie(browser, daemon)) as rfb:
-        mark = time.monotonic()
-        time.sleep(0.2)
-        rfb.type("x")
-        wait_for(lambda: not no_input_since(daemon, a, mark), what="the idle time to reset")
+    owner_types_once_unblocked(daemon, ana, a)
 
 
 FUZZ_SECONDS = 18.0  # per kind of station: the whole test stays under a minute
@@ -180,13 +184,7 @@ def test_generated_streams_from_a_viewer_and_a_blocked_station_never_reach_the_s
     assert viewed >= 30 and blocked >= 30, (viewed, blocked)  # even on a machine under load
     assert [(s["id"], s["state"] in ("active", "disconnected")) for s in daemon.sessions()] == [(a, True)]
 
-    # the measure is sound: once unblocked, the owner's keys reset the idle time
-    assert daemon.cli("unblock", a).returncode == 0
-    with signin(daemon, ana) as browser, station(daemon, a, cookie(browser, daemon)) as rfb:
-        mark = time.monotonic()
-        time.sleep(0.2)
-        rfb.type("x")
-        wait_for(lambda: not no_input_since(daemon, a, mark), what="the idle time to reset")
+    owner_types_once_unblocked(daemon, ana, a)
 
 
 def test_a_clipboard_message_cannot_freeze_the_sessions_x_server(
