@@ -303,8 +303,11 @@ class XvncHost:
         while True:
             if proc.poll() is not None:
                 return False
-            if xserver.handshake(display, cookie, server):
-                return True
+            # Another X server on the number (another daemon got there first): ours is about
+            # to exit with "server already running", and the next number is tried.
+            with contextlib.suppress(peer.PeerError):
+                if xserver.handshake(display, cookie, server):
+                    return True
             if time.monotonic() > deadline:
                 raise HostError(f"Xvnc {display} not ready after {self.start_timeout} s: {tail(logfile)}")
             time.sleep(0.005)
