@@ -354,8 +354,8 @@ class Manager:
             try:
                 await host.block(session, text)
                 self._set(session.with_(blocked=True, block_message=text, block_undone=0))
-            except Exception:
-                await self._restore_cover(host, session)
+            except Exception as exc:
+                await self._restore_cover(host, session, exc)
                 raise
             return Outcome(session.id, Status.BLOCKED, session.user)
 
@@ -367,16 +367,20 @@ class Manager:
             try:
                 await host.unblock(session)
                 self._set(session.with_(blocked=False, block_message=None, block_undone=0))
-            except Exception:
-                await self._restore_cover(host, session)
+            except Exception as exc:
+                await self._restore_cover(host, session, exc)
                 raise
             return Outcome(session.id, Status.UNBLOCKED, session.user)
 
         return await self._each(caller, Action.UNBLOCK, target, act, {})
 
-    async def _restore_cover(self, host: SessionHost, session: Session) -> None:
-        """A block or unblock failed half-way (the input switched, the cover not): put the
-        session back as the store still has it, so what the Dashboard says stays true."""
+    async def _restore_cover(self, host: SessionHost, session: Session, failure: Exception) -> None:
+        """A block or unblock failed after the host may have changed something: a bug at the
+        host's edge, or the store could not record it. Put the host back as the store has it,
+        so that what the Dashboard says stays true. A HostError needs nothing: block and
+        unblock are all or nothing at the host (a host that fails puts back what it did)."""
+        if isinstance(failure, HostError):
+            return
         try:
             if session.blocked:
                 message = session.block_message or server_gettext(self.settings.block_message)

@@ -19,7 +19,7 @@ from polydesk.fleet_answer import Answers
 from polydesk.fleet_wire import Signer, new_seed
 from polydesk.hosts.fake import FakeHost
 from polydesk.manager import Manager
-from polydesk.model import SessionState, Status, Target
+from polydesk.model import Session, SessionState, Status, Target
 from polydesk.store import Store
 from tests.conftest import Daemon
 from tests.test_daemon import logon
@@ -160,10 +160,19 @@ async def test_a_bug_at_the_hosts_edge_in_a_logoff_nobody_waits_for_is_not_lost(
 
 
 async def test_a_block_that_fails_half_way_is_undone(room: tuple[Manager, FakeHost]) -> None:
+    """A bug at the host's edge after it changed something (the NUL case: input switched off,
+    then the cover's spawn raised ValueError): the manager puts the host back as the store has
+    it. (A HostError needs nothing: hosts put back what they did, see SessionHost.block.)"""
     mgr, host = room
     session, _ = await mgr.logon(ADMIN, "ana")
-    host.fail_on.add(("block", session.id))
+    real_block = host.block
+
+    async def cover_spawn_fails(target: Session, message: str) -> None:
+        await real_block(target, message)  # the input is off ...
+        raise ValueError("embedded null byte")  # ... and the cover never came
+
+    host.block = cover_spawn_fails  # type: ignore[method-assign]
     (failed,) = await mgr.block(TEACHER, Target(ids=(session.id,)), "Eyes on me")
-    assert failed.status == Status.FAILED
-    assert ("unblock", session.id) in host.calls  # the host put back as the store has it
+    assert failed.status == Status.FAILED and "embedded null byte" in (failed.reason or "")
+    assert host.desktops[session.id].blocked_with is None  # unblocked again at the host
     assert not (await mgr.get_session(ADMIN, session.id)).blocked

@@ -524,7 +524,13 @@ class XvncHost:
         handle = self._live(session)
         await _x(_block_input, handle)
         await asyncio.to_thread(stop_helpers, handle.dir, "cover")
-        await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+        try:
+            await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+        except Exception:
+            if not session.blocked:  # all or nothing: input back on (a re-block keeps it off)
+                with contextlib.suppress(HostError):
+                    await _x(_allow_input, handle)
+            raise
 
     async def unblock(self, session: Session) -> None:
         handle = self._live(session)
