@@ -59,7 +59,7 @@ from polydesk.model import (
     UnknownUser,
 )
 from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
-from polydesk.store import Priority, Store
+from polydesk.store import Priority, Store, essential
 from polydesk.texts import check_text
 
 log = logging.getLogger(__name__)
@@ -421,6 +421,8 @@ class Manager:
             if not undone:
                 return
             log.warning("session %s: the block was undone (%s); put back", session_id, "; ".join(undone))
+            # Recorded from the reserve's upper half at most (not essential): a student who
+            # fills the disk and kills the cover in a loop must not spend what a log-off needs.
             session = self._set(session.with_(block_undone=session.block_undone + 1))
         outcome = Outcome(session_id, Status.BLOCKED, session.user, "; ".join(undone))
         self._audit(SYSTEM, Action.BLOCK, [session_id], [self._result(outcome)],
@@ -438,8 +440,21 @@ class Manager:
         allow_logging_off: bool = False,
     ) -> list[Outcome]:
         # Refuse before acting, not after, when the disk is full; what takes power away
-        # still works (its record uses the reserve), and tiny records use its upper half.
-        self.store.ensure_space(Priority.ESSENTIAL if action in TAKES_POWER else Priority.SMALL)
+        # still works (its records may spend the whole reserve), tiny records its upper half.
+        takes_power = action in TAKES_POWER
+        self.store.ensure_space(Priority.ESSENTIAL if takes_power else Priority.SMALL)
+        with essential() if takes_power else contextlib.nullcontext():  # the log-off tasks too
+            return await self._each_one(caller, action, target, act, detail, allow_logging_off)
+
+    async def _each_one(
+        self,
+        caller: Caller,
+        action: Action,
+        target: Target,
+        act: Callable[[Session], Awaitable[Outcome]],
+        detail: dict[str, Any],
+        allow_logging_off: bool,
+    ) -> list[Outcome]:
         resolved = self.resolve(caller, action, target)
 
         async def run(item: Session | Outcome) -> Outcome:
@@ -593,6 +608,10 @@ class Manager:
     async def _run_logoff(self, session: Session, before: SessionState, recovered: bool = False) -> Outcome:
         """Warn, wait, close windows, end. Never raises: a failure is this session's result,
         and the session is put back as it was (``before``), still running, to be logged off again."""
+        with essential():  # a log-off finished after a restart too
+            return await self._run_logoff_steps(session, before, recovered)
+
+    async def _run_logoff_steps(self, session: Session, before: SessionState, recovered: bool) -> Outcome:
         plan = session.logoff
         assert plan is not None
         try:
@@ -643,7 +662,7 @@ class Manager:
                 self._set(current.with_(state=before, logoff=None))
             self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
                         detail={"requested_by": session.logoff.requested_by if session.logoff else None,
-                                "restored": str(before)})
+                                "restored_to": str(before)})
         except StoreError as store_error:
             log.error("session %s: its failed log-off could not be recorded: %s", session.id, store_error)
         watcher = self._watchers.get(session.id)

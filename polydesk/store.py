@@ -8,6 +8,7 @@ sqlite3 are translated into StoreError at this boundary.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import json
 import os
@@ -83,8 +84,23 @@ class Priority(enum.IntEnum):
     """How much of the reserve an action may count on when the state directory is full."""
 
     NORMAL = 0  # none: refused (logon, tokens), they can wait until space is freed
-    SMALL = 1  # its upper half: a tiny record (message, unblock)
+    SMALL = 1  # its upper half: a tiny record (message, unblock), and every write by default
     ESSENTIAL = 2  # all of it: actions that take power away from users (block, log-off, disconnect)
+
+
+# Writes made within ``essential()`` (and the tasks it starts) may spend the whole reserve;
+# any other write stops at its upper half. So nothing a user can repeat at will (reconnecting
+# a station, killing a block's cover) can spend what block, log-off and disconnect need.
+_ESSENTIAL: contextvars.ContextVar[bool] = contextvars.ContextVar("polydesk_essential", default=False)
+
+
+@contextlib.contextmanager
+def essential() -> Iterator[None]:
+    token = _ESSENTIAL.set(True)
+    try:
+        yield
+    finally:
+        _ESSENTIAL.reset(token)
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
@@ -173,10 +189,11 @@ class Store:
                     return self._attempt(statements)
                 except sqlite3.OperationalError as exc:
                     left = self.reserve_left()
-                    if "full" not in str(exc) or left == 0:
+                    floor = 0 if _ESSENTIAL.get() else RESERVE_BYTES // 2
+                    if "full" not in str(exc) or left <= floor:
                         raise
                     # The file system is full: give back a chunk of the reserve and try again.
-                    os.truncate(self._reserve, max(0, left - RESERVE_CHUNK))
+                    os.truncate(self._reserve, max(floor, left - RESERVE_CHUNK))
 
     def _attempt(self, statements: tuple[tuple[str, tuple[Any, ...]], ...]) -> sqlite3.Cursor:
         self._db.execute("BEGIN IMMEDIATE")

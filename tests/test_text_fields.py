@@ -117,9 +117,9 @@ async def test_a_host_failure_in_the_middle_of_a_logoff_leaves_the_session_runni
     assert failed.status == Status.FAILED and "fake end failure" in (failed.reason or "")
     current = await mgr.get_session(ADMIN, session.id)
     assert (current.state, current.logoff) == (SessionState.ACTIVE, None)
-    restored = [r for r in mgr.audit(ADMIN) if r.detail.get("restored")]
-    assert [(r.caller, r.detail["requested_by"], r.detail["restored"]) for r in restored] == [
-        ("polydesk", "teacher", "active")]
+    restored = [r for r in mgr.audit(ADMIN) if r.detail.get("restored_to")]
+    assert [(r.caller, r.action, r.detail["requested_by"], r.detail["restored_to"]) for r in restored] == [
+        ("polydesk", "logoff", "teacher", "active")]
     # Everything else still works on it, and a later log-off ends it.
     assert [o.status for o in await mgr.block(TEACHER, Target(ids=(session.id,)))] == [Status.BLOCKED]
     host.fail_on.clear()
@@ -155,7 +155,7 @@ async def test_a_bug_at_the_hosts_edge_in_a_logoff_nobody_waits_for_is_not_lost(
     await asyncio.sleep(0)
     loop.set_exception_handler(None)
     assert unhandled == []
-    (failed,) = [r for r in mgr.audit(ADMIN) if r.detail.get("restored")]
+    (failed,) = [r for r in mgr.audit(ADMIN) if r.detail.get("restored_to")]
     assert "embedded null byte" in failed.results[0]["reason"]
 
 
