@@ -20,6 +20,7 @@ from polydesk.accounts import lookup_account
 from polydesk.config import Settings
 from polydesk.events import EventBus
 from polydesk.hosts.base import SessionHost
+from polydesk.hosts.cgroups import Limits, memory_size
 from polydesk.manager import Manager
 from polydesk.model import InvalidRequest, StoreError
 from polydesk.store import Store
@@ -37,7 +38,7 @@ def build_hosts(settings: Settings) -> list[SessionHost]:
             hosts.append(XvncHost(
                 runtime_dir=settings.runtime_path, desktop=desktop, geometry=settings.geometry,
                 depth=settings.depth, first_display=settings.first_display,
-                tracking=settings.process_tracking,
+                tracking=settings.process_tracking, limits=session_limits(settings),
             ))
         elif name == "logind":  # the sessions the OS already has: seats, display managers, SSH
             from polydesk.hosts.logind import LogindHost
@@ -50,6 +51,19 @@ def build_hosts(settings: Settings) -> list[SessionHost]:
         else:
             raise InvalidRequest(f"unknown session host {name!r} in setting 'hosts'")
     return hosts
+
+
+def session_limits(settings: Settings) -> Limits:
+    """Each session's share of the machine, from the session_* settings."""
+    try:
+        memory = memory_size(settings.session_memory_max)
+    except ValueError as exc:
+        raise InvalidRequest(f"setting 'session_memory_max': {exc}") from None
+    if settings.session_max_processes < 0 or not 0 <= settings.session_cpu_weight <= 10000:
+        raise InvalidRequest("settings 'session_max_processes' (0 or more) and 'session_cpu_weight' "
+                             "(0 to 10000) are out of range")
+    return Limits(pids_max=settings.session_max_processes, memory_max=memory,
+                  cpu_weight=settings.session_cpu_weight)
 
 
 def _lock_state_dir(state_dir: Path) -> IO[str]:

@@ -68,6 +68,27 @@ class Settings:
     process_tracking: str = _setting(
         "auto", "How session processes are tracked: auto, cgroup2, cgroup1 or marker."
     )
+    session_max_processes: int = _setting(
+        2048, "Processes and threads one session may have at once (the cgroup's `pids.max`): a fork "
+        "bomb stops there; 0 = no limit."
+    )
+    session_memory_max: str = _setting(
+        "50%", "Memory one session may use: a share of the machine's RAM (`50%`) or a size (`2G`, "
+        "`512M`); past it the kernel reclaims, then kills within that session only (cgroup2 "
+        "`memory.max`, with `memory.high` a tenth below; v1 `memory.limit_in_bytes`); `0` = no limit."
+    )
+    session_cpu_weight: int = _setting(
+        100, "CPU weight of each session (cgroup2 `cpu.weight`, 1 to 10000; v1 `cpu.shares` = weight x "
+        "10.24): sessions share the CPU equally, and all of them together weigh as much as the "
+        "daemon; 0 = the kernel's default."
+    )
+    allowed_system_accounts: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Accounts given a desktop although Polydesk refuses them otherwise: root, "
+                          "system accounts (uid below `UID_MIN` of /etc/login.defs) and accounts "
+                          "whose shell is not a login shell listed in /etc/shells. A desktop of root "
+                          "makes every administrator of Polydesk root of the machine (see security.md)."},
+    )
     monitoring: bool = _setting(True, "Dashboard users may watch sessions (thumbnails).")
     show_privileged_sessions: bool = _setting(
         False, "Show administrator and Dashboard-user sessions as thumbnails."

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polydesk.config import load_settings, settings_table
+from polydesk.hosts.cgroups import memory_size
 from polydesk.i18n import normalize
 from polydesk.model import InvalidRequest
 
@@ -44,6 +45,14 @@ def _port(value: str) -> bool:
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
+def _memory(value: str) -> bool:
+    try:
+        memory_size(value, ram=1 << 30)
+    except ValueError:
+        return False
+    return True
+
+
 # Values the type check lets through but the daemon cannot use: (test, what is expected).
 VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "listen": (lambda v: v == "" or _port(v), "host:port, e.g. 127.0.0.1:8765 (or empty: API socket only)"),
@@ -54,6 +63,10 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "language": (lambda v: v == "" or normalize(v) is not None, "en or pt_BR (or empty: the daemon's LANG)"),
     "process_tracking": (lambda v: v in ("auto", "cgroup2", "cgroup1", "marker"),
                          "auto, cgroup2, cgroup1 or marker"),
+    "session_memory_max": (lambda v: _memory(v), "a share of RAM (50%), a size (2G, 512M) or 0"),
+    "session_cpu_weight": (lambda v: 0 <= v <= 10000, "0 (the kernel's default) to 10000"),
+    "allowed_system_accounts": (lambda v: all(isinstance(n, str) and n for n in v),
+                                "a list of account names"),
     "hosts": (lambda v: bool(v) and all(h in ("xvnc", "logind", "fake") for h in v),
               'a non-empty list of "xvnc", "logind" (and "fake" for tests)'),
 }

@@ -35,6 +35,7 @@ from polydesk.model import (
     UnknownHost,
     UnknownSession,
 )
+from polydesk.texts import check_text
 
 
 class HostUnreachable(HostError):
@@ -154,6 +155,7 @@ class FleetDesk:
     async def logoff(self, caller: Caller, target: Target, *, grace: int | None = None, force: bool = False,
                      message: str | None = None, what_if: bool = False, wait: bool = True,
                      wait_limit: float | None = None) -> list[Outcome]:
+        check_text("message", message)  # here too: a bad text is not sent round the fleet
         options = {"grace": grace, "force": force, "message": message, "what_if": what_if, "wait": wait,
                    "wait_limit": wait_limit}
 
@@ -170,6 +172,7 @@ class FleetDesk:
                                lambda t: self.manager.disconnect(caller, t))
 
     async def block(self, caller: Caller, target: Target, message: str | None = None) -> list[Outcome]:
+        check_text("message", message)
         return await self._act(caller, Action.BLOCK, target, {"message": message},
                                lambda t: self.manager.block(caller, t, message))
 
@@ -179,6 +182,7 @@ class FleetDesk:
 
     async def message(self, caller: Caller, target: Target, text: str,
                       timeout: int | None = None) -> list[Outcome]:
+        check_text("text", text, required=True)
         return await self._act(caller, Action.MESSAGE, target, {"text": text, "timeout": timeout},
                                lambda t: self.manager.message(caller, t, text, timeout))
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from polydesk import policy
+from polydesk.accounts import desktop_rules
 from polydesk.blockguard import BlockGuard
 from polydesk.config import Settings
 from polydesk.events import (
@@ -57,13 +59,17 @@ from polydesk.model import (
     UnknownUser,
 )
 from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
-from polydesk.store import Store
+from polydesk.store import Priority, Store, essential
+from polydesk.texts import check_text
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Shown in the session, in the server language (i18n.server_gettext), whoever asked.
 LOGOFF_NOTICE = N_("You will be logged off in {seconds} seconds. Save your work now.")
-MAX_MESSAGE = 2000
+# Actions that take power away from a user: they still work on a full state directory
+# (their record uses the store's reserve), so a student who fills the disk cannot stop them.
+TAKES_POWER = frozenset({Action.BLOCK, Action.LOGOFF, Action.DISCONNECT})
 STATION_GRACE_S = 2.0
 IDLE_FRESH_S = 2.0  # an idle time older than this is asked for again (in the background)
 
@@ -97,6 +103,7 @@ class Manager:
         self._discovery: list[asyncio.Task[None]] = []
         self._limits: asyncio.Task[None] | None = None  # idle / disconnected limits (limits.py)
         self._block_guard: asyncio.Task[None] | None = None  # blockguard.py
+        self._refused_keys: set[str] = set()  # discovered sessions refused a place (audited once)
 
     # lifecycle
 
@@ -118,18 +125,21 @@ class Manager:
                 await self._ended_by_itself(session, EndReason.CRASHED,
                                             "its display server died while the daemon was down")
             elif session.state == SessionState.LOGGING_OFF:
-                self._logoffs[session.id] = asyncio.create_task(self._run_logoff(session, recovered=True))
+                self._logoffs[session.id] = _background(
+                    self._run_logoff(session, SessionState.DISCONNECTED, recovered=True),
+                    f"log-off of session {session.id}")
                 self._watch(session)
             else:
                 self._watch(session)
         for discovering_host in discovering:
-            self._discovery.append(asyncio.create_task(self._discover(discovering_host)))
+            self._discovery.append(_background(self._discover(discovering_host),
+                                               f"discovery of host {discovering_host.name}"))
         limits = Limits(self)
         if limits.enabled:
-            self._limits = asyncio.create_task(limits.run())
+            self._limits = _background(limits.run(), "idle and disconnected limits")
         if self.settings.block_guard_interval > 0:
             guard = BlockGuard(self, self.settings.block_guard_interval)
-            self._block_guard = asyncio.create_task(guard.run())
+            self._block_guard = _background(guard.run(), "the block guard")
 
     async def recover(self) -> list[str]:
         """Rebuild the state of sessions the store does not know (a lost or damaged database)
@@ -214,8 +224,9 @@ class Manager:
             self._audit(caller, Action.TOKEN, [], [], allowed=False, reason=decision.reason,
                         detail={"user": name})
             raise NotPermitted(decision.reason)
-        if len(note) > 200:
-            raise InvalidRequest("the note is longer than 200 characters")
+        check_text("note", note, max_length=200)
+        if user is not None:
+            check_text("user", user, max_length=64, required=True)
         account = self.lookup(name)
         token_id, token = secrets.token_hex(6), "pdk_" + secrets.token_urlsafe(32)
         self.store.add_token(token_id, token_digest(token), account.name, caller.user, note)
@@ -241,12 +252,18 @@ class Manager:
 
     async def logon(self, caller: Caller, user: str) -> tuple[Session, bool]:
         """Start ``user``'s session, or resume the running one. Returns (session, resumed)."""
+        check_text("user", user, max_length=64, required=True)
         decision = policy.may_logon(caller, user)
         if not decision:
             self._audit(caller, Action.LOGON, [], [], allowed=False, reason=decision.reason,
                         detail={"user": user})
             raise NotPermitted(decision.reason)
         account = self.lookup(user)
+        decision = self._may_have_desktop(account.name, account.uid, account.shell)
+        if not decision:
+            self._audit(caller, Action.LOGON, [], [], allowed=False, reason=decision.reason,
+                        detail={"user": account.name, "uid": account.uid, "shell": account.shell})
+            raise NotPermitted(decision.reason)
         self.store.ensure_space()
         async with self._lock(f"user:{account.name}"):
             # Only the default host's sessions resume: a desktop on a seat or an SSH login
@@ -299,9 +316,11 @@ class Manager:
         """End sessions. With ``wait``, answer once they have ended, or after ``wait_limit``
         seconds with those still under way reported as logging-off."""
         grace = self.settings.logoff_grace if grace is None else grace
-        if grace < 0:
-            raise InvalidRequest("grace must be 0 or more seconds")
-        _check_text(message)
+        if not (_whole(grace) and grace >= 0):
+            raise InvalidRequest("grace: must be 0 or more whole seconds")
+        if not isinstance(force, bool):
+            raise InvalidRequest("force: must be true or false")
+        check_text("message", message)
 
         async def act(session: Session) -> Outcome:
             if what_if:
@@ -327,32 +346,56 @@ class Manager:
         return await self._each(caller, Action.DISCONNECT, target, act, {})
 
     async def block(self, caller: Caller, target: Target, message: str | None = None) -> list[Outcome]:
-        text = message or server_gettext(self.settings.block_message)  # the default is translated
-        _check_text(text)
+        text = check_text("message", message) or server_gettext(self.settings.block_message)
+        check_text("message", text)  # the default too: it comes from the configuration
 
         async def act(session: Session) -> Outcome:
-            await self._host(session).block(session, text)
-            self._set(session.with_(blocked=True, block_message=text, block_undone=0))
+            host = self._host(session)
+            try:
+                await host.block(session, text)
+                self._set(session.with_(blocked=True, block_message=text, block_undone=0))
+            except Exception as exc:
+                await self._restore_cover(host, session, exc)
+                raise
             return Outcome(session.id, Status.BLOCKED, session.user)
 
         return await self._each(caller, Action.BLOCK, target, act, {"message": text})
 
     async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
         async def act(session: Session) -> Outcome:
-            await self._host(session).unblock(session)
-            self._set(session.with_(blocked=False, block_message=None, block_undone=0))
+            host = self._host(session)
+            try:
+                await host.unblock(session)
+                self._set(session.with_(blocked=False, block_message=None, block_undone=0))
+            except Exception as exc:
+                await self._restore_cover(host, session, exc)
+                raise
             return Outcome(session.id, Status.UNBLOCKED, session.user)
 
         return await self._each(caller, Action.UNBLOCK, target, act, {})
 
+    async def _restore_cover(self, host: SessionHost, session: Session, failure: Exception) -> None:
+        """A block or unblock failed after the host may have changed something: a bug at the
+        host's edge, or the store could not record it. Put the host back as the store has it,
+        so that what the Dashboard says stays true. A HostError needs nothing: block and
+        unblock are all or nothing at the host (a host that fails puts back what it did)."""
+        if isinstance(failure, HostError):
+            return
+        try:
+            if session.blocked:
+                message = session.block_message or server_gettext(self.settings.block_message)
+                await host.block(session, message)
+            else:
+                await host.unblock(session)
+        except Exception as exc:  # reported with the first failure; the watch (or a retry) mends it
+            log.warning("session %s: could not restore its cover after a failure: %s", session.id, exc)
+
     async def message(
         self, caller: Caller, target: Target, text: str, timeout: int | None = None
     ) -> list[Outcome]:
-        if not text or not text.strip():
-            raise InvalidRequest("the message is empty")
-        _check_text(text)
-        if timeout is not None and timeout <= 0:
-            raise InvalidRequest("the message time must be a positive number of seconds")
+        check_text("text", text, required=True)
+        if timeout is not None and not (_whole(timeout) and timeout > 0):
+            raise InvalidRequest("time: must be a positive number of seconds")
 
         async def act(session: Session) -> Outcome:
             await self._host(session).message(session, text, timeout)
@@ -378,6 +421,8 @@ class Manager:
             if not undone:
                 return
             log.warning("session %s: the block was undone (%s); put back", session_id, "; ".join(undone))
+            # Recorded from the reserve's upper half at most (not essential): a student who
+            # fills the disk and kills the cover in a loop must not spend what a log-off needs.
             session = self._set(session.with_(block_undone=session.block_undone + 1))
         outcome = Outcome(session_id, Status.BLOCKED, session.user, "; ".join(undone))
         self._audit(SYSTEM, Action.BLOCK, [session_id], [self._result(outcome)],
@@ -394,7 +439,22 @@ class Manager:
         detail: dict[str, Any],
         allow_logging_off: bool = False,
     ) -> list[Outcome]:
-        self.store.ensure_space()  # refuse before acting, not after, when the disk is full
+        # Refuse before acting, not after, when the disk is full; what takes power away
+        # still works (its records may spend the whole reserve), tiny records its upper half.
+        takes_power = action in TAKES_POWER
+        self.store.ensure_space(Priority.ESSENTIAL if takes_power else Priority.SMALL)
+        with essential() if takes_power else contextlib.nullcontext():  # the log-off tasks too
+            return await self._each_one(caller, action, target, act, detail, allow_logging_off)
+
+    async def _each_one(
+        self,
+        caller: Caller,
+        action: Action,
+        target: Target,
+        act: Callable[[Session], Awaitable[Outcome]],
+        detail: dict[str, Any],
+        allow_logging_off: bool,
+    ) -> list[Outcome]:
         resolved = self.resolve(caller, action, target)
 
         async def run(item: Session | Outcome) -> Outcome:
@@ -408,8 +468,11 @@ class Manager:
                     if current is None:
                         return Outcome(item.id, Status.UNKNOWN, item.user, "the session has ended")
                     return await act(current)
-            except HostError as exc:
+            except PolydeskError as exc:  # the host, or the store (a full disk past its reserve)
                 return Outcome(item.id, Status.FAILED, item.user, str(exc))
+            except Exception as exc:  # a bug at a host's edge: this session's result says so
+                log.exception("%s of session %s failed", action, item.id)
+                return Outcome(item.id, Status.FAILED, item.user, f"internal error: {exc!r}")
 
         outcomes = list(await asyncio.gather(*(run(item) for item in resolved)))
         self._audit(
@@ -491,8 +554,8 @@ class Manager:
             self.bus.publish(Event("control-ended", station.session_id, None, {"by": station.user}))
         if station.mode == Mode.OWN and not self.stations.of(station.session_id, Mode.OWN):
             # A reload or a flaky network comes back within seconds: wait before saying so.
-            self._going_away[station.session_id] = asyncio.create_task(
-                self._mark_disconnected(station.session_id))
+            self._going_away[station.session_id] = _background(
+                self._mark_disconnected(station.session_id), f"station of session {station.session_id}")
 
     async def _mark_disconnected(self, session_id: str) -> None:
         await asyncio.sleep(STATION_GRACE_S)
@@ -533,16 +596,26 @@ class Manager:
             running.cancel()  # a forced log-off overtakes a polite one already under way
         now = time.time()
         plan = LogoffPlan(caller.user, now, now + (0 if force else grace), force, message)
+        before = session.state
+        if before == SessionState.LOGGING_OFF:  # overtaken: whether someone is at it decides
+            at_it = bool(self.stations.of(session.id, Mode.OWN))
+            before = SessionState.ACTIVE if at_it else SessionState.DISCONNECTED
         session = self._set(session.with_(state=SessionState.LOGGING_OFF, logoff=plan))
-        task = asyncio.create_task(self._run_logoff(session))
+        task = _background(self._run_logoff(session, before), f"log-off of session {session.id}")
         self._logoffs[session.id] = task
         return task
 
-    async def _run_logoff(self, session: Session, recovered: bool = False) -> Outcome:
+    async def _run_logoff(self, session: Session, before: SessionState, recovered: bool = False) -> Outcome:
+        """Warn, wait, close windows, end. Never raises: a failure is this session's result,
+        and the session is put back as it was (``before``), still running, to be logged off again."""
+        with essential():  # a log-off finished after a restart too
+            return await self._run_logoff_steps(session, before, recovered)
+
+    async def _run_logoff_steps(self, session: Session, before: SessionState, recovered: bool) -> Outcome:
         plan = session.logoff
         assert plan is not None
-        host = self._host(session)
         try:
+            host = self._host(session)
             if not plan.force:
                 remaining = plan.deadline - time.time()
                 if remaining > 0:
@@ -553,21 +626,49 @@ class Manager:
                     await asyncio.sleep(remaining)
                 await self._close_politely(host, session)
             await host.end(session, self.settings.kill_after)
-        except HostError as exc:
-            log.warning("log-off of session %s failed: %s", session.id, exc)
-            return Outcome(session.id, Status.FAILED, session.user, str(exc))
+        except Exception as exc:  # HostError, or a bug at the host's edge: never stuck logging off
+            if not isinstance(exc, HostError):
+                log.exception("log-off of session %s failed", session.id)
+            return self._logoff_failed(session, before, exc)
         finally:
-            self._logoffs.pop(session.id, None)
+            if self._logoffs.get(session.id) is asyncio.current_task():  # not a forced successor
+                del self._logoffs[session.id]
         self._forget(session.id)
         reason = EndReason.RECOVERED if recovered else EndReason.LOGOFF
-        self.store.end_session(session, plan.requested_by, reason)
+        try:
+            self.store.end_session(session, plan.requested_by, reason)
+        except StoreError as exc:  # ended all the same; the next start finds it gone and says so
+            log.error("session %s ended but its end could not be recorded: %s", session.id, exc)
+            return Outcome(session.id, Status.FAILED, session.user, f"ended, but not recorded: {exc}")
         self.bus.publish(session_ended(session.id, str(reason), plan.requested_by))
         if recovered:
             outcome = Outcome(session.id, Status.ENDED, session.user,
                               "log-off finished after a daemon restart")
-            self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
-                        detail={"requested_by": plan.requested_by, "recovered": True})
+            with contextlib.suppress(StoreError):
+                self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
+                            detail={"requested_by": plan.requested_by, "recovered": True})
         return Outcome(session.id, Status.ENDED, session.user)
+
+    def _logoff_failed(self, session: Session, before: SessionState, exc: Exception) -> Outcome:
+        """The host could not end the session: it still runs, so say so (its state before the
+        log-off, no plan) and audit that, rather than leave it logging off for ever."""
+        reason = str(exc) if isinstance(exc, PolydeskError) else f"internal error: {exc!r}"
+        log.warning("log-off of session %s failed: %s", session.id, reason)
+        outcome = Outcome(session.id, Status.FAILED, session.user, reason)
+        current = None
+        try:
+            current = self.store.session(session.id)
+            if current is not None and current.state == SessionState.LOGGING_OFF:
+                self._set(current.with_(state=before, logoff=None))
+            self._audit(SYSTEM, Action.LOGOFF, [session.id], [self._result(outcome)],
+                        detail={"requested_by": session.logoff.requested_by if session.logoff else None,
+                                "restored_to": str(before)})
+        except StoreError as store_error:
+            log.error("session %s: its failed log-off could not be recorded: %s", session.id, store_error)
+        watcher = self._watchers.get(session.id)
+        if current is not None and (watcher is None or watcher.done()):
+            self._watch(current)  # its watcher stood back for the log-off: watch it again
+        return outcome
 
     async def _close_politely(self, host: SessionHost, session: Session) -> None:
         with contextlib.suppress(HostError):
@@ -601,9 +702,17 @@ class Manager:
                     return
             try:
                 account = self.lookup(found.user)
-                groups, uid = account.groups, account.uid
+                groups, uid, shell = account.groups, account.uid, account.shell
             except UnknownUser:  # a name the name service does not know: least privilege
-                groups, uid = frozenset(), found.uid
+                groups, uid, shell = frozenset(), found.uid, None
+            decision = self._may_have_desktop(found.user, found.uid, shell)
+            if not decision:  # root's SSH login, a display manager's greeter: not Polydesk's to show
+                if found.key not in self._refused_keys:
+                    self._refused_keys.add(found.key)
+                    self._audit(SYSTEM, Action.LOGON, [], [], allowed=False, reason=decision.reason,
+                                detail={"user": found.user, "uid": found.uid, "host": name,
+                                        "discovered": True})
+                return
             session = Session(
                 id=self.store.new_session_id(), user=found.user, uid=found.uid,
                 role=policy.role_of(groups, uid, self.settings.admin_group, self.settings.dashboard_group),
@@ -620,7 +729,7 @@ class Manager:
     # crashes
 
     def _watch(self, session: Session) -> None:
-        self._watchers[session.id] = asyncio.create_task(self._watch_one(session))
+        self._watchers[session.id] = _background(self._watch_one(session), f"watching session {session.id}")
 
     async def _watch_one(self, session: Session) -> None:
         reason = await self._host(session).wait_ended(session)
@@ -667,6 +776,9 @@ class Manager:
         self.bus.publish(session_changed(session))
         return session
 
+    def _may_have_desktop(self, name: str, uid: int, shell: str | None) -> policy.Decision:
+        return policy.may_have_desktop(name, uid, shell, desktop_rules(self.settings.allowed_system_accounts))
+
     def _role_of(self, account: Account) -> Role:
         return policy.role_of(account.groups, account.uid, self.settings.admin_group,
                               self.settings.dashboard_group)
@@ -694,7 +806,8 @@ class Manager:
         now = time.monotonic()
         cached = self._idle.get(session.id)
         if (cached is None or now - cached[0] >= IDLE_FRESH_S) and session.id not in self._idle_queries:
-            self._idle_queries[session.id] = asyncio.create_task(self._query_idle(session))
+            self._idle_queries[session.id] = _background(self._query_idle(session),
+                                                         f"idle time of session {session.id}")
         if cached is None or cached[1] is None:
             return None
         return cached[1] + (now - cached[0])
@@ -740,6 +853,18 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _check_text(text: str | None) -> None:
-    if text is not None and len(text) > MAX_MESSAGE:
-        raise InvalidRequest(f"the message is longer than {MAX_MESSAGE} characters")
+def _whole(value: object) -> bool:
+    """A whole number, as JSON from the fleet or a form may fail to give (bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _background(work: Coroutine[Any, Any, T], what: str) -> asyncio.Task[T]:
+    """A task of the manager's own: whatever it raises is logged, never left unretrieved."""
+    task = asyncio.create_task(work)
+    task.add_done_callback(functools.partial(_report, what))
+    return task
+
+
+def _report(what: str, task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", what, exc_info=task.exception())

@@ -86,6 +86,32 @@ def may_logon(caller: Caller, user: str) -> Decision:
     return Decision(False, "only administrators may log on another user")
 
 
+@dataclass(frozen=True)
+class DesktopRules:
+    """Which accounts may have a desktop: the system's own line between people and services."""
+
+    uid_min: int  # UID_MIN of /etc/login.defs: below it, system accounts
+    login_shells: frozenset[str]  # /etc/shells: nologin and false are not there
+    allowed: frozenset[str] = frozenset()  # setting allowed_system_accounts: given one anyway
+
+
+def may_have_desktop(name: str, uid: int, shell: str | None, rules: DesktopRules) -> Decision:
+    """Desktops are for people. A desktop of root would make every administrator of Polydesk
+    root (the station bridge types as the session's user); one of a service account would hand
+    that service's files to whoever holds the session. ``shell`` None: not known (unchecked)."""
+    if name in rules.allowed:
+        return ALLOW
+    if uid == 0:
+        return Decision(False, f"{name!r} is the superuser (uid 0): Polydesk gives it no desktop")
+    if uid < rules.uid_min:
+        return Decision(False, f"{name!r} is a system account (uid {uid}, below UID_MIN {rules.uid_min}): "
+                               "Polydesk gives it no desktop")
+    if shell is not None and shell not in rules.login_shells:
+        return Decision(False, f"{name!r} has no login shell ({shell or 'none'} is not in /etc/shells): "
+                               "Polydesk gives it no desktop")
+    return ALLOW
+
+
 def may_global(caller: Caller, action: Action) -> Decision:
     """Actions not about one session: reading the audit log, making tokens."""
     if action in (Action.AUDIT, Action.TOKEN):

@@ -8,6 +8,8 @@ sqlite3 are translated into StoreError at this boundary.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import enum
 import json
 import os
 import sqlite3
@@ -68,11 +70,37 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-# Space kept back in the state directory so that the audit record of an action that
-# was already carried out can still be written when the disk fills meanwhile.
+# Space kept back in the state directory (a file of zeros, root's) for when the file system
+# is full: given back a chunk at a time to the write that needs it, so the actions that take
+# power away from users (block, log-off, disconnect) are still carried out and recorded when
+# a student has filled the disk, and so is the record of an action already under way.
 RESERVE_BYTES = 1 << 20
+RESERVE_CHUNK = 64 << 10  # one chunk holds a few transactions (each a handful of 4 KiB pages)
 MIN_FREE_BYTES = 2 << 20
 RESERVE_FILE = "space.reserve"
+
+
+class Priority(enum.IntEnum):
+    """How much of the reserve an action may count on when the state directory is full."""
+
+    NORMAL = 0  # none: refused (logon, tokens), they can wait until space is freed
+    SMALL = 1  # its upper half: a tiny record (message, unblock), and every write by default
+    ESSENTIAL = 2  # all of it: actions that take power away from users (block, log-off, disconnect)
+
+
+# Writes made within ``essential()`` (and the tasks it starts) may spend the whole reserve;
+# any other write stops at its upper half. So nothing a user can repeat at will (reconnecting
+# a station, killing a block's cover) can spend what block, log-off and disconnect need.
+_ESSENTIAL: contextvars.ContextVar[bool] = contextvars.ContextVar("polydesk_essential", default=False)
+
+
+@contextlib.contextmanager
+def essential() -> Iterator[None]:
+    token = _ESSENTIAL.set(True)
+    try:
+        yield
+    finally:
+        _ESSENTIAL.reset(token)
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
@@ -100,6 +128,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            # A short WAL, checkpointed often and then written over from its start, needs no
+            # new blocks once it has its size: on a full disk the reserve pays only for rows.
+            self._db.execute("PRAGMA wal_autocheckpoint=64")
             self._migrate()
             verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
         if verdict != "ok":
@@ -108,29 +139,39 @@ class Store:
         self._make_reserve()
 
     def _make_reserve(self) -> None:
-        if self._reserve.exists():
-            return
+        """Fill the reserve up to its size again (after it was given back, once space is freed)."""
         try:
-            with open(self._reserve, "wb") as fh:
-                fh.truncate(0)
-                fh.write(b"\0" * RESERVE_BYTES)  # written out, not sparse: the blocks are ours
-        except OSError:
-            self._reserve.unlink(missing_ok=True)
+            with open(self._reserve, "ab") as fh:
+                missing = RESERVE_BYTES - fh.tell()
+                if missing > 0:  # written out, not sparse: the blocks are ours
+                    fh.write(b"\0" * missing)
+        except OSError:  # no room for all of it now: what was written counts; the next
+            pass  # ensure_space with room fills up the rest
 
-    def ensure_space(self) -> None:
-        """Refuse, before anything is done, when the state directory is (nearly) full."""
+    def reserve_left(self) -> int:
+        try:
+            return min(self._reserve.stat().st_size, RESERVE_BYTES)
+        except FileNotFoundError:
+            return 0
+
+    def ensure_space(self, priority: Priority = Priority.NORMAL) -> None:
+        """Refuse, before anything is done, when the state directory is (nearly) full, unless
+        ``priority`` may count on the reserve (see Priority)."""
         try:
             fs = os.statvfs(self.path.parent)
         except OSError as exc:
             raise StoreError(f"state directory {self.path.parent}: {exc.strerror}") from exc
         free = fs.f_bavail * fs.f_frsize
-        if free < MIN_FREE_BYTES and not self._reserve.exists():
-            raise StoreError(f"state directory {self.path.parent} is full ({free // 1024} KiB free): "
-                             "actions are refused until space is freed")
-        if free < MIN_FREE_BYTES:
-            raise StoreError(f"state directory {self.path.parent} is nearly full ({free // 1024} KiB "
-                             "free): actions are refused until space is freed")
-        self._make_reserve()
+        if free >= MIN_FREE_BYTES:
+            self._make_reserve()
+            return
+        left = self.reserve_left()
+        if priority == Priority.ESSENTIAL or (priority == Priority.SMALL and left > RESERVE_BYTES // 2):
+            return
+        state = "full" if free < RESERVE_CHUNK else "nearly full"
+        raise StoreError(f"state directory {self.path.parent} is {state} ({free // 1024} KiB free, "
+                         f"{left // 1024} KiB of reserve left): this action is refused until space is "
+                         "freed; block, log-off and disconnect still work")
 
     def close(self) -> None:
         self._db.close()
@@ -143,15 +184,16 @@ class Store:
     def _write(self, *statements: tuple[str, tuple[Any, ...]]) -> sqlite3.Cursor:
         """Run ``statements`` in one transaction; return the last cursor."""
         with _translated(self.path):
-            try:
-                return self._attempt(statements)
-            except sqlite3.OperationalError as exc:
-                if "full" not in str(exc) or not self._reserve.exists():
-                    raise
-                # The disk filled after the action was checked and carried out: give back
-                # the reserve so its record is still written; ensure_space refuses new ones.
-                self._reserve.unlink()
-                return self._attempt(statements)
+            while True:
+                try:
+                    return self._attempt(statements)
+                except sqlite3.OperationalError as exc:
+                    left = self.reserve_left()
+                    floor = 0 if _ESSENTIAL.get() else RESERVE_BYTES // 2
+                    if "full" not in str(exc) or left <= floor:
+                        raise
+                    # The file system is full: give back a chunk of the reserve and try again.
+                    os.truncate(self._reserve, max(floor, left - RESERVE_CHUNK))
 
     def _attempt(self, statements: tuple[tuple[str, tuple[Any, ...]], ...]) -> sqlite3.Cursor:
         self._db.execute("BEGIN IMMEDIATE")

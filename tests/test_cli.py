@@ -117,9 +117,12 @@ def test_bad_input_is_refused_clearly_and_shown_safely(
     assert "no session with id '../../etc/passwd'" in odd.stderr
     assert "\x1b" not in odd.stderr  # the escape is shown, not obeyed
     assert fake_daemon.cli("msg", a, "   ").returncode == 2  # an empty message
+    # Terminal escapes go nowhere (issue 13): refused by name, and not echoed back.
     nasty = "<script>alert(1)</script>\x1b]0;pwned\x07"
-    assert fake_daemon.cli("block", a, "--message", nasty).returncode == 0
-    audit = fake_daemon.cli("audit")
-    assert "\x1b" not in audit.stdout and "\x07" not in audit.stdout
+    refused = fake_daemon.cli("block", a, "--message", nasty)
+    assert refused.returncode == 2 and "message: control character U+001B" in refused.stderr
+    assert "\x1b" not in refused.stderr and "\x07" not in refused.stderr
+    markup = "<script>alert(1)</script> & 'quotes'"
+    assert fake_daemon.cli("block", a, "--message", markup).returncode == 0
     stored = json.loads(fake_daemon.cli("audit", "--json").stdout)[-1]
-    assert stored["detail"]["message"] == nasty  # kept verbatim, escaped only where shown
+    assert stored["detail"]["message"] == markup  # kept verbatim, escaped only where shown

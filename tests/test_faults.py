@@ -3,6 +3,7 @@ SIGTERM, a damaged or missing state database, a full state directory."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -67,41 +68,70 @@ def test_damaged_database_is_named_and_recovered_on_request(
     assert any(r["detail"].get("recover") for r in daemon.cli_json("audit"))
 
 
-def test_full_state_directory_refuses_actions_and_loses_nothing(
+def test_a_student_who_fills_the_disk_cannot_stop_the_teacher(
     daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
 ) -> None:
+    """Issue 13, point 8. The state directory shares its file system with a world-writable
+    directory (as /var/lib does with /var/tmp on many machines); a student fills it. Block,
+    log-off and disconnect must still work and be audited (the store's reserve pays for their
+    records); message and unblock too, being tiny; a new logon waits for space."""
     daemon = daemon_factory(start=False)
-    daemon.state_dir.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(daemon.state_dir)],
-                   check=True)
-    filler = daemon.state_dir / "filler"
+    shared = daemon.state_dir.parent / "var"  # the file system: a few MiB, like a full /var
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=1777", "tmpfs", str(shared)], check=True)
+    mounted = [shared]
     try:
+        (shared / "lib-polydesk").mkdir(mode=0o700)
+        daemon.state_dir.mkdir()
+        subprocess.run(["mount", "--bind", str(shared / "lib-polydesk"), str(daemon.state_dir)], check=True)
+        mounted.insert(0, daemon.state_dir)
         daemon.start()
-        ana = make_user("ana")
-        session_id = str(logon(daemon, ana)["id"])
-        assert daemon.cli("msg", session_id, "before the disk fills").returncode == 0
+        student, other = make_user("ana"), make_user("bia")
+        teacher = make_user("teacher", "dashboard")
+        session_id = str(logon(daemon, student)["id"])
         before = daemon.cli_json("audit")
-        with open(filler, "wb") as fh, pytest.raises(OSError):
-            for _ in range(100):  # bounded: 100 MiB is far more than the 8 MiB file system
-                fh.write(b"\0" * (1 << 20))
-                fh.flush()
 
-        refused = daemon.cli("block", session_id)
-        assert refused.returncode == 1
-        assert "full" in refused.stderr and str(daemon.state_dir) in refused.stderr
-        assert [s["blocked"] for s in daemon.sessions()] == [False]  # nothing half done
-        assert user_pids(ana.uid)
+        # The student fills it, as themself, in the directory anyone may write to.
+        filled = subprocess.run(["dd", "if=/dev/zero", f"of={shared}/junk", "bs=1M", "count=100"],
+                                user=student.uid, group=student.gid, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert filled.returncode != 0 and "No space left" in filled.stderr
+        assert os.statvfs(shared).f_bavail == 0
 
-        filler.unlink()
-        assert daemon.cli("block", session_id).returncode == 0
+        for args in (["block", session_id, "--message", "Eyes on me"], ["msg", session_id, "Stop"],
+                     ["unblock", session_id], ["block", session_id], ["disconnect", session_id],
+                     ["logoff", session_id, "--force"]):
+            done = daemon.cli(*args, user=teacher)
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+            if args[0] == "disconnect":
+                assert [(s["state"], s["blocked"]) for s in daemon.sessions()] == [("disconnected", True)]
+        assert user_pids(student.uid) == [] and daemon.sessions() == []
+        refused = daemon.cli("logon", other.name)  # starting something new waits for space
+        assert refused.returncode == 1 and "full" in refused.stderr
+        assert str(daemon.state_dir) in refused.stderr
+        assert user_pids(other.uid) == []
+
         after = daemon.cli_json("audit")
-        assert after[:len(before)] == before and after[-1]["action"] == "block"
+        assert after[:len(before)] == before
+        by_teacher = [(r["action"], r["allowed"], r["results"][0]["status"])
+                      for r in after[len(before):]
+                      if r["caller"] == teacher.name and not r["detail"].get("what_if")]
+        assert by_teacher == [("block", True, "blocked"), ("message", True, "shown"),
+                              ("unblock", True, "unblocked"), ("block", True, "blocked"),
+                              ("disconnect", True, "disconnected"), ("logoff", True, "ended")]
+
+        (shared / "junk").unlink()  # space again: all as before, the reserve made up
+        assert logon(daemon, other)["user"] == other.name
+        assert (daemon.state_dir / "space.reserve").stat().st_size == 1 << 20
         daemon.cli("logoff", "--all", "--force", "--yes")
         daemon.stop()
         with sqlite3.connect(f"file:{daemon.state_dir / 'polydesk.db'}?mode=ro", uri=True) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
+        (shared / "junk").unlink(missing_ok=True)  # so that the sessions can be logged off in any case
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.cli("logoff", "--all", "--force", "--yes")
             daemon.stop()
-        subprocess.run(["umount", str(daemon.state_dir)], check=False)
+        for point in mounted:
+            subprocess.run(["umount", str(point)], check=False)
+

@@ -260,3 +260,18 @@ async def test_a_host_that_cannot_open_stops_the_start(tmp_path: Path) -> None:
         await mgr.start()
     await mgr.close()
     store.close()
+
+
+async def test_the_os_sessions_of_root_and_of_services_are_not_taken_in(room: Room) -> None:
+    """Issue 13: root's SSH login or a display manager's greeter (a system account) is not a
+    desktop for the Dashboard to watch or drive; refused once, audited once, by name."""
+    mgr = await room.manager()
+    room.os.appear("boot/1/1", "root", 0)
+    room.os.appear("boot/2/1", "lightdm", 112)  # unknown to the lookup: its uid decides
+    room.os.appear("boot/1/1", "root", 0)  # reported again (listing and signal overlap)
+    room.os.appear("boot/3/1", "ana", 2001)
+    assert [s.user for s in await listed(mgr, 1)] == ["ana"]
+    refused = [r for r in mgr.audit(ADMIN) if not r.allowed]
+    assert [(r.detail["user"], r.detail["discovered"]) for r in refused] == [
+        ("root", True), ("lightdm", True)]
+    assert "superuser" in refused[0].detail["reason"] and "system account" in refused[1].detail["reason"]

@@ -71,9 +71,9 @@ def test_a_logoff_moves_the_counters(daemon: Daemon, make_user: Callable[..., Te
     assert value(after, "process_cpu_seconds_total") > 0
 
 
-def test_counters_survive_a_daemon_restart(fake_daemon: Daemon) -> None:
+def test_counters_survive_a_daemon_restart(fake_daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     """They are read from the audit log and the session history, not kept in memory."""
-    result = fake_daemon.cli("logon", "root", "--json")
+    result = fake_daemon.cli("logon", make_user("ana").name, "--json")
     assert result.returncode == 0, result.stderr
     session_id = json.loads(result.stdout)["session"]["id"]
     assert fake_daemon.cli("logoff", session_id, "--force", "--yes").returncode == 0

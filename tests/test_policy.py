@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from polydesk.accounts import desktop_rules
 from polydesk.model import Action, Caller, Role, Session, SessionState
-from polydesk.policy import may, may_global, may_logon, may_see, role_of
+from polydesk.policy import DesktopRules, may, may_global, may_have_desktop, may_logon, may_see, role_of
 
 OWNER_UID = {"self": 1, "standard": 2, "dashboard": 3, "admin": 4}
 
@@ -91,3 +94,35 @@ def test_global_actions_only_for_administrators(caller_role: Role, action: Actio
     decision = may_global(Caller("c", 1, caller_role), action)
     if action in (Action.AUDIT, Action.TOKEN):
         assert bool(decision) == (caller_role == Role.ADMIN)
+
+
+# ---------------------------------------------------------------- who may have a desktop (issue 13)
+
+
+def test_the_rules_are_the_systems_own(tmp_path: Path) -> None:
+    defs, shells = tmp_path / "login.defs", tmp_path / "shells"
+    defs.write_text("# a comment\nUID_MIN\t\t\t 500\nUID_MAX 60000\n")
+    shells.write_text("# /etc/shells: valid login shells\n/bin/sh\n/usr/bin/zsh # zsh\n\n")
+    rules = desktop_rules(["kiosk"], defs, shells)
+    assert rules == DesktopRules(500, frozenset({"/bin/sh", "/usr/bin/zsh"}), frozenset({"kiosk"}))
+    missing = desktop_rules((), tmp_path / "none", tmp_path / "none")
+    assert (missing.uid_min, missing.login_shells) == (1000, frozenset())  # shadow's default; nobody
+
+
+@pytest.mark.parametrize(("name", "uid", "shell", "allowed"), [
+    ("root", 0, "/bin/bash", False),
+    ("www-data", 33, "/usr/sbin/nologin", False),
+    ("backup", 34, "/bin/sh", False),  # a login shell does not make a system account a person
+    ("ana", 1000, "/usr/sbin/nologin", False),
+    ("ana", 1000, "/bin/false", False),
+    ("ana", 1000, "", False),
+    ("ana", 1000, "/bin/sh", True),
+    ("ldap-user", 5000, None, True),  # the name service does not know it: the uid decides
+    ("kiosk", 33, "/usr/sbin/nologin", True),  # named in the setting
+])
+def test_who_may_have_a_desktop(name: str, uid: int, shell: str | None, allowed: bool) -> None:
+    rules = DesktopRules(1000, frozenset({"/bin/sh", "/bin/bash"}), frozenset({"kiosk"}))
+    decision = may_have_desktop(name, uid, shell, rules)
+    assert bool(decision) == allowed
+    assert allowed or repr(name) in decision.reason
+

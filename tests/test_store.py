@@ -4,6 +4,7 @@ and a broken state directory is a clear StoreError."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from polydesk.events import AuditRecord
 from polydesk.model import EndReason, LogoffPlan, Role, Session, SessionState, StoreError
-from polydesk.store import Store
+from polydesk.store import RESERVE_BYTES, Priority, Store, essential
 
 
 def a_session(session_id: str) -> Session:
@@ -53,3 +54,45 @@ def test_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=str(path)):
         Store(path)
+
+
+def test_when_the_reserve_runs_low_only_what_takes_power_away_may_use_the_rest(tmp_path: Path) -> None:
+    """The reserve, given back a chunk at a time: essential records get all of it, every
+    other write (a message, a station's record, the block guard's count) its upper half."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(fs)], check=True)
+    store = None
+    try:
+        store = Store(fs / "polydesk.db")
+        with open(fs / "filler", "wb") as fh, pytest.raises(OSError):
+            for _ in range(100):
+                fh.write(b"\0" * (64 << 10))
+                fh.flush()
+        with pytest.raises(StoreError, match="full"):
+            store.ensure_space(Priority.NORMAL)
+        store.ensure_space(Priority.SMALL)
+        record = AuditRecord(time=0, caller="teacher", caller_uid=1, role="dashboard", via="cli",
+                             action="block", targets=["1"], allowed=True, results=[],
+                             detail={"message": "x" * 500})
+        small = essentials = 0
+        with pytest.raises(StoreError, match="full"):
+            while True:  # as a student reconnecting a station in a loop would
+                store.append_audit(record)
+                small += 1
+        assert store.reserve_left() == RESERVE_BYTES // 2
+        with pytest.raises(StoreError, match="reserve left"):
+            store.ensure_space(Priority.SMALL)
+        store.ensure_space(Priority.ESSENTIAL)
+        with essential(), pytest.raises(StoreError, match="full"):
+            while True:
+                store.append_audit(record)
+                essentials += 1
+        assert store.reserve_left() == 0
+        print(f"{small} records from the upper half, {essentials} essential ones from the lower")
+        assert essentials > 400  # a class of 30 blocked, disconnected and logged off, several times
+        assert len(store.audit(limit=10_000)) == small + essentials
+    finally:
+        if store is not None:
+            store.close()
+        subprocess.run(["umount", str(fs)], check=False)

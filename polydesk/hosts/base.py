@@ -108,10 +108,12 @@ class SessionHost(Protocol):
         ...
 
     async def block(self, session: Session, message: str) -> None:
-        """Ignore viewer input at the display server and cover every screen with ``message``."""
+        """Ignore viewer input at the display server and cover every screen with ``message``.
+        All or nothing: a HostError means the session is as it was (what was done is put back)."""
         ...
 
     async def unblock(self, session: Session) -> None:
+        """Undo block; all or nothing, as block."""
         ...
 
     async def message(self, session: Session, text: str, timeout: int | None) -> None:

@@ -13,6 +13,8 @@ A session's processes are tracked one of three ways, chosen once per host:
 
 The cgroup a child joins is written from the child itself between fork and exec
 (``Tracker.join``), before it drops privileges, so not even its first fork escapes.
+The same step joins the cgroups that carry the session's limits where they are not the
+tracking cgroup itself (``cgroups``: cgroup v1 ``pids``, ``memory``, ``cpu``).
 
 Everything here is synchronous and short; the async host runs it in a thread.
 """
@@ -20,8 +22,8 @@ Everything here is synchronous and short; the async host runs it in a thread.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
-import errno
 import logging
 import os
 import re
@@ -29,12 +31,15 @@ import signal
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from polydesk.hosts import cgroups
+from polydesk.hosts.cgroups import LimitPlan
+from polydesk.hosts.cgroups import Mounts as Mounts  # where it was first: tests read it from here
+
 MARKER_VAR = "POLYDESK_SESSION"
-CGROUP_PARENT = "polydesk"
-MOUNTS = Path("/proc/self/mounts")
+CGROUP_PARENT = cgroups.CGROUP_PARENT
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 log = logging.getLogger(__name__)
@@ -110,44 +115,11 @@ def send(pids: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-# ---------------------------------------------------------------- cgroup mounts
-
-
-@dataclass(frozen=True)
-class Mounts:
-    """Where the cgroup filesystems are mounted on this machine."""
-
-    cgroup2: Path | None
-    v1: dict[str, Path]  # controller (or name=...) -> mount point
-
-    @classmethod
-    def read(cls, mounts: Path = MOUNTS) -> Mounts:
-        cgroup2: Path | None = None
-        v1: dict[str, Path] = {}
-        for line in mounts.read_text().splitlines():
-            fields = line.split()
-            if len(fields) < 4:
-                continue
-            point, fstype, options = Path(_unescape(fields[1])), fields[2], fields[3].split(",")
-            if fstype == "cgroup2" and cgroup2 is None:
-                cgroup2 = point
-            elif fstype == "cgroup":
-                for option in options:
-                    if option in ("freezer", "pids"):
-                        v1.setdefault(option, point)
-        return cls(cgroup2, v1)
-
-
-def _unescape(field: str) -> str:
-    """/proc/mounts writes spaces and the like as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 # ---------------------------------------------------------------- trackers
 
 
 class Tracker(ABC):
-    """The processes of one session, however they are tracked."""
+    """The processes of one session, however they are tracked, and the cgroups of its limits."""
 
     mode: Mode
 
@@ -155,21 +127,51 @@ class Tracker(ABC):
         if not _SESSION_ID.fullmatch(session_id):
             raise ValueError(f"session id unfit for a cgroup or marker: {session_id!r}")
         self.session_id = session_id
+        self.limits: LimitPlan | None = None
+        self._limit_procs: list[bytes] = []  # cgroup.procs of the limit cgroups join() enters
 
     @property
     def cgroup(self) -> Path | None:
         return None
 
-    @abstractmethod
-    def create(self) -> None:
-        """Prepare tracking before the first process starts."""
+    def limited(self, plan: LimitPlan | None) -> Tracker:
+        """Give the session's processes ``plan``'s limits (set up by create, entered by join)."""
+        self.limits = plan
+        dirs = plan.dirs(self.session_id) if plan else []
+        # Encoded now: join() runs after fork and must not build Python paths.
+        self._limit_procs = [os.fsencode(d / "cgroup.procs") for d in dirs if d != self.cgroup]
+        return self
 
-    @abstractmethod
+    def create(self) -> None:
+        """Prepare tracking (and the limits) before the first process starts."""
+        self._create()
+        if self.limits is not None:
+            self.limits.apply(self.session_id)
+
     def join(self) -> None:
-        """Run in the child between fork and exec, as root: enter the session.
+        """Run in the child between fork and exec, as root: enter the session and its limits.
 
         Only raw system calls here: the child of a threaded parent must not take locks.
         """
+        self._join()
+        for procs in self._limit_procs:
+            _enter(procs)
+
+    def remove(self) -> None:
+        """Forget the session's tracking state and its limit cgroups."""
+        self._remove()
+        mounts = Mounts.read()
+        trees = [*([mounts.cgroup2] if mounts.cgroup2 else []), *dict.fromkeys(mounts.v1.values())]
+        cgroups.remove_all(self.session_id, trees, self.cgroup, _members)
+
+    @abstractmethod
+    def _create(self) -> None: ...
+
+    @abstractmethod
+    def _join(self) -> None: ...
+
+    @abstractmethod
+    def _remove(self) -> None: ...
 
     @abstractmethod
     def pids(self) -> list[int]:
@@ -185,13 +187,26 @@ class Tracker(ABC):
     def kill(self, timeout: float = 5.0) -> list[int]:
         """SIGKILL everything, forks in flight included; return the pids still alive."""
 
-    @abstractmethod
-    def remove(self) -> None:
-        """Forget the session's tracking state (the cgroup directory)."""
-
     def marker_env(self) -> dict[str, str]:
         """The marker every process carries, whatever the mode: it costs nothing and helps debugging."""
         return {MARKER_VAR: self.session_id}
+
+
+def _enter(procs: bytes) -> None:
+    """Move the calling process into the cgroup whose cgroup.procs is ``procs``."""
+    fd = os.open(procs, os.O_WRONLY)
+    try:
+        os.write(fd, b"0")  # 0 = the writing process itself
+    finally:
+        os.close(fd)
+
+
+def _members(cgroup: Path) -> list[int]:
+    try:
+        text = (cgroup / "cgroup.procs").read_text()
+    except FileNotFoundError:
+        return []
+    return _live(int(line) for line in text.split())
 
 
 class _CgroupTracker(Tracker):
@@ -207,45 +222,19 @@ class _CgroupTracker(Tracker):
     def cgroup(self) -> Path | None:
         return self.path
 
-    def create(self) -> None:
+    def _create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         if self.pids():
             raise TrackingError(f"cgroup {self.path} is still in use by an earlier session")
 
-    def join(self) -> None:
-        fd = os.open(self._procs, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")  # 0 = the writing process itself
-        finally:
-            os.close(fd)
+    def _join(self) -> None:
+        _enter(self._procs)
 
     def pids(self) -> list[int]:
-        try:
-            text = (self.path / "cgroup.procs").read_text()
-        except FileNotFoundError:
-            return []
-        return _live(int(line) for line in text.split())
+        return _members(self.path)
 
-    def remove(self) -> None:
-        # An exiting process may hold the directory for a moment after its last signal.
-        # A zombie holds it until its parent reaps it; where nobody does (an init that
-        # does not reap orphans), leave the empty directory: nothing of the session runs.
-        deadline = time.monotonic() + 1.0
-        while True:
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                if time.monotonic() > deadline:
-                    if self.pids():
-                        raise
-                    log.warning("cgroup %s is held by unreaped zombies; left in place", self.path)
-                    return
-                time.sleep(0.02)
+    def _remove(self) -> None:
+        cgroups.remove_dir(self.path, self.pids)
 
     def _kill_loop(self, deadline: float) -> list[int]:
         """SIGKILL whatever is listed until the group is empty or time is up."""
@@ -323,13 +312,13 @@ class MarkerTracker(Tracker):
         self.leaders: list[tuple[int, int]] = list(leaders)
 
     # The marker travels in the environment the host builds: nothing to make, join or remove.
-    def create(self) -> None:
+    def _create(self) -> None:
         return None
 
-    def join(self) -> None:
+    def _join(self) -> None:
         return None
 
-    def remove(self) -> None:
+    def _remove(self) -> None:
         return None
 
     def pids(self) -> list[int]:
@@ -389,15 +378,21 @@ class Tracking:
     mode: Mode
     base: Path | None = None  # the cgroup mount holding <base>/polydesk/
     controller: str | None = None  # cgroup v1 only
+    # Where new sessions' limits go (cgroups.plan). Not kept with a session: its limits
+    # are written once, at its start, and its limit cgroups are found again by name.
+    limits: LimitPlan | None = field(default=None, compare=False)
 
     def tracker(self, session_id: str, leaders: Iterable[tuple[int, int]] = ()) -> Tracker:
+        tracker: Tracker
         if self.mode == Mode.CGROUP2:
             assert self.base is not None
-            return Cgroup2Tracker(session_id, self.base)
-        if self.mode == Mode.CGROUP1:
+            tracker = Cgroup2Tracker(session_id, self.base)
+        elif self.mode == Mode.CGROUP1:
             assert self.base is not None and self.controller is not None
-            return Cgroup1Tracker(session_id, self.base, self.controller)
-        return MarkerTracker(session_id, leaders)
+            tracker = Cgroup1Tracker(session_id, self.base, self.controller)
+        else:
+            tracker = MarkerTracker(session_id, leaders)
+        return tracker.limited(self.limits)
 
     def as_data(self) -> dict[str, str | None]:
         return {"tracking": str(self.mode), "cgroup_base": str(self.base) if self.base else None,
@@ -411,8 +406,10 @@ class Tracking:
                    str(controller) if controller else None)
 
 
-def choose(requested: str = "auto", mounts: Mounts | None = None) -> Tracking:
-    """The best mode this machine offers, or exactly ``requested`` (TrackingError if impossible)."""
+def choose(requested: str = "auto", mounts: Mounts | None = None,
+           limits: cgroups.Limits | None = None) -> Tracking:
+    """The best mode this machine offers, or exactly ``requested`` (TrackingError if impossible),
+    with ``limits`` placed where this machine's controllers are (cgroups.plan)."""
     if requested not in ("auto", *Mode):
         raise TrackingError(f"unknown process tracking mode {requested!r}: auto, cgroup2, cgroup1, marker")
     mounts = mounts or Mounts.read()
@@ -420,9 +417,13 @@ def choose(requested: str = "auto", mounts: Mounts | None = None) -> Tracking:
     reasons = []
     for mode in order:
         try:
-            return _probe(mode, mounts)
+            tracking = _probe(mode, mounts)
         except (TrackingError, OSError) as exc:
             reasons.append(f"{mode}: {exc}")
+            continue
+        if limits is None:
+            return tracking
+        return dataclasses.replace(tracking, limits=cgroups.plan(limits, mounts.cgroup2, mounts.v1))
     raise TrackingError("; ".join(reasons))
 
 

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from polydesk.hosts import peer, x11, xauth, xserver
 from polydesk.hosts import processes as procs
 from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
+from polydesk.hosts.cgroups import Limits
 from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
 from polydesk.model import Account, EndReason, HostError, Session
 
@@ -147,6 +148,7 @@ class XvncHost:
         tracking: str = "auto",
         xvnc: str = "Xvnc",
         start_timeout: float = 10.0,
+        limits: Limits | None = None,
     ) -> None:
         if depth not in (24, 32):
             raise ValueError(f"depth must be 24 or 32 (the helper windows draw 32-bit pixels), not {depth}")
@@ -158,7 +160,7 @@ class XvncHost:
         self.xvnc = xvnc
         self.start_timeout = start_timeout
         try:
-            self.tracking = procs.choose(tracking)
+            self.tracking = procs.choose(tracking, limits=limits)  # limits: each session's cgroups
         except procs.TrackingError as exc:
             raise HostError(f"cannot track session processes: {exc}") from exc
         self._reserved: set[int] = set()  # display numbers being started right now
@@ -525,7 +527,13 @@ class XvncHost:
         handle = self._live(session)
         await _x(_block_input, handle)
         await asyncio.to_thread(stop_helpers, handle.dir, "cover")
-        await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+        try:
+            await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+        except Exception:
+            if not session.blocked:  # all or nothing: input back on (a re-block keeps it off)
+                with contextlib.suppress(HostError):
+                    await _x(_allow_input, handle)
+            raise
 
     async def unblock(self, session: Session) -> None:
         handle = self._live(session)

@@ -12,6 +12,7 @@ from polydesk.events import public_session
 from polydesk.fleet_config import HOST_NAME
 from polydesk.manager import Manager
 from polydesk.model import Caller, InvalidRequest, Outcome, Status, Target
+from polydesk.texts import MAX_TEXT, NOT_BLANK_PATTERN, TEXT_PATTERN
 
 # Exactly one of the three ways to choose sessions, said in the schema so that a client
 # (or a fuzzer) can tell a valid selection from the document alone.
@@ -56,28 +57,33 @@ class Selection(BaseModel):
         return Target(ids=tuple(self.ids), all=self.all, scope=self.host or ("*" if self.fleet else None))
 
 
+# Text fields: the manager checks them (texts.check_text, a 400 naming the field); the
+# schema only states the same rule, so that a client (or schemathesis) can tell from it.
+def _text(**kwargs: Any) -> Any:
+    return Field(max_length=MAX_TEXT, json_schema_extra={"pattern": TEXT_PATTERN}, **kwargs)
+
+
 class LogoffRequest(Selection):
     grace: int | None = Field(default=None, ge=0, le=3600)
     force: StrictBool = False
-    message: str | None = Field(default=None, max_length=2000)
+    message: str | None = _text(default=None)
     what_if: StrictBool = False
     wait: StrictBool = True
 
 
 class BlockRequest(Selection):
-    message: str | None = Field(default=None, max_length=2000)
+    message: str | None = _text(default=None)
 
 
 class MessageRequest(Selection):
-    # Something that is not blank: Python's str.strip() (the manager's test) also strips the
-    # separators \x1c-\x1f and \x85, which ECMA and Rust regexes do not count as \s.
-    text: str = Field(min_length=1, max_length=2000, pattern=r"[^\s\x1c-\x1f\x85]")
+    # Something that is not blank, by Python's str.strip() (the manager's test); see texts.py.
+    text: str = Field(min_length=1, max_length=MAX_TEXT, json_schema_extra={"pattern": NOT_BLANK_PATTERN})
     time: int | None = Field(default=None, ge=1, le=86400)
 
 
 class LogonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: str = Field(min_length=1, max_length=64)
+    user: str = Field(min_length=1, max_length=64, json_schema_extra={"pattern": TEXT_PATTERN})
 
 
 class ErrorDetail(BaseModel):
@@ -147,8 +153,9 @@ class LogonOut(BaseModel):
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: str | None = Field(default=None, min_length=1, max_length=64)
-    note: str = Field(default="", max_length=200)
+    user: str | None = Field(default=None, min_length=1, max_length=64,
+                             json_schema_extra={"pattern": TEXT_PATTERN})
+    note: str = Field(default="", max_length=200, json_schema_extra={"pattern": TEXT_PATTERN})
 
 
 class TokenOut(BaseModel):

@@ -197,3 +197,14 @@ async def test_manager_alone_refuses_fleet_scopes(desk: Any) -> None:
     fleet, _ = desk
     with pytest.raises(UnknownHost, match="fleet mode is off"):
         await fleet.manager.disconnect(ADMIN, Target(all=True, scope="*"))
+
+
+async def test_desk_refuses_bad_text_before_sending_it_round_the_fleet(desk: Any) -> None:
+    """Issue 13: the asking host checks text as every host does, and sends nothing."""
+    fleet, link = desk
+    for ask, field in ((fleet.block(ADMIN, Target(ids=("B/5",)), "\x1b[2J"), "message"),
+                       (fleet.logoff(ADMIN, Target(all=True, scope="*"), message="a\x00b"), "message"),
+                       (fleet.message(ADMIN, Target(ids=("B/5",)), "\x07"), "text")):
+        with pytest.raises(InvalidRequest, match=f"^{field}: control character"):
+            await ask
+    assert link.asked == [] and fleet.manager.store.audit() == []
