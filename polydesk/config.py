@@ -78,6 +78,21 @@ class Settings:
         "web pages whose browser asks for none Polydesk has: en or pt_BR; empty = the daemon's "
         "environment (LANG). Pages follow each browser's Accept-Language; the CLI, its user's LANG."
     )
+    request_timeout: float = _setting(
+        10.0, "Seconds a client has to send a whole request (headers and body), from its first byte "
+        "or from connecting; a slower one is disconnected (slow-loris). Both listeners."
+    )
+    max_connections: int = _setting(
+        2000, "Most connections (pages, API calls, stations, events sockets) the web listener keeps "
+        "at once; never more than half the daemon's open-file limit, so the API socket and the "
+        "sessions always have some. Over it a client gets 503."
+    )
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+                          "headers are believed (e.g. [\"127.0.0.1\"] for a proxy on this host); "
+                          "empty = no client's forwarding headers are believed."},
+    )
     metrics: bool = _setting(
         True, "Serve Prometheus metrics at /metrics (see metrics.md): on the API socket, and to local "
         "clients when `listen` is a loopback address; anywhere else only with `metrics_token`."
