@@ -87,6 +87,10 @@ class Settings:
         "at once; never more than half the daemon's open-file limit, so the API socket and the "
         "sessions always have some. Over it a client gets 503."
     )
+    max_request_body: int = _setting(
+        1 << 20, "Largest request body (bytes) the daemon reads; a larger one gets 413 before it is "
+        "read. Bodies are read only once the caller is known (anonymous: the log-on form, 16 KiB)."
+    )
     trusted_proxies: list[str] = field(
         default_factory=list,
         metadata={"help": "Addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "

@@ -31,6 +31,7 @@ from polydesk.model import (
 from polydesk.thumbnails import Thumbnailer
 from polydesk.web.api import api_router
 from polydesk.web.auth import Authenticator, CookieSessions, load_secret
+from polydesk.web.bodyguard import BodyGuard
 from polydesk.web.events import events_router
 from polydesk.web.fleet import fleet_page_router, fleet_router
 from polydesk.web.logon import LogonChecker, TooManyAttempts
@@ -116,6 +117,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outermost last: headers go on every answer, errors included; cookies are read before auth.
     app.add_middleware(ThumbnailFastPath, manager=manager, thumbnails=thumbnails, auth=auth)
+    # Inside the cookies (it needs them to know the caller), outside every route: no body is read
+    # before the caller is known, nor past max_request_body.
+    app.add_middleware(BodyGuard, auth=auth, limit=settings.max_request_body)
     app.add_middleware(CookieSessions, secret=load_secret(settings.state_path / "web-secret"))
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestTimer, metrics=metrics)  # outermost: times the others too
@@ -127,7 +131,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "not-signed-in", 403: "not-permitted", 404: "not-found"}.get(exc.status_code, "error")
+        code = {401: "not-signed-in", 403: "not-permitted", 404: "not-found", 413: "too-large"}.get(
+            exc.status_code, "error")
         response = _error(exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Retry-After on 429
         if exc.status_code == 405:
