@@ -97,7 +97,9 @@ def create_app(
         title="Polydesk",
         version="1",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # No API explorer: FastAPI's loads swagger-ui from a public CDN, unpinned, into the
+        # daemon's own origin. The document above is what any OpenAPI viewer opens.
+        docs_url=None,
         redoc_url=None,
     )
     auth = Authenticator(settings, manager.store.token_user)
