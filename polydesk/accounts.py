@@ -5,8 +5,12 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import time
+from collections.abc import Callable, Hashable
 
 from polydesk.model import Account, UnknownUser
+
+CACHE_MAX = 10_000  # accounts remembered before the cache starts afresh
 
 
 def _account(entry: pwd.struct_passwd) -> Account:
@@ -39,3 +43,38 @@ def account_by_uid(uid: int) -> Account:
         return _account(pwd.getpwuid(uid))
     except KeyError:
         raise UnknownUser(str(uid)) from None
+
+
+class AccountCache:
+    """Accounts as the system databases gave them at most ``ttl`` seconds ago.
+
+    Roles come from groups, and groups change: they are read again on use, but not on every
+    request of a busy Dashboard (each read walks the group database). ``ttl`` is the setting
+    ``role_cache_seconds``: how long a change of groups may take to count; 0 reads every time.
+    """
+
+    def __init__(self, ttl: float, by_name: Callable[[str], Account] = lookup_account,
+                 by_uid: Callable[[int], Account] = account_by_uid,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._by_name = by_name
+        self._by_uid = by_uid
+        self._clock = clock
+        self._cache: dict[Hashable, tuple[float, Account]] = {}
+
+    def by_name(self, name: str) -> Account:
+        return self._get(("name", name), lambda: self._by_name(name))
+
+    def by_uid(self, uid: int) -> Account:
+        return self._get(("uid", uid), lambda: self._by_uid(uid))
+
+    def _get(self, key: Hashable, read: Callable[[], Account]) -> Account:
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        account = read()  # UnknownUser is not cached: an account made now is found at once
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = (now, account)
+        return account

@@ -35,6 +35,10 @@ class Settings:
     )
     admin_group: str = _setting("polydesk-admin", "Unix group whose members are administrators.")
     dashboard_group: str = _setting("polydesk-dashboard", "Unix group whose members are Dashboard users.")
+    role_cache_seconds: float = _setting(
+        5.0, "Roles follow the Unix groups: a change of an account's groups counts for its requests and "
+        "its sessions within this many seconds, without signing in again; 0 = read the groups every time."
+    )
     logoff_grace: int = _setting(30, "Seconds between the log-off warning and the end of a session.")
     close_wait: float = _setting(5.0, "Seconds to wait for windows to close politely before SIGTERM.")
     kill_after: float = _setting(3.0, "Seconds between SIGTERM and SIGKILL of a session's processes.")

@@ -102,7 +102,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    auth = Authenticator(settings, manager.store.token_user)
+    auth = Authenticator(settings, manager.store.token_user,
+                         by_uid=manager.accounts.by_uid, by_name=manager.accounts.by_name)
     thumbnails = thumbnails or Thumbnailer()
     app.state.manager = manager
     app.state.auth = auth
