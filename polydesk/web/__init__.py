@@ -34,7 +34,7 @@ from polydesk.web.auth import Authenticator, CookieSessions, load_secret
 from polydesk.web.bodyguard import BodyGuard
 from polydesk.web.events import events_router
 from polydesk.web.fleet import fleet_page_router, fleet_router
-from polydesk.web.logon import LogonChecker, TooManyAttempts
+from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
 from polydesk.web.security import SecurityHeaders
@@ -102,7 +102,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    auth = Authenticator(settings, manager.store.token_user,
+    secret = load_secret(settings.state_path / "web-secret")
+    auth = Authenticator(settings, manager.store.token_user, manager.store,
                          by_uid=manager.accounts.by_uid, by_name=manager.accounts.by_name)
     thumbnails = thumbnails or Thumbnailer()
     app.state.manager = manager
@@ -114,7 +115,8 @@ def create_app(
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))
-    app.include_router(pages_router(manager, auth, logon or LogonChecker()))
+    checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
+    app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret)))
     metrics = app.state.metrics = Metrics(manager.store, thumbnails)
     app.include_router(metrics_router(metrics, settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -123,7 +125,7 @@ def create_app(
     # Inside the cookies (it needs them to know the caller), outside every route: no body is read
     # before the caller is known, nor past max_request_body.
     app.add_middleware(BodyGuard, auth=auth, limit=settings.max_request_body)
-    app.add_middleware(CookieSessions, secret=load_secret(settings.state_path / "web-secret"))
+    app.add_middleware(CookieSessions, secret=secret)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestTimer, metrics=metrics)  # outermost: times the others too
 
