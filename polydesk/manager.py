@@ -691,7 +691,11 @@ class Manager:
             return session
         log.info("session %s of %s: role %s -> %s (its groups changed)", session.id, session.user,
                  session.role, role)
-        return self._set(session.with_(role=role))
+        updated = session.with_(role=role)
+        try:
+            return self._set(updated)
+        except StoreError:  # a full disk: decide by the new role all the same, store it next time
+            return updated
 
     def _role_of(self, account: Account) -> Role:
         return policy.role_of(account.groups, account.uid, self.settings.admin_group,

@@ -351,9 +351,9 @@ class Store:
         return [(str(sid), str(user), float(expires)) for sid, user, expires in rows]
 
     def put_logon_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
-        self._write(*(("INSERT OR REPLACE INTO logon_failures VALUES (?, ?, ?)", row) for row in rows),
-                    *(("DELETE FROM logon_failures WHERE key = ?", (key,)) for key in drop),
-                    ("SELECT 1", ()))
+        if rows or drop:
+            self._write(*(("INSERT OR REPLACE INTO logon_failures VALUES (?, ?, ?)", row) for row in rows),
+                        *(("DELETE FROM logon_failures WHERE key = ?", (key,)) for key in drop))
 
     def logon_failures(self) -> list[tuple[str, int, float]]:
         with _translated(self.path):

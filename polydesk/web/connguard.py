@@ -27,10 +27,9 @@ log = logging.getLogger(__name__)
 UNIX_PER_USER = 32  # a CLI uses one connection per command; a few more for waiting on events
 TCP_SHARE = 0.5  # of RLIMIT_NOFILE
 UNIX_SHARE = 0.25
+_BUSY = b"too many connections to polydesk: try again soon"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-           b"connection: close\r\ncontent-length: 48\r\n\r\n"
-           b"too many connections to polydesk: try again soon")
-assert len(REFUSAL.rpartition(b"\r\n\r\n")[2]) == 48
+           b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
 
 
 def fd_share(share: float) -> int:
