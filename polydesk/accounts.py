@@ -7,7 +7,8 @@ import grp
 import logging
 import os
 import pwd
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 
 from polydesk.model import Account, UnknownUser
@@ -18,6 +19,8 @@ SHELLS = Path("/etc/shells")
 DEFAULT_UID_MIN = 1000  # shadow's default when login.defs does not say
 
 log = logging.getLogger(__name__)
+
+CACHE_MAX = 10_000  # accounts remembered before the cache starts afresh
 
 
 def _account(entry: pwd.struct_passwd) -> Account:
@@ -85,3 +88,38 @@ def _login_shells(path: Path) -> frozenset[str]:
         return frozenset()
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     return frozenset(line for line in lines if line.startswith("/"))
+
+
+class AccountCache:
+    """Accounts as the system databases gave them at most ``ttl`` seconds ago.
+
+    Roles come from groups, and groups change: they are read again on use, but not on every
+    request of a busy Dashboard (each read walks the group database). ``ttl`` is the setting
+    ``role_cache_seconds``: how long a change of groups may take to count; 0 reads every time.
+    """
+
+    def __init__(self, ttl: float, by_name: Callable[[str], Account] = lookup_account,
+                 by_uid: Callable[[int], Account] = account_by_uid,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._by_name = by_name
+        self._by_uid = by_uid
+        self._clock = clock
+        self._cache: dict[Hashable, tuple[float, Account]] = {}
+
+    def by_name(self, name: str) -> Account:
+        return self._get(("name", name), lambda: self._by_name(name))
+
+    def by_uid(self, uid: int) -> Account:
+        return self._get(("uid", uid), lambda: self._by_uid(uid))
+
+    def _get(self, key: Hashable, read: Callable[[], Account]) -> Account:
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        account = read()  # UnknownUser is not cached: an account made now is found at once
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = (now, account)
+        return account

@@ -139,7 +139,7 @@ async def run(settings: Settings, recover: bool = False) -> None:
     app = create_app(manager, settings, fleet=fleet)
     if fleet is not None:
         await fleet.start()  # returns at once: joining the fleet goes on while this host serves
-    servers = make_servers(app, settings.listen, settings.api_socket)
+    servers = make_servers(app, settings)
     # What exists now lives as long as the daemon: keep it out of the collector's full passes,
     # which otherwise walk the whole FastAPI/pydantic heap (~90 ms each, the API's slowest answers).
     gc.collect()

@@ -185,9 +185,11 @@ def serve(
 
     from polydesk.app import run
     from polydesk.config import load_settings
+    from polydesk.logs import limit_repeats
     from polydesk.model import PolydeskError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    limit_repeats()  # a flood of one error (out of file descriptors) must not fill the disk
     try:
         overrides: dict[str, Any] = {"listen": listen} if listen else {}
         settings = load_settings(config, **overrides)

@@ -35,6 +35,10 @@ class Settings:
     )
     admin_group: str = _setting("polydesk-admin", "Unix group whose members are administrators.")
     dashboard_group: str = _setting("polydesk-dashboard", "Unix group whose members are Dashboard users.")
+    role_cache_seconds: float = _setting(
+        5.0, "Roles follow the Unix groups: a change of an account's groups counts for its requests and "
+        "its sessions within this many seconds, without signing in again; 0 = read the groups every time."
+    )
     logoff_grace: int = _setting(30, "Seconds between the log-off warning and the end of a session.")
     close_wait: float = _setting(5.0, "Seconds to wait for windows to close politely before SIGTERM.")
     kill_after: float = _setting(3.0, "Seconds between SIGTERM and SIGKILL of a session's processes.")
@@ -98,6 +102,25 @@ class Settings:
         "", "Language of what is shown in sessions (log-off notice, block cover, message window) and of "
         "web pages whose browser asks for none Polydesk has: en or pt_BR; empty = the daemon's "
         "environment (LANG). Pages follow each browser's Accept-Language; the CLI, its user's LANG."
+    )
+    request_timeout: float = _setting(
+        10.0, "Seconds a client has to send a whole request (headers and body), from its first byte "
+        "or from connecting; a slower one is disconnected (slow-loris). Both listeners."
+    )
+    max_connections: int = _setting(
+        2000, "Most connections (pages, API calls, stations, events sockets) the web listener keeps "
+        "at once; never more than half the daemon's open-file limit, so the API socket and the "
+        "sessions always have some. Over it a client gets 503."
+    )
+    max_request_body: int = _setting(
+        1 << 20, "Largest request body (bytes) the daemon reads; a larger one gets 413 before it is "
+        "read. Bodies are read only once the caller is known (anonymous: the log-on form, 16 KiB)."
+    )
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+                          "headers are believed (e.g. [\"127.0.0.1\"] for a proxy on this host); "
+                          "empty = no client's forwarding headers are believed."},
     )
     metrics: bool = _setting(
         True, "Serve Prometheus metrics at /metrics (see metrics.md): on the API socket, and to local "

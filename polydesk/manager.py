@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from polydesk import policy
-from polydesk.accounts import desktop_rules
+from polydesk.accounts import AccountCache, desktop_rules
 from polydesk.blockguard import BlockGuard
 from polydesk.config import Settings
 from polydesk.events import (
@@ -92,6 +92,8 @@ class Manager:
         self.bus = bus
         self.settings = settings
         self.lookup = lookup
+        # Roles follow the groups: a session's owner's role is read again on use (session_now).
+        self.accounts = AccountCache(settings.role_cache_seconds, by_name=lookup)
         self._locks: dict[str, asyncio.Lock] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._logoffs: dict[str, asyncio.Task[Outcome]] = {}
@@ -183,14 +185,14 @@ class Manager:
     # queries
 
     async def list_sessions(self, caller: Caller) -> list[Session]:
-        visible = [s for s in self.store.sessions() if policy.may_see(caller, s)]
+        visible = [s for s in self._sessions_now() if policy.may_see(caller, s)]
         unknown = [s for s in visible if s.id not in self._idle]
         if unknown:  # the first time only: ask the hosts, all at once
             await asyncio.gather(*(self._idle_seconds(s) for s in unknown))
         return [s.with_(idle_s=self._idle_known(s)) for s in visible]
 
     async def get_session(self, caller: Caller, session_id: str) -> Session:
-        session = self.store.session(session_id)
+        session = self.session_now(session_id)
         if session is None:
             raise UnknownSession(session_id)
         if not policy.may_see(caller, session):
@@ -199,7 +201,7 @@ class Manager:
 
     def connections(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:
         """Who was attached to a session, from where and when: for whoever may view it."""
-        session = self.store.session(session_id)
+        session = self.session_now(session_id)
         if session is None:
             raise UnknownSession(session_id)
         decision = policy.may(caller, Action.VIEW, session)
@@ -485,7 +487,7 @@ class Manager:
         """The sessions a request is about; refusals and unknown ids as ready Outcomes."""
         if target.scope is not None:  # fleet.FleetDesk takes those apart before they come here
             raise UnknownHost(target.scope, "fleet mode is off on this host (no [fleet] in its config)")
-        sessions = self.store.sessions()
+        sessions = self._sessions_now()
         if target.all:
             return [s for s in sessions
                     if not policy.owns(caller, s) and policy.may(caller, action, s)]
@@ -513,7 +515,7 @@ class Manager:
 
     async def open_station(self, caller: Caller, session_id: str, mode: Mode, client: str) -> Station:
         """Attach a viewer. The user's own station takes the session over from any other."""
-        session = self.store.session(session_id)
+        session = self.session_now(session_id)
         if session is None:
             raise UnknownSession(session_id)
         own = policy.owns(caller, session)
@@ -778,6 +780,33 @@ class Manager:
 
     def _may_have_desktop(self, name: str, uid: int, shell: str | None) -> policy.Decision:
         return policy.may_have_desktop(name, uid, shell, desktop_rules(self.settings.allowed_system_accounts))
+
+    def session_now(self, session_id: str) -> Session | None:
+        """The stored session, with its owner's role as their groups say now (role_cache_seconds)."""
+        session = self.store.session(session_id)
+        return None if session is None else self._role_now(session)
+
+    def _sessions_now(self) -> list[Session]:
+        return [self._role_now(s) for s in self.store.sessions()]
+
+    def _role_now(self, session: Session) -> Session:
+        """A user added to the admin group has an administrator's session from now on, one
+        removed from it a standard one: who may act on a session follows. No await here, so
+        nothing changes the session between reading it and storing its new role."""
+        try:
+            account = self.accounts.by_name(session.user)
+            role = self._role_of(account) if account.uid == session.uid else Role.STANDARD
+        except UnknownUser:  # the account is gone (or the name service down): least privilege
+            role = Role.STANDARD
+        if role == session.role:
+            return session
+        log.info("session %s of %s: role %s -> %s (its groups changed)", session.id, session.user,
+                 session.role, role)
+        updated = session.with_(role=role)
+        try:
+            return self._set(updated)
+        except StoreError:  # a full disk: decide by the new role all the same, store it next time
+            return updated
 
     def _role_of(self, account: Account) -> Role:
         return policy.role_of(account.groups, account.uid, self.settings.admin_group,

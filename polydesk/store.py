@@ -68,6 +68,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN block_undone INTEGER NOT NULL DEFAULT 0;
     """,
+    # Web sign-ins (a cookie works only while its id is here: signing out survives a restart)
+    # and failed log-on counters (a restart must not forgive a guesser): web/auth.py, web/logon.py.
+    """
+    CREATE TABLE signins (sid TEXT PRIMARY KEY, user TEXT NOT NULL, expires REAL NOT NULL);
+    CREATE TABLE logon_failures (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last REAL NOT NULL);
+    """,
 ]
 
 # Space kept back in the state directory (a file of zeros, root's) for when the file system
@@ -369,6 +375,32 @@ class Store:
     def revoke_token(self, token_id: str) -> bool:
         cursor = self._write(("DELETE FROM tokens WHERE id = ?", (token_id,)))
         return cursor.rowcount > 0
+
+
+    # web sign-ins and failed log-ons
+
+    def add_signin(self, sid: str, user: str, expires: float) -> None:
+        self._write(("DELETE FROM signins WHERE expires < ?", (time.time(),)),
+                    ("INSERT OR REPLACE INTO signins VALUES (?, ?, ?)", (sid, user, expires)))
+
+    def drop_signin(self, sid: str) -> None:
+        self._write(("DELETE FROM signins WHERE sid = ?", (sid,)))
+
+    def signins(self) -> list[tuple[str, str, float]]:
+        with _translated(self.path):
+            rows = self._db.execute("SELECT sid, user, expires FROM signins WHERE expires >= ?",
+                                    (time.time(),)).fetchall()
+        return [(str(sid), str(user), float(expires)) for sid, user, expires in rows]
+
+    def put_logon_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
+        if rows or drop:
+            self._write(*(("INSERT OR REPLACE INTO logon_failures VALUES (?, ?, ?)", row) for row in rows),
+                        *(("DELETE FROM logon_failures WHERE key = ?", (key,)) for key in drop))
+
+    def logon_failures(self) -> list[tuple[str, int, float]]:
+        with _translated(self.path):
+            rows = self._db.execute("SELECT key, failures, last FROM logon_failures").fetchall()
+        return [(str(key), int(failures), float(last)) for key, failures, last in rows]
 
 
 def _session(row: tuple[Any, ...]) -> Session:

@@ -31,9 +31,10 @@ from polydesk.model import (
 from polydesk.thumbnails import Thumbnailer
 from polydesk.web.api import api_router
 from polydesk.web.auth import Authenticator, CookieSessions, load_secret
+from polydesk.web.bodyguard import BodyGuard
 from polydesk.web.events import events_router
 from polydesk.web.fleet import fleet_page_router, fleet_router
-from polydesk.web.logon import LogonChecker, TooManyAttempts
+from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
 from polydesk.web.security import SecurityHeaders
@@ -96,10 +97,14 @@ def create_app(
         title="Polydesk",
         version="1",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # No API explorer: FastAPI's loads swagger-ui from a public CDN, unpinned, into the
+        # daemon's own origin. The document above is what any OpenAPI viewer opens.
+        docs_url=None,
         redoc_url=None,
     )
-    auth = Authenticator(settings, manager.store.token_user)
+    secret = load_secret(settings.state_path / "web-secret")
+    auth = Authenticator(settings, manager.store.token_user, manager.store,
+                         by_uid=manager.accounts.by_uid, by_name=manager.accounts.by_name)
     thumbnails = thumbnails or Thumbnailer()
     app.state.manager = manager
     app.state.auth = auth
@@ -110,13 +115,17 @@ def create_app(
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))
-    app.include_router(pages_router(manager, auth, logon or LogonChecker()))
+    checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
+    app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret)))
     metrics = app.state.metrics = Metrics(manager.store, thumbnails)
     app.include_router(metrics_router(metrics, settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outermost last: headers go on every answer, errors included; cookies are read before auth.
     app.add_middleware(ThumbnailFastPath, manager=manager, thumbnails=thumbnails, auth=auth)
-    app.add_middleware(CookieSessions, secret=load_secret(settings.state_path / "web-secret"))
+    # Inside the cookies (it needs them to know the caller), outside every route: no body is read
+    # before the caller is known, nor past max_request_body.
+    app.add_middleware(BodyGuard, auth=auth, limit=settings.max_request_body)
+    app.add_middleware(CookieSessions, secret=secret)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestTimer, metrics=metrics)  # outermost: times the others too
 
@@ -127,7 +136,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "not-signed-in", 403: "not-permitted", 404: "not-found"}.get(exc.status_code, "error")
+        code = {401: "not-signed-in", 403: "not-permitted", 404: "not-found", 413: "too-large"}.get(
+            exc.status_code, "error")
         response = _error(exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Retry-After on 429
         if exc.status_code == 405:

@@ -1,22 +1,26 @@
 """Who is calling: the Unix socket's peer credentials, a bearer token, or a web log-on.
 
-The caller's role is worked out afresh on every request from the account's
-current groups, so removing someone from polydesk-dashboard takes effect at once.
+The caller's role is worked out on every request from the account's current
+groups (read at most ``role_cache_seconds`` ago), so removing someone from
+polydesk-dashboard takes effect within seconds, whichever way they call.
 
 Web log-ons live in a signed cookie (Starlette's SessionMiddleware, HttpOnly,
 SameSite=Strict, Secure over https) holding the user, a random session id and
-the CSRF token of that web session. Signing out revokes the session id, so a
-copy of the cookie stops working too.
+the CSRF token of that web session. A cookie works only while its session id is
+in the state database's sign-ins: signing out deletes it there, so a copy of the
+cookie stops working too, across restarts.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from fastapi import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -27,7 +31,7 @@ from polydesk import policy
 from polydesk.accounts import account_by_uid, lookup_account
 from polydesk.config import Settings
 from polydesk.manager import token_digest
-from polydesk.model import Account, Caller, NotPermitted, UnknownUser
+from polydesk.model import Account, Caller, NotPermitted, StoreError, UnknownUser
 from polydesk.web.server import PEER_KEY
 
 SESSION_USER_KEY = "user"
@@ -40,6 +44,18 @@ SESSION_MAX_AGE = 12 * 3600  # a signed-in browser must sign in again after this
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 __all__ = ["Authenticator", "CsrfError", "token_digest"]
+
+log = logging.getLogger(__name__)
+
+
+class SignInRecords(Protocol):
+    """Where web sign-ins outlive the daemon (the Store)."""
+
+    def signins(self) -> list[tuple[str, str, float]]: ...
+
+    def add_signin(self, sid: str, user: str, expires: float) -> None: ...
+
+    def drop_signin(self, sid: str) -> None: ...
 
 
 class CsrfError(NotPermitted):
@@ -84,14 +100,17 @@ class Authenticator:
         self,
         settings: Settings,
         token_user: Callable[[str], str | None],
+        records: SignInRecords,
         by_uid: Callable[[int], Account] = account_by_uid,
         by_name: Callable[[str], Account] = lookup_account,
     ) -> None:
         self.settings = settings
         self.token_user = token_user
+        self.records = records
         self.by_uid = by_uid
         self.by_name = by_name
-        self._revoked: dict[str, float] = {}  # web session id -> when its cookie expires anyway
+        # web session id -> (user, when it ends): what the database holds, read once
+        self._signins = {sid: (user, expires) for sid, user, expires in records.signins()}
 
     def caller_for(self, account: Account, via: str) -> Caller:
         role = policy.role_of(account.groups, account.uid, self.settings.admin_group,
@@ -112,8 +131,9 @@ class Authenticator:
         if "session" in conn.scope:
             name = conn.session.get(SESSION_USER_KEY)
             sid = conn.session.get(SID_KEY)
-            if isinstance(name, str) and isinstance(sid, str) and sid not in self._revoked:
-                return self._by_name(name, "web")
+            signin = self._signins.get(sid) if isinstance(sid, str) else None
+            if signin is not None and signin[0] == name and signin[1] > time.time():
+                return self._by_name(signin[0], "web")
         return None
 
     def _by_name(self, name: str, via: str) -> Caller | None:
@@ -135,16 +155,22 @@ class Authenticator:
 
     def sign_in(self, conn: HTTPConnection, user: str) -> None:
         """A fresh web session (new id and CSRF token): nothing from before the log-on survives."""
+        sid, now = secrets.token_urlsafe(18), time.time()
+        self.records.add_signin(sid, user, now + SESSION_MAX_AGE)  # a full disk refuses the log-on
+        self._signins = {s: v for s, v in self._signins.items() if v[1] > now}
+        self._signins[sid] = (user, now + SESSION_MAX_AGE)
         conn.session.clear()
-        conn.session.update({SESSION_USER_KEY: user, SID_KEY: secrets.token_urlsafe(18),
-                             CSRF_KEY: secrets.token_urlsafe(24), "iat": int(time.time())})
+        conn.session.update({SESSION_USER_KEY: user, SID_KEY: sid,
+                             CSRF_KEY: secrets.token_urlsafe(24), "iat": int(now)})
 
     def sign_out(self, conn: HTTPConnection) -> None:
         sid = conn.session.get(SID_KEY)
-        if isinstance(sid, str):
-            now = time.time()
-            self._revoked = {s: t for s, t in self._revoked.items() if t > now}
-            self._revoked[sid] = now + SESSION_MAX_AGE
+        if isinstance(sid, str) and self._signins.pop(sid, None) is not None:
+            try:
+                self.records.drop_signin(sid)
+            except StoreError as exc:  # signed out until a restart at least; say so
+                log.error("signing out web session of %s could not be saved: %s",
+                          conn.session.get(SESSION_USER_KEY), exc)
         conn.session.clear()
 
 

@@ -141,7 +141,7 @@ class _Stream:
             if event.kind == "session-ended":
                 self.forget(event.session_id)
             return event.to_json()
-        session = self.manager.store.session(event.session_id)
+        session = self.manager.session_now(event.session_id)
         if session is None or not self.shows(session):
             return None
         if event.session_id not in self.known:

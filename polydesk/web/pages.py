@@ -22,7 +22,14 @@ from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
 from polydesk.thumbnails import SIZES
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
-from polydesk.web.logon import LogonChecker, TooManyAttempts
+from polydesk.web.logon import (
+    DEVICE_COOKIE,
+    DEVICE_MAX_AGE,
+    Client,
+    DeviceCookies,
+    LogonChecker,
+    TooManyAttempts,
+)
 from polydesk.web.security import STATION_CSP
 from polydesk.web.thumbs import may_watch, on_dashboard
 
@@ -84,7 +91,23 @@ def make_templates() -> Jinja2Templates:
     return templates
 
 
-def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -> APIRouter:
+def _too_many(what: str, minutes: int) -> str:
+    """The refusal of a held-back log-on, in the page's language."""
+    if what == "account":
+        return i18n.ngettext("too many failed log-on attempts for this account; try again in %(n)d minute",
+                             "too many failed log-on attempts for this account; try again in %(n)d minutes",
+                             minutes) % {"n": minutes}
+    if what == "address":
+        return i18n.ngettext("too many failed log-on attempts for this address; try again in %(n)d minute",
+                             "too many failed log-on attempts for this address; try again in %(n)d minutes",
+                             minutes) % {"n": minutes}
+    return i18n.ngettext("too many failed log-on attempts on this server; try again in %(n)d minute",
+                         "too many failed log-on attempts on this server; try again in %(n)d minutes",
+                         minutes) % {"n": minutes}
+
+
+def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
+                 devices: DeviceCookies) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = make_templates()
     settings = manager.settings
@@ -174,21 +197,16 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
         except CsrfError:
             return render(request, "login.html", status=403, user=user,
                           error=N_("The log-on form had expired. Please enter your password again."))
+        # The peer's address, or what a proxy of trusted_proxies says (uvicorn, server.py).
         address = request.client.host if request.client else "unknown"
+        client = Client(address, devices.device(user, request.cookies.get(DEVICE_COOKIE)))
         try:
-            ok = await checker.check(user, password, address)
+            ok = await checker.check(user, password, client)
         except TooManyAttempts as exc:
             log.warning("web log-on of %r from %s refused: %s", user, address, exc)
             with i18n.using(language(request)):
                 minutes = max(1, -(-exc.retry_after // 60))
-                if exc.what == "account":
-                    error = i18n.ngettext("too many failed log-on attempts for this account; try again in "
-                                          "%(n)d minute", "too many failed log-on attempts for this account; "
-                                          "try again in %(n)d minutes", minutes) % {"n": minutes}
-                else:
-                    error = i18n.ngettext("too many failed log-on attempts for this address; try again in "
-                                          "%(n)d minute", "too many failed log-on attempts for this address; "
-                                          "try again in %(n)d minutes", minutes) % {"n": minutes}
+                error = _too_many(exc.what, minutes)
             response = render(request, "login.html", status=429, error=error, user=user)
             response.headers["Retry-After"] = str(exc.retry_after)
             return response
@@ -198,7 +216,11 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker) -
                           error=N_("Wrong user name or password."))
         auth.sign_in(request, user)
         log.info("web log-on of %r from %s", user, address)
-        return RedirectResponse("/", status_code=303)
+        signed_in = RedirectResponse("/", status_code=303)
+        # This browser is now known for this account: others' guessing does not hold it back.
+        signed_in.set_cookie(DEVICE_COOKIE, devices.issue(user), max_age=DEVICE_MAX_AGE, path="/login",
+                             httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return signed_in
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:

@@ -38,9 +38,6 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
-# The interactive API explorer loads its script and style from a CDN and inline; it gets the
-# other headers but not the policy (it shows no user data, only the OpenAPI document).
-NO_CSP_PATHS = ("/api/v1/docs",)
 # A raster picture is no document: a policy for its scripts, frames, features or referrer
 # says nothing to it, while nosniff and CORP (only our own pages may embed a thumbnail)
 # do. The rest would be ~450 bytes on every thumbnail, a sixth of what a Dashboard gets.
@@ -56,8 +53,6 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        skip_csp = scope["path"].startswith(NO_CSP_PATHS)
-
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -65,7 +60,7 @@ class SecurityHeaders:
                 for name, value in HEADERS.items():
                     if raster and name not in RASTER_HEADERS:
                         continue
-                    if name not in headers and not (skip_csp and name == "Content-Security-Policy"):
+                    if name not in headers:
                         headers[name] = value
                 if headers.get("content-type", "").startswith("text/html"):
                     headers.setdefault("Cache-Control", "no-store")

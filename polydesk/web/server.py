@@ -4,6 +4,10 @@ Uvicorn does not put SO_PEERCRED into the ASGI scope, so the protocol class
 below reads it when a connection is made and wraps the app for that
 connection: ``scope["polydesk.peer"] = (pid, uid, gid)``. Nothing a client
 sends can set it.
+
+Each listener is its own server with its own connection caps and request timeout
+(connguard.py), so a flood of the TCP side cannot starve the CLI's Unix socket.
+Proxy headers (X-Forwarded-For, -Proto) are believed only from ``trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -15,14 +19,19 @@ import socket
 import struct
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from polydesk.config import Settings
+from polydesk.web.connguard import REFUSAL, ConnectionGuard, tcp_guard, unix_guard
+
 PEER_KEY = "polydesk.peer"
 _PEERCRED = struct.Struct("3i")
+UNIX_BACKLOG = 128
 
 
 class _WithPeer:
@@ -44,12 +53,65 @@ def _peer(transport: asyncio.BaseTransport) -> tuple[int, int, int] | None:
     return pid, uid, gid
 
 
-class PeerCredProtocol(H11Protocol):
+class _Config(uvicorn.Config):
+    """A server's configuration, with its listener's connection rules."""
+
+    guard: ConnectionGuard
+
+
+class GuardedProtocol(H11Protocol):
+    """HTTP/1.1 with the listener's caps, and a deadline for each request to arrive in full."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def guard(self) -> ConnectionGuard:
+        return cast(_Config, self.config).guard
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if not self.guard.admit(transport):
+            transport.write(REFUSAL)
+            transport.close()
+            return
+        self._arm()  # a client that connects and sends nothing is a half-sent request too
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._arm()  # the first byte of a request starts its clock; later bytes do not reset it
+        super().data_received(data)
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()  # the whole request is in (or the connection is done or switching)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.guard.request_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class PeerCredProtocol(GuardedProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = _peer(transport)
         if peer is not None:
             self.app = _WithPeer(self.app, peer)
+        super().connection_made(transport)
 
 
 class PeerCredWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -78,19 +140,30 @@ def unix_socket(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
     os.chmod(path, 0o666)
-    sock.listen(128)
+    sock.listen(UNIX_BACKLOG)
     return sock
 
 
-def make_servers(app: Any, listen: str, api_socket: Path) -> list[uvicorn.Server]:
-    host, _, port = listen.rpartition(":")
+def _peer_uid(transport: asyncio.BaseTransport) -> int | None:
+    peer = _peer(transport)
+    return None if peer is None else peer[1]
+
+
+def make_servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
+    """The Unix socket's server first, then the TCP listener's (if ``listen`` is set)."""
     common: dict[str, Any] = {"log_level": "warning", "lifespan": "off"}
-    unix = uvicorn.Config(app, uds=str(api_socket), http=PeerCredProtocol, ws=PeerCredWebSocketProtocol,
-                          **common)
+    unix = _Config(app, uds=str(settings.api_socket), http=PeerCredProtocol, ws=PeerCredWebSocketProtocol,
+                   proxy_headers=False, backlog=UNIX_BACKLOG, **common)
+    unix.guard = unix_guard(settings.request_timeout, _peer_uid)
     servers: list[uvicorn.Server] = [_Server(unix)]
-    if listen:
-        servers.append(_Server(uvicorn.Config(app, host=host.strip("[]"), port=int(port),
-                                              http="h11", ws="websockets-sansio", **common)))
+    if settings.listen:
+        host, _, port = settings.listen.rpartition(":")
+        proxies = list(settings.trusted_proxies)
+        tcp = _Config(app, host=host.strip("[]"), port=int(port), http=GuardedProtocol,
+                      ws="websockets-sansio", proxy_headers=bool(proxies),
+                      forwarded_allow_ips=proxies or None, **common)
+        tcp.guard = tcp_guard(settings.request_timeout, settings.max_connections)
+        servers.append(_Server(tcp))
     return servers
 
 

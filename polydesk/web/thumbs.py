@@ -60,7 +60,7 @@ def watchable(manager: Manager, caller: Caller, session_id: str) -> Session:
 
     Reads the store directly (not ``get_session``) so a thumbnail does not cost an idle-time query.
     """
-    session = manager.store.session(session_id)
+    session = manager.session_now(session_id)
     if session is None:
         raise UnknownSession(session_id)
     if not policy.may_see(caller, session):

@@ -27,11 +27,14 @@ def test_logon_with_the_real_password_sets_a_fresh_strict_cookie(room: Room) -> 
         answer = client.post("/login", data={"user": room.teacher.name, "password": room.teacher.password,
                                              "csrf_token": csrf_of(form.text)})
         assert answer.status_code == 303 and answer.headers["location"] == "/"
-        cookie = answer.headers["set-cookie"]
-        assert cookie.startswith(f"{COOKIE}=")
+        # the session's cookie (beside it comes the device cookie that the log-on limits know it by)
+        cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}="))
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite=strict", "path=/"} <= flags
         assert "secure" not in flags  # plain http here; over https the cookie is Secure
+        device = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("polydesk_device="))
+        device_flags = {part.strip().lower() for part in device.split(";")}
+        assert {"httponly", "samesite=strict", "path=/login"} <= device_flags
         # session fixation: the signed-in session is a new one, with a new CSRF token
         after = client.cookies[COOKIE]
         assert after != before
@@ -44,11 +47,15 @@ def test_logon_with_the_real_password_sets_a_fresh_strict_cookie(room: Room) -> 
         assert stale.status_code == 403
 
 
-def test_over_https_the_cookie_is_secure(room: Room) -> None:
-    # Uvicorn trusts X-Forwarded-Proto from 127.0.0.1 (a TLS proxy in front of the daemon)
-    with httpx.Client(base_url=room.daemon.url, headers={"X-Forwarded-Proto": "https"}) as client:
+def test_over_https_the_cookie_is_secure(daemon_factory: Callable[..., Daemon]) -> None:
+    # X-Forwarded-Proto is believed from the TLS proxies in trusted_proxies, and from nobody else
+    daemon = daemon_factory('trusted_proxies = ["127.0.0.1"]', hosts='["fake"]')
+    with httpx.Client(base_url=daemon.url, headers={"X-Forwarded-Proto": "https"}) as client:
         form = client.get("/login")
         assert "secure" in form.headers["set-cookie"].lower()
+    with httpx.Client(base_url=daemon.url, headers={"X-Forwarded-Proto": "https"},
+                      transport=httpx.HTTPTransport(local_address="127.0.0.2")) as client:
+        assert "secure" not in client.get("/login").headers["set-cookie"].lower()
 
 
 def test_wrong_password_and_unknown_account_are_refused(room: Room) -> None:
