@@ -105,6 +105,7 @@ def create_app(
     secret = load_secret(settings.state_path / "web-secret")
     auth = Authenticator(settings, manager.store.token_user, manager.store,
                          by_uid=manager.accounts.by_uid, by_name=manager.accounts.by_name)
+    manager.stations.sign_out = auth.end_signins  # a session ended by another ends its station's sign-ins
     thumbnails = thumbnails or Thumbnailer()
     app.state.manager = manager
     app.state.auth = auth

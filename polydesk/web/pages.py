@@ -56,6 +56,8 @@ FAREWELLS = {
     "disconnected": N_("Disconnected. Your session keeps running: log on again, here or anywhere, to "
                        "resume it."),
     "logged-off": N_("You are logged off."),
+    "session-ended": N_("Your session has ended. Log on again to start a new one."),
+    "session-disconnected": N_("Your session was disconnected. Log on again to resume it."),
 }
 
 
