@@ -230,7 +230,8 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
 
     def hang_up() -> tuple[int | None, str]:
         # A station whose sign-in was ended goes to the log-on form: it says so by its code
-        return (CLOSE_SIGNED_OUT if station.signed_out else CLOSE_STATION), station.close_reason or "Disconnected"
+        code = CLOSE_SIGNED_OUT if station.signed_out else CLOSE_STATION
+        return code, station.close_reason or "Disconnected"
 
     async def hung_up() -> tuple[int | None, str]:
         await station.closed.wait()

@@ -150,9 +150,11 @@ def test_the_station_comes_back_by_itself_after_the_daemon_restarts(
     page.evaluate(WATCH_TEXTS)
 
     daemon.stop()
-    expect(page.locator("#station-status")).to_have_text(RECONNECTING[locale], timeout=10_000)
-    time.sleep(3)  # a few attempts fail while the daemon is away
-    daemon.start()
+    try:
+        expect(page.locator("#station-status")).to_have_text(RECONNECTING[locale], timeout=10_000)
+        time.sleep(3)  # a few attempts fail while the daemon is away
+    finally:
+        daemon.start()  # even when the page fails: the teardown logs the sessions off through it
     started = time.monotonic()
     connected(page)  # by itself: nobody clicks
     assert time.monotonic() - started < 25, "the station took too long to come back"
