@@ -463,6 +463,40 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help=_("Token id (from 
     client().call("DELETE", f"/tokens/{token_id}")
 
 
+signin_app = typer.Typer(help=_("Web log-on holds after failed passwords (administrators)."),
+                         no_args_is_help=True)
+app.add_typer(signin_app, name="signin")
+
+
+@signin_app.command("holds")
+def signin_holds(as_json: Json = False) -> None:
+    """List the failed log-on counters: account, where from, failures, held until when."""
+    rows = client().call("GET", "/signin/holds")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        until = time.strftime("%H:%M:%S", time.localtime(r["until"])) if r["held"] else "-"
+        fields = (r["kind"], r["user"] or "*", r["client"] or "*", str(r["failures"]), until)
+        typer.echo(printable("\t".join(fields)))
+
+
+@signin_app.command("unlock")
+def signin_unlock(
+    user: Annotated[str | None, typer.Argument(help=_("Account whose holds to clear."))] = None,
+    address: Annotated[str | None, typer.Option(
+        help=_("Only at this address; alone: the address's own hold."))] = None,
+    all_: Annotated[bool, typer.Option(
+        "--all", help=_("Clear every hold, the server-wide one too."))] = False,
+    as_json: Json = False,
+) -> None:
+    """Clear log-on holds so that someone may log on at once."""
+    if not (user or address or all_):
+        fail(USAGE, _("say whose holds to clear: USER, --address ADDRESS or --all"))
+    answer = client().call("POST", "/signin/unlock", json={"user": user, "address": address, "all": all_})
+    typer.echo(json.dumps(answer, indent=2) if as_json else _("cleared: {n}").format(n=answer["cleared"]))
+
+
 def _translate_help(group: typer.Typer) -> None:
     """Commands' help is their docstring: shown in the user's language (scripts/translations.py
     extracts the docstrings of this module's commands)."""

@@ -340,6 +340,8 @@ class Manager:
 
     async def disconnect(self, caller: Caller, target: Target) -> list[Outcome]:
         async def act(session: Session) -> Outcome:
+            if not policy.owns(caller, session):  # their own Disconnect is their choice to stay signed in
+                self._end_signins(caller, session.id, session.user, DISCONNECTED)
             self.stations.close_all(session.id, DISCONNECTED)
             await self._host(session).disconnect(session)
             self._set(session.with_(state=SessionState.DISCONNECTED, client=None))
@@ -513,7 +515,8 @@ class Manager:
 
     # stations: the browsers (or VNC clients) attached through the bridge
 
-    async def open_station(self, caller: Caller, session_id: str, mode: Mode, client: str) -> Station:
+    async def open_station(self, caller: Caller, session_id: str, mode: Mode, client: str,
+                           signin: str | None = None) -> Station:
         """Attach a viewer. The user's own station takes the session over from any other."""
         session = self.session_now(session_id)
         if session is None:
@@ -529,7 +532,7 @@ class Manager:
             raise NotPermitted(reason)
         if session.state == SessionState.LOGGING_OFF:
             raise InvalidRequest(f"session {session_id} is logging off")
-        station = Station(session_id, caller.user, mode, client)
+        station = Station(session_id, caller.user, mode, client, signin=signin)
         if mode == Mode.OWN:
             self.stations.close_all(session_id, TAKEN_OVER, Mode.OWN)
             pending = self._going_away.pop(session_id, None)
@@ -635,7 +638,7 @@ class Manager:
         finally:
             if self._logoffs.get(session.id) is asyncio.current_task():  # not a forced successor
                 del self._logoffs[session.id]
-        self._forget(session.id)
+        self._forget(session.id, session.user)
         reason = EndReason.RECOVERED if recovered else EndReason.LOGOFF
         try:
             self.store.end_session(session, plan.requested_by, reason)
@@ -750,7 +753,7 @@ class Manager:
         if host is not None:
             with contextlib.suppress(HostError):
                 await host.end(session, kill_after=0)
-        self._forget(session.id)
+        self._forget(session.id, session.user)
         ended_by = session.user if reason == EndReason.LOGOUT else SYSTEM.user
         self.store.end_session(session, ended_by, reason)
         self.bus.publish(session_ended(session.id, str(reason), ended_by))
@@ -760,7 +763,17 @@ class Manager:
 
     # small helpers
 
-    def _forget(self, session_id: str) -> None:
+    def _end_signins(self, caller: Caller, session_id: str, user: str, reason: str) -> None:
+        """The station goes back to its log-on form, as MultiPoint's does: the web sign-ins that
+        were this session's own stations end (someone else ended or disconnected it)."""
+        ended = self.stations.end_signins(session_id, reason)
+        if ended:
+            with contextlib.suppress(StoreError):  # ended all the same; a full disk loses the record
+                self._audit(caller, Action.SIGNIN, [session_id], [],
+                            detail={"op": "end", "user": user, "signins": ended, "reason": reason})
+
+    def _forget(self, session_id: str, user: str) -> None:
+        self._end_signins(SYSTEM, session_id, user, ENDED)  # the log-off itself is audited as its caller's
         self.stations.close_all(session_id, ENDED)
         watcher = self._watchers.pop(session_id, None)
         if watcher is not None and watcher is not asyncio.current_task():

@@ -55,6 +55,7 @@ class Action(enum.StrEnum):
     CONTROL = "control"
     AUDIT = "audit"
     TOKEN = "token"
+    SIGNIN = "signin"  # web sign-ins: ended with a station's session, log-on holds cleared
 
 
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.

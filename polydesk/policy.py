@@ -114,7 +114,7 @@ def may_have_desktop(name: str, uid: int, shell: str | None, rules: DesktopRules
 
 def may_global(caller: Caller, action: Action) -> Decision:
     """Actions not about one session: reading the audit log, making tokens."""
-    if action in (Action.AUDIT, Action.TOKEN):
+    if action in (Action.AUDIT, Action.TOKEN, Action.SIGNIN):
         if caller.role == Role.ADMIN:
             return ALLOW
         return Decision(False, f"only administrators may use {action}")

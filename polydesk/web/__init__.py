@@ -34,6 +34,7 @@ from polydesk.web.auth import Authenticator, CookieSessions, load_secret
 from polydesk.web.bodyguard import BodyGuard
 from polydesk.web.events import events_router
 from polydesk.web.fleet import fleet_page_router, fleet_router
+from polydesk.web.holds import HoldsDesk, holds_router
 from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
@@ -105,6 +106,7 @@ def create_app(
     secret = load_secret(settings.state_path / "web-secret")
     auth = Authenticator(settings, manager.store.token_user, manager.store,
                          by_uid=manager.accounts.by_uid, by_name=manager.accounts.by_name)
+    manager.stations.sign_out = auth.end_signins  # a session ended by another ends its station's sign-ins
     thumbnails = thumbnails or Thumbnailer()
     app.state.manager = manager
     app.state.auth = auth
@@ -116,7 +118,9 @@ def create_app(
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))
     checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
-    app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret)))
+    holds = HoldsDesk(manager, checker.limiter)
+    app.include_router(holds_router(holds))
+    app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret), holds))
     metrics = app.state.metrics = Metrics(manager.store, thumbnails)
     app.include_router(metrics_router(metrics, settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -163,6 +163,22 @@ class Authenticator:
         conn.session.update({SESSION_USER_KEY: user, SID_KEY: sid,
                              CSRF_KEY: secrets.token_urlsafe(24), "iat": int(now)})
 
+    def end_signins(self, sids: set[str]) -> int:
+        """End these web sign-ins (someone else ended or disconnected the session they were the
+        station of): their cookies stop working at once. How many were still signed in."""
+        ended = [sid for sid in sids if self._signins.pop(sid, None) is not None]
+        for sid in ended:
+            try:
+                self.records.drop_signin(sid)
+            except StoreError as exc:  # signed out until a restart at least; say so
+                log.error("ending a web sign-in could not be saved: %s", exc)
+        return len(ended)
+
+    def signin_of(self, conn: HTTPConnection) -> str | None:
+        """The id of the web sign-in this request's cookie carries, if it is one that works."""
+        sid = conn.session.get(SID_KEY) if "session" in conn.scope else None
+        return sid if isinstance(sid, str) and sid in self._signins else None
+
     def sign_out(self, conn: HTTPConnection) -> None:
         sid = conn.session.get(SID_KEY)
         if isinstance(sid, str) and self._signins.pop(sid, None) is not None:

@@ -68,6 +68,23 @@ class Client:
     device: str | None = None
 
 
+@dataclass(frozen=True)
+class Hold:
+    """One counter, as an administrator sees it (``polydesk signin holds``)."""
+
+    kind: str  # "account" (one account from one client), "address" (any accounts) or "server"
+    user: str | None
+    client: str | None  # "192.0.2.7", or "browser 3f2a..." (a device cookie); None for the server
+    failures: int
+    until: float  # attempts wait until then (in the past: not held now, but counting)
+    last: float
+
+
+def _client_label(client: str) -> str:
+    kind, _, value = client.partition(":")
+    return value if kind == "addr" else f"browser {value[:8]}"
+
+
 class FailureRecords(Protocol):
     """Where the counters outlive the daemon (the Store)."""
 
@@ -136,6 +153,41 @@ class FailureLimiter:
         key = self._keys(user, client)[0][0]
         if self._counts.pop(key, None) is not None:
             self._save([], [key])
+
+    def holds(self) -> list[Hold]:
+        """Every counter with failures in it, newest first: what holds someone back, or soon may."""
+        now = self.clock()
+        found = []
+        for key, (n, last) in self._counts.items():
+            kind, *rest = key.split("\0")
+            if kind == "pair":
+                user, client = rest
+                until = last + wait_after(int(n), PAIR_FREE)
+                found.append(Hold("account", user, _client_label(client), int(n), until, last))
+            elif kind == "addr":
+                until = last + wait_after(int(n), ADDRESS_FREE)
+                found.append(Hold("address", None, rest[0], int(n), until, last))
+            elif int(n) >= GLOBAL_LIMIT and now - last < GLOBAL_WINDOW_S:
+                found.append(Hold("server", None, None, int(n), last + GLOBAL_WINDOW_S, last))
+        return sorted(found, key=lambda h: -h.last)
+
+    def clear(self, user: str | None = None, address: str | None = None, everything: bool = False) -> int:
+        """Forget counters: ``user``'s (from every client, or at ``address``), ``address``'s own
+        and its accounts', or all of them. How many were dropped."""
+        def matches(key: str) -> bool:
+            kind, *rest = key.split("\0")
+            if everything:
+                return True
+            if kind == "pair":
+                return ((user is None or rest[0] == user)
+                        and (address is None or rest[1] == f"addr:{address}"))
+            return kind == "addr" and user is None and rest[0] == address
+        dropped = [key for key in self._counts if matches(key)]
+        for key in dropped:
+            del self._counts[key]
+        if self.records is not None and dropped:
+            self.records.put_logon_failures([], dropped)  # a full disk says so: not cleared after a restart
+        return len(dropped)
 
     def _prune(self, now: float) -> list[str]:
         """Drop the counters that hold nobody back any more (a flood of fresh addresses)."""

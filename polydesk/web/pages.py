@@ -22,6 +22,7 @@ from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
 from polydesk.thumbnails import SIZES
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
+from polydesk.web.holds import HoldsDesk, hold_out
 from polydesk.web.logon import (
     DEVICE_COOKIE,
     DEVICE_MAX_AGE,
@@ -56,6 +57,8 @@ FAREWELLS = {
     "disconnected": N_("Disconnected. Your session keeps running: log on again, here or anywhere, to "
                        "resume it."),
     "logged-off": N_("You are logged off."),
+    "session-ended": N_("Your session has ended. Log on again to start a new one."),
+    "session-disconnected": N_("Your session was disconnected. Log on again to resume it."),
 }
 
 
@@ -107,7 +110,7 @@ def _too_many(what: str, minutes: int) -> str:
 
 
 def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
-                 devices: DeviceCookies) -> APIRouter:
+                 devices: DeviceCookies, holds: HoldsDesk) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = make_templates()
     settings = manager.settings
@@ -230,6 +233,28 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
             auth.sign_out(request)
         then = str(form.get("then", ""))  # the station says why it signs out: the log-on page tells
         return RedirectResponse(f"/login?then={then}" if then in FAREWELLS else "/login", status_code=303)
+
+    @router.get("/signin-holds", response_class=HTMLResponse)
+    async def holds_page(request: Request, cleared: int | None = None) -> Response:
+        caller = auth.identify(request)
+        if caller is None:
+            return RedirectResponse("/login", status_code=303)
+        try:
+            rows = holds.holds(caller)
+        except NotPermitted:
+            return render(request, "holds.html", status=403, caller=caller, rows=None, cleared=None)
+        now = time.time()
+        return render(request, "holds.html", caller=caller, rows=[hold_out(h, now) for h in rows],
+                      cleared=cleared)
+
+    @router.post("/signin-holds/clear")
+    async def clear_hold(request: Request) -> Response:
+        caller = auth.require(request, "GET")
+        form = await request.form()
+        check_csrf(request, str(form.get(CSRF_FIELD, "")))
+        user, address = str(form.get("user", "")) or None, str(form.get("address", "")) or None
+        cleared = holds.unlock(caller, user, address, form.get("all") == "1")
+        return RedirectResponse(f"/signin-holds?cleared={cleared}", status_code=303)
 
     @router.get("/ui/cards/{session_id}", response_class=HTMLResponse)
     async def card(request: Request, session_id: str, size: str = "medium") -> Response:

@@ -59,7 +59,7 @@ READ_SIZE = 1 << 16
 # Close codes (4000-4999 are the application's). The reason is a sentence for the person.
 CLOSE_STATION = 4000  # the daemon hung up this station: taken over, disconnected, session ended
 CLOSE_PROTOCOL = 4400  # the client sent what the bridge does not forward (not RFB, text frames)
-CLOSE_SIGNED_OUT = 4401  # the caller signed out, or lost the role that let them watch
+CLOSE_SIGNED_OUT = 4401  # the caller signed out, was signed out (session ended by another), or lost a role
 CLOSE_SCREEN_GONE = 4502  # the session's RFB server hung up (its display server ended)
 
 _STATUS: dict[type[PolydeskError], int] = {
@@ -150,7 +150,8 @@ def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
             await _refuse(ws, 403, "not-permitted", "monitoring is switched off (setting monitoring)")
             return
         try:
-            station = await manager.open_station(caller, session_id, mode, client_label(ws))
+            signin = auth.signin_of(ws) if caller.via == "web" else None
+            station = await manager.open_station(caller, session_id, mode, client_label(ws), signin)
         except PolydeskError as exc:
             status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), 500)
             await _refuse(ws, status, exc.code, str(exc))
@@ -227,9 +228,14 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
         await asyncio.sleep(0.5)  # the session ending closes the station too: prefer its reason
         return CLOSE_SCREEN_GONE, station.close_reason or "Disconnected: the session's screen closed"
 
+    def hang_up() -> tuple[int | None, str]:
+        # A station whose sign-in was ended goes to the log-on form: it says so by its code
+        code = CLOSE_SIGNED_OUT if station.signed_out else CLOSE_STATION
+        return code, station.close_reason or "Disconnected"
+
     async def hung_up() -> tuple[int | None, str]:
         await station.closed.wait()
-        return CLOSE_STATION, station.close_reason or "Disconnected"
+        return hang_up()
 
     async def recheck() -> tuple[int | None, str]:
         while True:
@@ -241,7 +247,7 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
     done = await first_done(jobs)
     first: asyncio.Future[Any] = next(iter(done))
     if station.closed.is_set():  # taken over, disconnected, ended: that is what to tell
-        return CLOSE_STATION, station.close_reason or "Disconnected"
+        return hang_up()
     exc = first.exception()
     if isinstance(exc, ProtocolError):
         log.info("station %d of %s: %s", station.id, caller.user, exc)

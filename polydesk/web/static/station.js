@@ -24,14 +24,25 @@ void [gettext("Disconnected"), gettext("Disconnected: this session was opened el
 
 // Close codes of the bridge (polydesk/web/vncproxy.py): the reason is a sentence for the person.
 const CLOSE_STATION = 4000, CLOSE_SIGNED_OUT = 4401, CLOSE_SCREEN_GONE = 4502;
+// After the daemon restarts (a service restart, an upgrade) a station comes back by itself:
+// waits of 1, 2, 4, 8 s, then every 10 s, for at most 5 minutes.
+const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 10000, RETRY_FOR_MS = 5 * 60 * 1000;
 
 async function api(method, path, body) {
-  const response = await fetch("/api/v1" + path, {
-    method: method,
-    credentials: "same-origin",
-    headers: body === undefined ? {} : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let response;
+  try {
+    response = await fetch("/api/v1" + path, {
+      method: method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    // The browser's own words ("Failed to fetch") are in its language, not the page's: say it plainly.
+    const error = new Error(gettext("The computer does not answer. Reconnecting…"));
+    error.network = true;
+    throw error;
+  }
   if (response.status === 401) {
     window.location.assign("/login");
     throw new Error(gettext("You are signed out."));
@@ -108,6 +119,7 @@ function stationPage(root) {
   const home = root.dataset.home; // Dashboard users go back there; standard users sign out
   const screen = $("screen");
   let sessionId = null, viewer = null, rfb = null, leaving = null, retries = 0, blocked = false;
+  let lostAt = null; // when the connection to the daemon was lost (null: not reconnecting)
   let deadline = null, countdown = null;
   const controllers = new Map(); // name -> how many control stations they have open
 
@@ -126,6 +138,7 @@ function stationPage(root) {
   }
 
   function signOut(then) {
+    leaving = leaving || "signed-out";
     if (home) { window.location.assign(home); return; }
     $("signout-then").value = then;
     $("signout-form").submit();
@@ -166,40 +179,68 @@ function stationPage(root) {
     viewer = attach(screen, sessionId, "own", (r) => {
       rfb = r;
       retries = 0;
+      lostAt = null;
       rfb.viewOnly = blocked;
       setState("connected", gettext("Connected"));
       rfb.focus();
     }, ended);
   }
 
+  // The station's session is gone: back to the log-on form, as MultiPoint's station does. The
+  // daemon has ended this browser's sign-in already when someone else ended it; this is for the rest.
+  function sessionOver() {
+    window.sessionStorage.removeItem("polydesk.station");
+    deadline = null;
+    tick();
+    if (viewer) { viewer.close(); viewer = null; }
+    $("station-resume").hidden = true;
+    signOut(leaving === "logoff" ? "logged-off" : "session-ended");
+  }
+
+  function retryLater() {
+    if (lostAt === null) lostAt = Date.now();
+    if (Date.now() - lostAt > RETRY_FOR_MS) {
+      lostAt = null;
+      showEnded(gettext("Could not reconnect"), gettext("The computer does not answer. Try again in a moment."),
+        true);
+      return;
+    }
+    const wait = Math.min(RETRY_FIRST_MS * 2 ** retries, RETRY_MAX_MS);
+    retries += 1;
+    setState("reconnecting", gettext("Reconnecting…"));
+    window.setTimeout(() => { if (!leaving) connect(); }, wait);
+  }
+
   async function ended(how) {
     viewer = null;
     rfb = null;
     if (leaving) return;
-    if (how.code === CLOSE_SIGNED_OUT) { window.location.assign("/login"); return; }
+    if (how.code === CLOSE_SIGNED_OUT) {
+      // Someone else ended or disconnected the session (the sign-in has ended), or a sign-out
+      const then = how.reason.includes("ended") ? "session-ended"
+        : how.reason.includes("was disconnected") ? "session-disconnected" : "";
+      leaving = "signed-out";
+      window.location.replace("/login" + (then ? "?then=" + then : ""));
+      return;
+    }
     if (how.code === CLOSE_STATION || how.code === CLOSE_SCREEN_GONE) {
-      const gone = how.reason.includes("ended");
+      if (how.reason.includes("ended")) { sessionOver(); return; }
       showEnded(gettext(how.reason || "Disconnected"),
-        gone ? gettext("Your session is over.")
-          : gettext("Your session keeps running: resume it here or from any browser."),
-        true);
+        gettext("Your session keeps running: resume it here or from any browser."), true);
       return;
     }
-    if (how.opened && retries < 3) { // the network dropped: come back by itself, a few times
-      retries += 1;
-      setState("reconnecting", gettext("Connection lost, reconnecting…"));
-      window.setTimeout(connect, 1000 * retries);
-      return;
-    }
+    if (how.opened) { retryLater(); return; } // the network dropped or the daemon restarts
     // Refused before it began (the browser does not see the HTTP answer): ask why.
     try {
       const session = await api("GET", "/sessions/" + encodeURIComponent(sessionId));
+      if (lostAt !== null && session.state !== "logging-off") { retryLater(); return; } // still starting up
       showEnded(gettext("Could not connect"),
         session.state === "logging-off" ? gettext("Your session is logging off.") :
           gettext("Your session runs, but its screen cannot be shown here."), session.state !== "logging-off");
     } catch (error) {
-      showEnded(gettext("Disconnected"), error.status === 404 ? gettext("Your session has ended.") : error.message,
-        true);
+      if (error.status === 404) { sessionOver(); return; }
+      if (error.network || error.status >= 500) { retryLater(); return; } // the daemon is not back yet
+      showEnded(gettext("Disconnected"), error.message, false);
     }
   }
 
@@ -249,14 +290,7 @@ function stationPage(root) {
     snapshot: whoControls,
     changed: changed,
     control: control,
-    ended: () => {
-      deadline = null;
-      tick();
-      if (viewer) { viewer.close(); viewer = null; }
-      window.sessionStorage.removeItem("polydesk.station");
-      if (leaving === "logoff") { signOut("logged-off"); return; }
-      showEnded(gettext("Your session has ended"), gettext("Log on again to start a new one."), true);
-    },
+    ended: () => { if (leaving !== "signed-out") sessionOver(); },
   });
 
   $("station-disconnect").addEventListener("click", () => {
@@ -290,6 +324,8 @@ function stationPage(root) {
     });
   }
   window.addEventListener("pagehide", () => { leaving = leaving || "closed"; });
+  // Back to this page from the browser's history: ask the daemon again, never trust the old page
+  window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
 
   start();
 }
