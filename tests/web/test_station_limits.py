@@ -34,5 +34,6 @@ def test_idle_station_is_disconnected_then_logged_off(
         time.sleep(0.2)
     assert user_pids(ana.uid) == []
     by_polydesk = [r["action"] for r in daemon.cli_json("audit") if r["caller"] == "polydesk"]
-    assert by_polydesk == ["message", "disconnect", "logoff"], by_polydesk
+    # the idle disconnect also ends the station's web sign-in (issue 14.1): "signin"
+    assert by_polydesk == ["message", "signin", "disconnect", "logoff"], by_polydesk
     assert page.errors == []  # type: ignore[attr-defined]
