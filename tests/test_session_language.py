@@ -210,6 +210,25 @@ def test_portuguese_words_the_trial_fixed() -> None:
             assert text.startswith("Muitas tentativas de logon sem sucesso"), text
 
 
+def test_the_cli_speaks_one_language(daemon_factory: Callable[..., Daemon],
+                                     make_user: Callable[..., TestUser]) -> None:
+    """A Portuguese CLI user reads Portuguese states and results, not "active" among Portuguese
+    headers; in C locale the words are the API's tokens, as scripts expect."""
+    daemon = daemon_factory(hosts='["fake"]')
+    ana = make_user("ana")
+    assert daemon.cli("logon", ana.name).returncode == 0
+    listed = daemon.cli("sessions")
+    assert "active" in listed.stdout and "STATE" in listed.stdout
+    env_pt = {"LANG": "pt_BR.UTF-8"}
+    original = daemon.env
+    daemon.env = lambda: {**original(), **env_pt}  # type: ignore[method-assign]
+    listed = daemon.cli("sessions")
+    assert "ESTADO" in listed.stdout and "ativa" in listed.stdout and "active" not in listed.stdout, \
+        listed.stdout
+    blocked = daemon.cli("block", "--all")
+    assert "\tbloqueada" in blocked.stdout, blocked.stdout
+
+
 def test_root_cli_has_no_language_of_its_own(daemon_factory: Callable[..., Daemon],
                                               make_user: Callable[..., TestUser]) -> None:
     """A session started from the CLI (no browser) is in the server's language."""
