@@ -21,7 +21,7 @@ import httpx
 import typer
 
 from polydesk.config import DEFAULT_RUNTIME_DIR
-from polydesk.i18n import _
+from polydesk.i18n import N_, _
 
 OK, SOME_FAILED, USAGE, NOT_PERMITTED, UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -107,6 +107,21 @@ def exit_code(results: list[dict[str, Any]]) -> int:
     return SOME_FAILED
 
 
+# The words of the text output, in the caller's language; --json keeps the API's own tokens.
+# English stays the tokens themselves, so a script reading the text output in C locale is unchanged.
+WORDS = {
+    "active": N_("active"), "disconnected": N_("disconnected"), "logging-off": N_("logging-off"),
+    "started": N_("started"), "resumed": N_("resumed"), "ended": N_("ended"), "blocked": N_("blocked"),
+    "unblocked": N_("unblocked"), "shown": N_("shown"), "would-end": N_("would-end"),
+    "would-do": N_("would-do"), "unknown-session": N_("unknown-session"),
+    "not-permitted": N_("not-permitted"), "failed": N_("failed"),
+}
+
+
+def word(token: str) -> str:
+    return _(WORDS[token]) if token in WORDS else token
+
+
 def printable(text: str) -> str:
     """What others typed (a browser's user agent, a message) may hold terminal escapes: show
     control characters as \\xNN instead of letting them drive the terminal."""
@@ -119,7 +134,7 @@ def report(answer: dict[str, Any], as_json: bool) -> NoReturn:
         typer.echo(json.dumps(answer, indent=2))
     else:
         for r in results:
-            line = f"{r['id'] or '-'}\t{r['user'] or '-'}\t{r['status']}"
+            line = f"{r['id'] or '-'}\t{r['user'] or '-'}\t{word(r['status'])}"
             if r["reason"]:
                 line += f"\t{r['reason']}"
             typer.echo(printable(line), err=not r["ok"])
@@ -214,7 +229,7 @@ def sessions(
     header = ("", _("ID"), _("USER"), _("STATE"), _("BLOCKED"), _("DISPLAY"), _("LOGON"), _("IDLE"),
               _("CLIENT"))
     table = [header] + [
-        (">" if r["own"] else "", r["id"], r["user"], r["state"], _("yes") if r["blocked"] else _("no"),
+        (">" if r["own"] else "", r["id"], r["user"], word(r["state"]), _("yes") if r["blocked"] else _("no"),
          r["display"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(r["logon_time"])),
          _duration(r["idle_s"]), printable(r["client"] or "-"))
         + ((r["fleet_host"] + ("" if r["host_online"] else " " + _("(offline)")),) if on_fleet else ())
@@ -320,8 +335,8 @@ def disconnect(ids: Ids = None, all_: All = False, as_json: Json = False, fleet:
 def block(
     ids: Ids = None,
     all_: All = False,
-    message: Annotated[str | None, typer.Option(help=_('Text on the cover (default "Station blocked").'))]
-    = None,
+    message: Annotated[str | None, typer.Option(
+        help=_('Text on the cover (default: "Station blocked", in each session\'s language).'))] = None,
     as_json: Json = False,
     fleet: Fleet = False,
     host: OnHost = None,

@@ -46,8 +46,8 @@ class Settings:
         False, "Let one account have several sessions; otherwise logging on again resumes."
     )
     block_message: str = _setting(
-        N_("Station blocked"), "Message shown on a blocked session's screen; this default is shown in the "
-        "server's `language` (\"Estação bloqueada\")."
+        N_("Station blocked"), "Message shown on a blocked session's screen; this default is shown in "
+        "each session's language (\"Estação bloqueada\"; see docs/languages.md)."
     )
     block_guard_interval: float = _setting(
         0.5, "Seconds between checks of each blocked session for what undid its block from inside "
@@ -99,9 +99,10 @@ class Settings:
     )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
     language: str = _setting(
-        "", "Language of what is shown in sessions (log-off notice, block cover, message window) and of "
-        "web pages whose browser asks for none Polydesk has: en or pt_BR; empty = the daemon's "
-        "environment (LANG). Pages follow each browser's Accept-Language; the CLI, its user's LANG."
+        "", "The server language: en or pt_BR; empty = the daemon's environment (LANG). Shown in a "
+        "session (log-off notice, block cover, message window, idle warning) when neither its "
+        "station's browser nor its user's desktop settings ask for a language Polydesk has, and on "
+        "web pages whose browser asks for none. The CLI follows its user's LANG."
     )
     request_timeout: float = _setting(
         10.0, "Seconds a client has to send a whole request (headers and body), from its first byte "

@@ -2,10 +2,12 @@
 
 Three audiences, three ways to choose:
 
-- what the daemon shows **in sessions** (the log-off notice, the block cover's default text,
-  the message window's button) and says when nobody asked otherwise: the *server language*,
-  the ``language`` setting (empty: the daemon's environment, LANG and friends) — see
-  ``server_gettext``;
+- what the daemon shows **in a session** (the log-off notice, the block cover's default text,
+  the message window's title and button, the idle warning): the *session's language*, that of
+  its user — the language their station's browser asked for when it started or resumed the
+  session (stored with the session), else the language they chose for their desktop
+  (AccountsService), else the *server language*: the ``language`` setting (empty: the daemon's
+  environment, LANG and friends) — see ``session_language`` and ``session_gettext``;
 - **web pages**: the browser's Accept-Language, negotiated against the catalogues, else the
   server language; set for the time a page is rendered with ``using`` — see ``gettext``;
 - the **CLI**: its user's environment, as any gettext program (the server language of a
@@ -33,6 +35,11 @@ DOMAIN = "polydesk"
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("en", "pt_BR")  # the catalogues shipped; the first is the source language
 DEFAULT = "en"
+
+# Where GNOME's Settings, LightDM and the other AccountsService clients Debian ships keep the
+# language a user chose for their desktop (``Language=pt_BR.UTF-8``): root's, so safe to read.
+ACCOUNTS_SERVICE = Path("/var/lib/AccountsService/users")
+_MAX_ACCOUNT_FILE = 64 << 10
 
 _server: str | None = None  # set once by the composition root (app.run); None: from the environment
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("polydesk_language", default=None)
@@ -96,6 +103,12 @@ def server_language() -> str:
 
 def negotiate(accept_language: str, default: str | None = None) -> str:
     """The best catalogue for an Accept-Language header (RFC 9110 q-values), else ``default``."""
+    return asked_language(accept_language) or default or server_language()
+
+
+def asked_language(accept_language: str) -> str | None:
+    """The catalogue a browser's Accept-Language asks for, or None when it asks for none we have
+    (then the user's own locale or the server's decides, not a guess from the header)."""
     choices = []
     for position, item in enumerate(accept_language.split(",")):
         tag, _, params = item.strip().partition(";")
@@ -107,7 +120,7 @@ def negotiate(accept_language: str, default: str | None = None) -> str:
         found = normalize(tag)
         if found and quality > 0:
             choices.append((-quality, position, found))
-    return min(choices)[2] if choices else (default or server_language())
+    return min(choices)[2] if choices else None
 
 
 @functools.cache
@@ -142,8 +155,45 @@ _ = gettext
 
 
 def server_gettext(message: str) -> str:
-    """``message`` in the server language, whoever's request it is (text shown in sessions)."""
+    """``message`` in the server language, whoever's request it is (what no session's user reads)."""
     return translations(server_language()).gettext(message)
+
+
+def user_language(user: str, folder: Path | None = None) -> str | None:
+    """The language ``user`` chose for their desktop: AccountsService's ``Language=`` (GNOME's
+    Settings and LightDM write it), if it names a catalogue we have. Not ``~/.pam_environment``
+    (Debian's pam_env does not read it) nor files in the user's home (theirs to point anywhere)."""
+    if not user or "/" in user or user.startswith("."):
+        return None
+    try:
+        with open((folder or ACCOUNTS_SERVICE) / user, "rb") as file:
+            text = file.read(_MAX_ACCOUNT_FILE).decode("utf-8", "replace")
+    except OSError:
+        return None
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[User]" and line.startswith("Language="):
+            # Language= may list several, colon-separated, as LANGUAGE does: the first we have wins.
+            for tag in line.partition("=")[2].split(":"):
+                found = normalize(tag)
+                if found:
+                    return found
+            return None
+    return None
+
+
+def session_language(asked: str | None, user: str) -> str:
+    """The language of what is shown in a session of ``user``: ``asked`` (what their station's
+    browser asked for, stored with the session), else their desktop's, else the server's."""
+    return (normalize(asked) if asked else None) or user_language(user) or server_language()
+
+
+def session_gettext(language: str, message: str) -> str:
+    """``message`` in a session's language (``session_language``): text shown in that session."""
+    return translations(language).gettext(message)
 
 
 def bcp47(language: str) -> str:

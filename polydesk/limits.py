@@ -19,7 +19,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from polydesk.i18n import N_, server_gettext
+from polydesk.i18n import N_
 from polydesk.model import SYSTEM, HostError, PolydeskError, Session, SessionState, Target
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Shown in the session (and the station) in the server language: i18n.server_gettext.
+# Shown in the session, in its user's language (Manager.in_session).
 IDLE_WARNING = N_("This session has not been used for a while. It will be disconnected in {seconds} "
                   "seconds unless you move the mouse or press a key. Your programs keep running.")
 IDLE_REASON = N_("Disconnected: the session was idle for too long")
@@ -100,7 +100,7 @@ class Limits:
         if session.id not in self._warned:  # always warn first, even when the check came late
             self._warned.add(session.id)
             seconds = max(1, math.ceil(self.idle_after - idle))
-            text = server_gettext(IDLE_WARNING).format(seconds=seconds)
+            text = self.manager.in_session(session, IDLE_WARNING).format(seconds=seconds)
             await self.manager.message(SYSTEM, Target(ids=(session.id,)), text, timeout=seconds)
             return
         if idle >= self.idle_after:

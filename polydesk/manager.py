@@ -33,7 +33,7 @@ from polydesk.events import (
 )
 from polydesk.hosts import peer
 from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
-from polydesk.i18n import N_, server_gettext
+from polydesk.i18n import N_, normalize, session_gettext, session_language
 from polydesk.limits import Limits
 from polydesk.model import (
     SYSTEM,
@@ -65,7 +65,7 @@ from polydesk.texts import check_text
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Shown in the session, in the server language (i18n.server_gettext), whoever asked.
+# Shown in the session, in its user's language (in_session), whoever asked.
 LOGOFF_NOTICE = N_("You will be logged off in {seconds} seconds. Save your work now.")
 # Actions that take power away from a user: they still work on a full state directory
 # (their record uses the store's reserve), so a student who fills the disk cannot stop them.
@@ -252,8 +252,12 @@ class Manager:
 
     # logon
 
-    async def logon(self, caller: Caller, user: str) -> tuple[Session, bool]:
-        """Start ``user``'s session, or resume the running one. Returns (session, resumed)."""
+    async def logon(self, caller: Caller, user: str, language: str | None = None) -> tuple[Session, bool]:
+        """Start ``user``'s session, or resume the running one. Returns (session, resumed).
+
+        ``language``: what the caller's browser asked for (Accept-Language). It becomes the
+        session's language only when the caller is the user at their own station: an
+        administrator starting someone's session does not choose the words shown in it."""
         check_text("user", user, max_length=64, required=True)
         decision = policy.may_logon(caller, user)
         if not decision:
@@ -267,6 +271,7 @@ class Manager:
                         detail={"user": account.name, "uid": account.uid, "shell": account.shell})
             raise NotPermitted(decision.reason)
         self.store.ensure_space()
+        asked = normalize(language) if language and caller.user == account.name else None
         async with self._lock(f"user:{account.name}"):
             # Only the default host's sessions resume: a desktop on a seat or an SSH login
             # (logind) is not one a browser station can take over.
@@ -274,7 +279,8 @@ class Manager:
                         if s.uid == account.uid and s.state != SessionState.LOGGING_OFF
                         and s.host == self.default_host.name]
             if existing and not self.settings.allow_multiple_sessions:
-                session = self._set(existing[0].with_(state=SessionState.ACTIVE))
+                session = self._set(existing[0].with_(state=SessionState.ACTIVE,
+                                                      language=asked or existing[0].language))
                 self._audit(caller, Action.LOGON, [session.id],
                             [self._result(Outcome(session.id, Status.RESUMED, user))],
                             detail={"user": user, "resumed": True})
@@ -291,7 +297,7 @@ class Manager:
                 id=session_id, user=account.name, uid=account.uid,
                 role=self._role_of(account),
                 host=self.default_host.name, state=SessionState.ACTIVE, logon_time=time.time(),
-                display=started.display, host_data=started.data,
+                display=started.display, host_data=started.data, language=asked,
             )
             self.store.put_session(session)
             self._watch(session)
@@ -350,10 +356,11 @@ class Manager:
         return await self._each(caller, Action.DISCONNECT, target, act, {})
 
     async def block(self, caller: Caller, target: Target, message: str | None = None) -> list[Outcome]:
-        text = check_text("message", message) or server_gettext(self.settings.block_message)
-        check_text("message", text)  # the default too: it comes from the configuration
+        typed = check_text("message", message)
+        check_text("message", self.settings.block_message)  # the default too: from the configuration
 
         async def act(session: Session) -> Outcome:
+            text = typed or self.in_session(session, self.settings.block_message)
             host = self._host(session)
             try:
                 await host.block(session, text)
@@ -363,7 +370,8 @@ class Manager:
                 raise
             return Outcome(session.id, Status.BLOCKED, session.user)
 
-        return await self._each(caller, Action.BLOCK, target, act, {"message": text})
+        return await self._each(caller, Action.BLOCK, target, act,
+                                {"message": typed or self.settings.block_message})
 
     async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
         async def act(session: Session) -> Outcome:
@@ -387,7 +395,7 @@ class Manager:
             return
         try:
             if session.blocked:
-                message = session.block_message or server_gettext(self.settings.block_message)
+                message = session.block_message or self.in_session(session, self.settings.block_message)
                 await host.block(session, message)
             else:
                 await host.unblock(session)
@@ -625,7 +633,7 @@ class Manager:
                 remaining = plan.deadline - time.time()
                 if remaining > 0:
                     seconds = math.ceil(remaining)
-                    text = plan.message or server_gettext(LOGOFF_NOTICE).format(seconds=seconds)
+                    text = plan.message or self.in_session(session, LOGOFF_NOTICE).format(seconds=seconds)
                     with contextlib.suppress(HostError):
                         await host.notify_logoff(session, seconds, text)
                     await asyncio.sleep(remaining)
@@ -762,6 +770,12 @@ class Manager:
                     detail={"crashed": reason == EndReason.CRASHED, "reason": str(reason)})
 
     # small helpers
+
+    def in_session(self, session: Session, message: str) -> str:
+        """``message`` as ``session``'s user reads it: in the language their station asked for,
+        else their desktop's, else the server's (i18n.session_language). For every text the
+        daemon shows inside a session; what a person typed is shown as typed."""
+        return session_gettext(session_language(session.language, session.user), message)
 
     def _end_signins(self, caller: Caller, session_id: str, user: str, reason: str) -> None:
         """The station goes back to its log-on form, as MultiPoint's does: the web sign-ins that

@@ -128,6 +128,9 @@ class Session:
     idle_s: float | None = None
     host_data: dict[str, Any] = field(default_factory=dict, compare=False)
     logoff: LogoffPlan | None = None
+    # The language its user's station asked for when it started or resumed it (a catalogue
+    # name, "pt_BR"); None: their desktop's or the server's (i18n.session_language).
+    language: str | None = None
 
     def with_(self, **changes: Any) -> Session:
         return replace(self, **changes)

@@ -74,6 +74,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE signins (sid TEXT PRIMARY KEY, user TEXT NOT NULL, expires REAL NOT NULL);
     CREATE TABLE logon_failures (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, last REAL NOT NULL);
     """,
+    # The language a session's station asked for (i18n.session_language): kept across restarts.
+    """
+    ALTER TABLE sessions ADD COLUMN language TEXT;
+    """,
 ]
 
 # Space kept back in the state directory (a file of zeros, root's) for when the file system
@@ -110,7 +114,7 @@ def essential() -> Iterator[None]:
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff, block_undone"
+    "host_data, logoff, block_undone, language"
 )
 
 
@@ -226,13 +230,13 @@ class Store:
     def put_session(self, session: Session) -> None:
         self._write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.host,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
                 session.block_message, session.client, json.dumps(session.host_data),
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
-                session.block_undone,
+                session.block_undone, session.language,
             ),
         ))
 
@@ -409,5 +413,5 @@ def _session(row: tuple[Any, ...]) -> Session:
         id=row[0], user=row[1], uid=row[2], role=Role(row[3]), host=row[4],
         state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
         block_message=row[9], client=row[10], host_data=json.loads(row[11]),
-        logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13],
+        logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
     )

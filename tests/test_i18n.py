@@ -156,7 +156,7 @@ def test_sessions_are_told_in_the_server_language(daemon_factory: Callable[..., 
     assert daemon.cli("logoff", session["id"], "--grace", "30", "--no-wait", "--yes").returncode == 0
 
     def notice_shown() -> bool:
-        return any("Será feito o logoff da sua sessão em 30 segundos. Salve o seu trabalho agora."
+        return any("O logoff da sua sessão será feito em 30 segundos. Salve o seu trabalho agora."
                    in p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"])
 
     assert wait_for(notice_shown), "no Portuguese log-off notice in the session"

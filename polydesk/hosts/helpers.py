@@ -20,11 +20,19 @@ import polydesk
 from polydesk import i18n
 from polydesk.hosts import processes as procs
 from polydesk.hosts.base import Screen
+from polydesk.model import Session
+
+
+def helper_language(session: Session) -> str:
+    """The language of a helper window's own words (its title, its button): the session's
+    user's, as the manager's texts for that session (i18n.session_language)."""
+    return i18n.session_language(session.language, session.user)
 
 
 def spawn_helper(folder: Path, screen: Screen, kind: str, args: list[str],
-                 wait_ready: bool) -> subprocess.Popen[bytes]:
-    """Start ``python -m polydesk.hosts.x11 KIND`` (root, the copied cookie, its own session)."""
+                 wait_ready: bool, language: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m polydesk.hosts.x11 KIND`` (root, the copied cookie, its own session),
+    speaking ``language`` (helper_language)."""
     records = folder / "helpers"
     records.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = [sys.executable, "-m", "polydesk.hosts.x11", "--display", screen.display,
@@ -36,7 +44,7 @@ def spawn_helper(folder: Path, screen: Screen, kind: str, args: list[str],
     argv += [kind, *args]
     env = {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-        "POLYDESK_LANGUAGE": i18n.server_language(),  # of the window's own words (its button)
+        "POLYDESK_LANGUAGE": language,  # of the window's own words (its title, its button)
         "PYTHONPATH": str(Path(polydesk.__file__).resolve().parent.parent),
     }
     out = os.open(folder / "helpers.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)

@@ -40,7 +40,7 @@ from polydesk.hosts import processes as procs
 from polydesk.hosts import x11, xserver
 from polydesk.hosts.base import Discovered, Endpoint, Recovered, Screen, Started
 from polydesk.hosts.dbus_login1 import Login1, Login1Error, SessionInfo
-from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
+from polydesk.hosts.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
 from polydesk.hosts.logind_local import comm, find_screen, kind_of, session_pids, write_terminal
 from polydesk.hosts.xauth import X11Error
 from polydesk.model import Account, EndReason, HostError, Session
@@ -324,7 +324,8 @@ class LogindHost:
         screen = await self._screen(session)
         if screen is not None:
             await asyncio.to_thread(stop_helpers, self._dir(ref), "notice")
-            await self._helper(ref, screen, "notice", ["--text", text, "--seconds", str(seconds)])
+            await self._helper(ref, screen, "notice", ["--text", text, "--seconds", str(seconds)],
+                               helper_language(session))
             return
         await self._to_terminal(session, f"{text} ({seconds} s)")
 
@@ -365,7 +366,8 @@ class LogindHost:
             return  # Wayland: the compositor's own lock screen is all there is
         await asyncio.to_thread(stop_helpers, self._dir(ref), "cover")
         try:
-            await self._helper(ref, screen, "cover", ["--message", message], wait_ready=True)
+            await self._helper(ref, screen, "cover", ["--message", message], helper_language(session),
+                               wait_ready=True)
         except HostError:
             with contextlib.suppress(Login1Error):
                 await self.login1.unlock(ref.logind_id)
@@ -380,7 +382,7 @@ class LogindHost:
         if await asyncio.to_thread(helpers, self._dir(ref), "cover"):
             return []
         await self._helper(ref, screen, "cover", ["--message", session.block_message or ""],
-                           wait_ready=True)
+                           helper_language(session), wait_ready=True)
         return ["the cover window was closed"]
 
     async def unblock(self, session: Session) -> None:
@@ -403,7 +405,7 @@ class LogindHost:
         args = ["--text", text, "--index", str(shown)]
         if timeout:
             args += ["--timeout", str(timeout)]
-        await self._helper(ref, screen, "message", args)
+        await self._helper(ref, screen, "message", args, helper_language(session))
 
     async def idle_seconds(self, session: Session) -> float | None:
         try:
@@ -486,11 +488,11 @@ class LogindHost:
         except OSError as exc:
             raise HostError(f"cannot write to /dev/{info.tty}: {exc.strerror or exc}") from exc
 
-    async def _helper(self, ref: Ref, screen: Screen, kind: str, args: list[str],
+    async def _helper(self, ref: Ref, screen: Screen, kind: str, args: list[str], language: str,
                       wait_ready: bool = False) -> None:
         self._collect()
         folder = self._dir(ref)
-        proc = await asyncio.to_thread(spawn_helper, folder, screen, kind, args, wait_ready)
+        proc = await asyncio.to_thread(spawn_helper, folder, screen, kind, args, wait_ready, language)
         self._children.append(proc)
         if proc.stdout is None:
             return

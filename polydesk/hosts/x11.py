@@ -254,8 +254,8 @@ def open_windows(screen: Screen) -> int:
 
 
 def _(message: str) -> str:
-    """A helper window's own words, in the server language the daemon passes down
-    (POLYDESK_LANGUAGE): the helper's LANG is C.UTF-8 whatever the daemon's."""
+    """A helper window's own words, in the session's language the daemon passes down
+    (POLYDESK_LANGUAGE, helpers.helper_language): the helper's LANG is C.UTF-8 whatever the daemon's."""
     language = normalize(os.environ.get("POLYDESK_LANGUAGE", "")) or DEFAULT
     return translations(language).gettext(message)
 

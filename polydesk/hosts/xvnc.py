@@ -42,7 +42,7 @@ from polydesk.hosts import peer, x11, xauth, xserver
 from polydesk.hosts import processes as procs
 from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
 from polydesk.hosts.cgroups import Limits
-from polydesk.hosts.helpers import helpers, spawn_helper, stop_helpers, tail
+from polydesk.hosts.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
 from polydesk.model import Account, EndReason, HostError, Session
 
 log = logging.getLogger(__name__)
@@ -528,7 +528,8 @@ class XvncHost:
         await _x(_block_input, handle)
         await asyncio.to_thread(stop_helpers, handle.dir, "cover")
         try:
-            await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+            await self._helper(handle, "cover", ["--message", message], helper_language(session),
+                               wait_ready=True)
         except Exception:
             if not session.blocked:  # all or nothing: input back on (a re-block keeps it off)
                 with contextlib.suppress(HostError):
@@ -555,14 +556,16 @@ class XvncHost:
             undone.append("Xvnc accepted input again (" + ", ".join(changed) + ")")
         if not await asyncio.to_thread(helpers, handle.dir, "cover"):
             message = session.block_message or ""
-            await self._helper(handle, "cover", ["--message", message], wait_ready=True)
+            await self._helper(handle, "cover", ["--message", message], helper_language(session),
+                               wait_ready=True)
             undone.append("the cover window was closed")
         return undone
 
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
         handle = self._live(session)
         await asyncio.to_thread(stop_helpers, handle.dir, "notice")
-        await self._helper(handle, "notice", ["--text", text, "--seconds", str(seconds)])
+        await self._helper(handle, "notice", ["--text", text, "--seconds", str(seconds)],
+                           helper_language(session))
 
     async def message(self, session: Session, text: str, timeout: int | None) -> None:
         handle = self._live(session)
@@ -570,7 +573,7 @@ class XvncHost:
         args = ["--text", text, "--index", str(shown)]
         if timeout:
             args += ["--timeout", str(timeout)]
-        await self._helper(handle, "message", args)
+        await self._helper(handle, "message", args, helper_language(session))
 
     def screen(self, session: Session) -> Screen | None:
         try:
@@ -592,11 +595,13 @@ class XvncHost:
             raise HostError(f"session {session.id}: its Xvnc is not running")
         return handle
 
-    async def _helper(self, handle: Handle, kind: str, args: list[str], wait_ready: bool = False) -> None:
+    async def _helper(self, handle: Handle, kind: str, args: list[str], language: str,
+                      wait_ready: bool = False) -> None:
         """Start a helper window process (root, the session's cookie, its own session)."""
         self._loop = asyncio.get_running_loop()
         self._collect()
-        proc = await asyncio.to_thread(spawn_helper, handle.dir, _screen(handle), kind, args, wait_ready)
+        proc = await asyncio.to_thread(spawn_helper, handle.dir, _screen(handle), kind, args, wait_ready,
+                                       language)
         self._own(proc)
         self._watch_child(proc.pid)
         if proc.stdout is None:

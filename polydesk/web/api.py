@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from polydesk import i18n
 from polydesk.events import public_session
 from polydesk.fleet_config import HOST_NAME
 from polydesk.manager import Manager
@@ -231,8 +232,11 @@ def api_router(manager: Manager, desk: Desk | None = None) -> APIRouter:
         return _session_out(await manager.get_session(caller, session_id), caller)
 
     @router.post("/sessions", response_model=LogonOut, summary="Log on: start or resume a session")
-    async def logon(body: LogonRequest, caller: Who) -> LogonOut:
-        session, resumed = await manager.logon(caller, body.user)
+    async def logon(body: LogonRequest, caller: Who, request: Request) -> LogonOut:
+        # A station starting or resuming its own session: what appears in it speaks the
+        # language its browser asks for (Accept-Language), kept with the session.
+        asked = i18n.asked_language(request.headers.get("accept-language", ""))
+        session, resumed = await manager.logon(caller, body.user, language=asked)
         return LogonOut(session=_session_out(session, caller), resumed=resumed)
 
     @router.post("/sessions/logoff", response_model=Results, responses=_REFUSED,

@@ -97,15 +97,15 @@ def make_templates() -> Jinja2Templates:
 def _too_many(what: str, minutes: int) -> str:
     """The refusal of a held-back log-on, in the page's language."""
     if what == "account":
-        return i18n.ngettext("too many failed log-on attempts for this account; try again in %(n)d minute",
-                             "too many failed log-on attempts for this account; try again in %(n)d minutes",
+        return i18n.ngettext("Too many failed log-on attempts for this account. Try again in %(n)d minute.",
+                             "Too many failed log-on attempts for this account. Try again in %(n)d minutes.",
                              minutes) % {"n": minutes}
     if what == "address":
-        return i18n.ngettext("too many failed log-on attempts for this address; try again in %(n)d minute",
-                             "too many failed log-on attempts for this address; try again in %(n)d minutes",
+        return i18n.ngettext("Too many failed log-on attempts for this address. Try again in %(n)d minute.",
+                             "Too many failed log-on attempts for this address. Try again in %(n)d minutes.",
                              minutes) % {"n": minutes}
-    return i18n.ngettext("too many failed log-on attempts on this server; try again in %(n)d minute",
-                         "too many failed log-on attempts on this server; try again in %(n)d minutes",
+    return i18n.ngettext("Too many failed log-on attempts on this server. Try again in %(n)d minute.",
+                         "Too many failed log-on attempts on this server. Try again in %(n)d minutes.",
                          minutes) % {"n": minutes}
 
 
@@ -132,7 +132,8 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         context.setdefault("caller", None)
         context.update(csrf=csrf_token(request) if "session" in request.scope else "",
                        settings=settings, lang=i18n.bcp47(lang),
-                       block_default=i18n.server_gettext(settings.block_message),
+                       # shown as the block's placeholder: each session gets it in its own language
+                       block_default=i18n.translations(lang).gettext(settings.block_message),
                        strings=i18n.script_strings(STATIC, lang))  # for the pages' scripts: t("...")
         return fragment(request, name, context, status)
 
@@ -274,7 +275,8 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         caller = auth.require(request, request.method)
         outcomes: list[Outcome]
         if action == "logon":
-            session, resumed = await manager.logon(caller, caller.user)
+            asked = i18n.asked_language(request.headers.get("accept-language", ""))
+            session, resumed = await manager.logon(caller, caller.user, language=asked)
             outcomes = [Outcome(session.id, Status.RESUMED if resumed else Status.STARTED, caller.user)]
         elif action == "disconnect":
             outcomes = await manager.disconnect(caller, Target())

@@ -81,7 +81,7 @@ def test_failed_attempts_are_limited_per_account(room: Room) -> None:
     assert [f.status_code for f in failures] == [401] * 5
     blocked = _try(room.daemon, room.bia.name, room.bia.password)  # even the right password, for now
     assert blocked.status_code == 429
-    assert "too many failed log-on attempts for this account" in blocked.text
+    assert "Too many failed log-on attempts for this account." in blocked.text
     assert 0 < int(blocked.headers["retry-after"]) <= 300
     # another account from the same address still gets in (the address has its own, larger limit)
     with signin(room.daemon, room.ana) as ana:

@@ -341,8 +341,19 @@
     el.hidden = !text;
   }
 
+  // A request that never reached the daemon rejects with the browser's own words ("Failed to
+  // fetch", "NetworkError when attempting to fetch resource."), in English whatever the page's
+  // language: say it in the page's.
+  async function reach(url, init) {
+    try {
+      return await fetch(url, init);
+    } catch (error) {
+      throw new Error(gettext("The Polydesk service cannot be reached. Check the network connection and try again."));
+    }
+  }
+
   async function api(path, body) {
-    const response = await fetch("/api/v1/sessions/" + path, {
+    const response = await reach("/api/v1/sessions/" + path, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
@@ -355,7 +366,8 @@
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     if (data && Array.isArray(data.results)) return data;
-    throw new Error((data && data.error && data.error.message) || response.statusText || "request failed");
+    throw new Error((data && data.error && data.error.message)
+      || fill(gettext("The Polydesk service answered with an error ({status})."), { status: response.status }));
   }
 
   async function targetsOf(action) {
@@ -390,8 +402,12 @@
     $("message-field").hidden = !action.fields.includes("message");
     $("time-field").hidden = !action.fields.includes("time");
     const message = $("message");
-    message.value = action.path === "block" ? message.dataset.blockDefault : "";
-    $("message-label").textContent = action.path === "block" ? gettext("Message on the screen") : gettext("Message");
+    // Left empty, a block shows its default text in each session's own language (the server
+    // translates it per session): the placeholder only shows what that will say.
+    message.value = "";
+    message.placeholder = action.path === "block" ? message.dataset.blockDefault : "";
+    $("message-label").textContent = action.path === "block"
+      ? gettext("Message on the screen (empty: this text, in each user's language)") : gettext("Message");
     $("confirm-ok").textContent = action.verb;
     $("confirm-error").hidden = true;
     dialog.showModal();

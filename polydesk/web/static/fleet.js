@@ -40,14 +40,20 @@
   }
 
   async function api(method, path, body) {
-    const response = await fetch("/api/v1" + path, {
-      method, credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json", "X-CSRF-Token": csrf } : {},
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    let response;
+    try {
+      response = await fetch("/api/v1" + path, {
+        method, credentials: "same-origin",
+        headers: body ? { "Content-Type": "application/json", "X-CSRF-Token": csrf } : {},
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (error) { // the browser's own "Failed to fetch", in English: say it in the page's language
+      throw new Error(gettext("The Polydesk service cannot be reached. Check the network connection and try again."));
+    }
     const answer = response.status === 204 ? null : await response.json().catch(() => null);
     if (!response.ok && !(answer && answer.results)) {
-      throw new Error((answer && answer.error && answer.error.message) || response.statusText);
+      throw new Error((answer && answer.error && answer.error.message)
+        || fill(gettext("The Polydesk service answered with an error ({status})."), { status: response.status }));
     }
     return answer;
   }
