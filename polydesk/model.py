@@ -53,6 +53,7 @@ class Action(enum.StrEnum):
     MESSAGE = "message"
     VIEW = "view"
     CONTROL = "control"
+    RESIZE = "resize"  # a station's own browser sizes its session's screen
     AUDIT = "audit"
     TOKEN = "token"
 
@@ -155,6 +156,7 @@ class Status(enum.StrEnum):
     BLOCKED = "blocked"
     UNBLOCKED = "unblocked"
     SHOWN = "shown"
+    RESIZED = "resized"
     WOULD_END = "would-end"
     WOULD_DO = "would-do"
     UNKNOWN = "unknown-session"

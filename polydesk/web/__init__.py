@@ -37,6 +37,7 @@ from polydesk.web.fleet import fleet_page_router, fleet_router
 from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
+from polydesk.web.privacy import privacy_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.vncproxy import vnc_router
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))
+    app.include_router(privacy_router(manager.settings, manager.store))
     checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
     app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret)))
     metrics = app.state.metrics = Metrics(manager.store, thumbnails)
