@@ -21,6 +21,7 @@ from polydesk.i18n import N_
 from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
 from polydesk.thumbnails import SIZES
+from polydesk.web import privacy
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
 from polydesk.web.logon import (
     DEVICE_COOKIE,

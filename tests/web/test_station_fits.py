@@ -32,7 +32,7 @@ CANVAS_JS = """() => {
   if (!c) return null;
   const shown = c.getBoundingClientRect();
   return {fb: [c.width, c.height], shown: [Math.round(shown.width), Math.round(shown.height)],
-          area: [Math.round(area.width), Math.round(area.height)]};
+          area: [Math.floor(area.width), Math.floor(area.height)]};  // noVNC asks for whole pixels
 }"""
 NOTICE = {"en": "Monitoring is on", "pt-BR": "monitoramento"}
 MAX = (1800, 1000)
@@ -93,7 +93,7 @@ def test_the_desktop_fits_the_window_and_the_notice_is_shown_once(
     area = tuple(canvas(desk)["area"])
     bar = desk.locator("#station-bar").bounding_box()
     assert bar is not None
-    assert area == (width, height - round(bar["height"])), (area, bar)  # nothing else takes room
+    assert area == (width, int(height - bar["height"])), (area, bar)  # nothing else takes room
     size = x_screen(daemon, a)
     desk.click("#privacy-ok")
     expect(notice).to_be_hidden()
@@ -121,10 +121,11 @@ def test_the_desktop_fits_the_window_and_the_notice_is_shown_once(
     dash.click("#enlarge-control")
     expect(panel).to_have_attribute("data-mode", "control")
     expect(panel).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
+    teacher_sees = "() => (document.querySelector('#enlarge-screen canvas') || {}).width"
+    wait_for(lambda: dash.evaluate(teacher_sees) == size[0], what="the teacher's view of the same screen")
     dash.set_viewport_size({"width": 1100, "height": 800})  # and resizes their window meanwhile
     dash.wait_for_timeout(2000)
     assert x_screen(daemon, a) == size
-    assert dash.evaluate("() => document.querySelector('#enlarge-screen canvas').width") == size[0]
     dash.close()
     fits(daemon, a, desk, size)
 
