@@ -66,7 +66,15 @@ class Settings:
     desktop: str = _setting(
         "", "Shell command run as the user when ~/.xsession is absent; empty = xterm and openbox."
     )
-    geometry: str = _setting("1280x800", "Size of each session's screen.")
+    geometry: str = _setting("1280x800", "Size of each session's screen until its station's browser "
+                             "gives its own (within `min_geometry` .. `max_geometry`).")
+    min_geometry: str = _setting(
+        "640x480", "Smallest screen a station's browser may resize its session to (WIDTHxHEIGHT); a "
+        "smaller window shows the desktop scaled down.")
+    max_geometry: str = _setting(
+        "3840x2160", "Largest screen a station's browser may resize its session to (WIDTHxHEIGHT, at "
+        "most 4096x4096); a larger window shows the desktop at this size. Equal to `min_geometry`: "
+        "sessions keep that size.")
     depth: int = _setting(24, "Colour depth of each session's screen: 24 or 32.")
     first_display: int = _setting(10, "Lowest X display number given to a session.")
     process_tracking: str = _setting(

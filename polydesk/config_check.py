@@ -53,12 +53,19 @@ def _memory(value: str) -> bool:
     return True
 
 
+def _screen_size(value: str) -> bool:
+    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", value)
+    return match is not None and all(64 <= int(n) <= 4096 for n in match.groups())
+
+
 # Values the type check lets through but the daemon cannot use: (test, what is expected).
 VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "listen": (lambda v: v == "" or _port(v), "host:port, e.g. 127.0.0.1:8765 (or empty: API socket only)"),
     "depth": (lambda v: v in (24, 32), "24 or 32"),
     "geometry": (lambda v: re.fullmatch(r"[1-9]\d{1,4}x[1-9]\d{1,4}", v) is not None,
                  "WIDTHxHEIGHT, e.g. 1280x800"),
+    "min_geometry": (lambda v: _screen_size(v), "WIDTHxHEIGHT from 64x64 to 4096x4096, e.g. 640x480"),
+    "max_geometry": (lambda v: _screen_size(v), "WIDTHxHEIGHT from 64x64 to 4096x4096, e.g. 3840x2160"),
     "first_display": (lambda v: 0 <= v < 10000, "a display number from 0 to 9999"),
     "language": (lambda v: v == "" or normalize(v) is not None, "en or pt_BR (or empty: the daemon's LANG)"),
     "process_tracking": (lambda v: v in ("auto", "cgroup2", "cgroup1", "marker"),

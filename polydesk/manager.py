@@ -58,6 +58,7 @@ from polydesk.model import (
     UnknownToken,
     UnknownUser,
 )
+from polydesk.screensize import Ports, ScreenSizes
 from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
 from polydesk.store import Priority, Store, essential
 from polydesk.texts import check_text
@@ -106,6 +107,8 @@ class Manager:
         self._limits: asyncio.Task[None] | None = None  # idle / disconnected limits (limits.py)
         self._block_guard: asyncio.Task[None] | None = None  # blockguard.py
         self._refused_keys: set[str] = set()  # discovered sessions refused a place (audited once)
+        self.screens = ScreenSizes(settings, Ports(self.session_now, self._host, self._set,
+                                                   self._audit_resize))
 
     # lifecycle
 
@@ -179,6 +182,7 @@ class Manager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.screens.close()
         for host in self.hosts.values():
             await host.close()
 
@@ -581,6 +585,17 @@ class Manager:
     def input_allowed(self, station: Station) -> bool:
         """Checked for every input message a station sends: never while blocked."""
         return station.mode != Mode.VIEW and station.session_id not in self._blocked
+
+    async def resize_screen(self, caller: Caller, station: Station, width: int,
+                            height: int) -> tuple[int, int]:
+        """The user's own station asks for a screen of its window's size (screensize.py)."""
+        return await self.screens.request(caller, station, width, height)
+
+    def _audit_resize(self, caller: Caller, session: Session, asked: tuple[int, int],
+                      size: tuple[int, int]) -> None:
+        self._audit(caller, Action.RESIZE, [session.id],
+                    [self._result(Outcome(session.id, Status.RESIZED, session.user))],
+                    detail={"asked": list(asked), "size": list(size)})
 
     async def open_rfb(self, session_id: str) -> socket.socket | None:
         """A connection to the session's RFB server, checked to be the session's own

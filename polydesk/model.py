@@ -53,6 +53,7 @@ class Action(enum.StrEnum):
     MESSAGE = "message"
     VIEW = "view"
     CONTROL = "control"
+    RESIZE = "resize"  # a station's own browser sizes its session's screen
     AUDIT = "audit"
     TOKEN = "token"
     SIGNIN = "signin"  # web sign-ins: ended with a station's session, log-on holds cleared
@@ -159,6 +160,7 @@ class Status(enum.StrEnum):
     BLOCKED = "blocked"
     UNBLOCKED = "unblocked"
     SHOWN = "shown"
+    RESIZED = "resized"
     WOULD_END = "would-end"
     WOULD_DO = "would-do"
     UNKNOWN = "unknown-session"

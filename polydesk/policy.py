@@ -31,10 +31,11 @@ _ON_OTHERS = frozenset(
         Action.CONTROL,
     }
 )
+# RESIZE is only ever one's own: a watcher's window never changes the size of the student's screen.
 _ON_OWN: dict[Role, frozenset[Action]] = {
-    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL}),
-    Role.DASHBOARD: _ON_OTHERS - {Action.BLOCK},
-    Role.ADMIN: _ON_OTHERS - {Action.BLOCK},
+    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}),
+    Role.DASHBOARD: _ON_OTHERS - {Action.BLOCK} | {Action.RESIZE},
+    Role.ADMIN: _ON_OTHERS - {Action.BLOCK} | {Action.RESIZE},
 }
 # Which owners' sessions each role may act on (other than its own).
 _OVER: dict[Role, frozenset[Role]] = {

@@ -78,6 +78,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN language TEXT;
     """,
+    # Which version of the monitoring notice each user dismissed (web/privacy.py).
+    """
+    CREATE TABLE notices_seen (user TEXT PRIMARY KEY, version TEXT NOT NULL, seen REAL NOT NULL);
+    """,
 ]
 
 # Space kept back in the state directory (a file of zeros, root's) for when the file system
@@ -405,6 +409,15 @@ class Store:
         with _translated(self.path):
             rows = self._db.execute("SELECT key, failures, last FROM logon_failures").fetchall()
         return [(str(key), int(failures), float(last)) for key, failures, last in rows]
+
+
+    def set_notice_seen(self, user: str, version: str) -> None:
+        self._write(("INSERT OR REPLACE INTO notices_seen VALUES (?, ?, ?)", (user, version, time.time())))
+
+    def notice_seen(self, user: str) -> str | None:
+        with _translated(self.path):
+            row = self._db.execute("SELECT version FROM notices_seen WHERE user = ?", (user,)).fetchone()
+        return str(row[0]) if row else None
 
 
 def _session(row: tuple[Any, ...]) -> Session:

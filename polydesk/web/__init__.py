@@ -38,6 +38,7 @@ from polydesk.web.holds import HoldsDesk, holds_router
 from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
+from polydesk.web.privacy import privacy_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.vncproxy import vnc_router
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
     app.include_router(vnc_router(manager, auth))
+    app.include_router(privacy_router(manager.settings, manager.store))
     checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
     holds = HoldsDesk(manager, checker.limiter)
     app.include_router(holds_router(holds))

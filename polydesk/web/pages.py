@@ -21,6 +21,7 @@ from polydesk.i18n import N_
 from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
 from polydesk.thumbnails import SIZES
+from polydesk.web import privacy
 from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, csrf_token
 from polydesk.web.holds import HoldsDesk, hold_out
 from polydesk.web.logon import (
@@ -45,7 +46,7 @@ STATUS_LABELS = {
     "ended": N_("Logged off"), "logging-off": N_("Logging off"), "disconnected": N_("Disconnected"),
     "blocked": N_("Blocked"), "unblocked": N_("Unblocked"), "shown": N_("Message shown"),
     "started": N_("Started"), "resumed": N_("Resumed"), "would-end": N_("Would log off"),
-    "would-do": N_("Would do"), "unknown-session": N_("Unknown session"),
+    "would-do": N_("Would do"), "resized": N_("Resized"), "unknown-session": N_("Unknown session"),
     "not-permitted": N_("Not permitted"), "failed": N_("Failed"),
 }
 ROLE_LABELS = {"admin": N_("administrator"), "dashboard": N_("Dashboard user"),
@@ -147,8 +148,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         (a POST with the CSRF token, never a side effect of this GET)."""
         response = render(request, "station.html", caller=caller,
                           home="" if caller.role == Role.STANDARD else "/",
-                          notice=caller.role == Role.STANDARD and settings.monitoring
-                          and settings.privacy_notice)
+                          notice=privacy.due(caller, settings, manager.store), privacy_text=privacy.TEXT)
         response.headers["Content-Security-Policy"] = STATION_CSP
         return response
 
@@ -184,7 +184,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         own = [s for s in await manager.list_sessions(caller) if policy.owns(caller, s)]
         return render(request, "own.html", caller=caller,
                       cards=[card_context(caller, s, "large") for s in own],
-                      notice=caller.role == Role.STANDARD and settings.monitoring and settings.privacy_notice)
+                      notice=privacy.due(caller, settings, manager.store), privacy_text=privacy.TEXT)
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request, then: str = "") -> Response:

@@ -66,8 +66,12 @@ class ClientStream:
 
     MAX_BUFFER = 1 << 20
 
-    def __init__(self, input_allowed: Callable[[], bool]) -> None:
+    def __init__(self, input_allowed: Callable[[], bool],
+                 desktop_size: Callable[[int, int], None] | None = None) -> None:
         self.input_allowed = input_allowed
+        # Told the width and height of each SetDesktopSize let through (the daemon resizes the
+        # screen itself, through RandR); None: such requests are only dropped.
+        self.desktop_size = desktop_size
         self.phase = Phase.VERSION
         self.dropped = 0  # input messages dropped, for tests and the audit of a block
         self._buffer = bytearray()
@@ -132,6 +136,7 @@ class ClientStream:
             self._skipping = size - len(self._buffer)
             self._buffer.clear()
             return b""
+        message = bytes(self._buffer[:8]) if kind == SET_DESKTOP_SIZE else b""
         del self._buffer[:size]
         if kind in INPUT and not self.input_allowed():
             self.dropped += 1
@@ -141,6 +146,9 @@ class ClientStream:
             # one-byte message and reads the rest as new messages (fixed upstream in 2026, commit
             # 1894d416): when the bytes reach Xvnc is up to the kernel, so it never gets one.
             self.dropped += 1
+            if self.desktop_size is not None:
+                width, height = struct.unpack_from(">HH", message, 2)
+                self.desktop_size(width, height)
             return b""
         return canonical
 

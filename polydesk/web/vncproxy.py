@@ -195,7 +195,16 @@ async def _attach(ws: WebSocket, manager: Manager, auth: Authenticator, caller: 
 async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Caller, station: Station,
                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int | None, str]:
     """Copy both ways until one side ends; say how to close the WebSocket (None: it is closed)."""
-    stream = ClientStream(lambda: manager.input_allowed(station))
+    wanted: list[tuple[int, int]] = []  # the station's latest SetDesktopSize, not yet handed on
+    asked = asyncio.Event()
+
+    def desktop_size(width: int, height: int) -> None:
+        wanted[:] = [(width, height)]
+        asked.set()
+
+    # Only the user's own station sizes the screen: a watcher's window never changes it.
+    stream = ClientStream(lambda: manager.input_allowed(station),
+                          desktop_size if station.mode == Mode.OWN else None)
     # The bridge's own handshake, whatever the station answers: Xvnc reads a fixed version, and
     # a station that hangs up or is refused early leaves no failed log-on in Xvnc's blacklist.
     writer.write(OPENING)
@@ -237,13 +246,25 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
         await station.closed.wait()
         return hang_up()
 
+    async def resizes() -> tuple[int | None, str]:  # never forwarded: the daemon resizes, by RandR
+        while True:
+            await asked.wait()
+            asked.clear()
+            width, height = wanted.pop()
+            try:
+                await manager.resize_screen(caller, station, width, height)
+            except PolydeskError as exc:
+                log.info("station %d of %s: no resize to %dx%d: %s", station.id, caller.user,
+                         width, height, exc)
+
     async def recheck() -> tuple[int | None, str]:
         while True:
             await asyncio.sleep(RECHECK_S)
             if auth.identify(ws) != caller:
                 return CLOSE_SIGNED_OUT, "Disconnected: you signed out or your role changed"
 
-    jobs: list[Awaitable[tuple[int | None, str]]] = [upstream(), downstream(), hung_up(), recheck()]
+    jobs: list[Awaitable[tuple[int | None, str]]] = [upstream(), downstream(), hung_up(), recheck(),
+                                                     resizes()]
     done = await first_done(jobs)
     first: asyncio.Future[Any] = next(iter(done))
     if station.closed.is_set():  # taken over, disconnected, ended: that is what to tell

@@ -220,3 +220,20 @@ def check_against_xvnc(rng: random.Random) -> None:
 @given(st.randoms(use_true_random=False))
 def test_xvnc_reads_what_the_bridge_passes_exactly_as_the_bridge_did(rng: random.Random) -> None:
     check_against_xvnc(rng)
+
+
+def test_a_desktop_size_is_told_to_the_bridge_and_never_forwarded() -> None:
+    """Issue 14.4: the station's own size reaches the daemon (which resizes through RandR);
+    Xvnc never gets the message; a viewer's or a blocked station's is not even told."""
+    import struct as _struct
+
+    from polydesk.web.rfbfilter import OPENING as _OPENING
+    from polydesk.web.rfbfilter import ClientStream as _Stream
+    message = _struct.pack(">BxHHBx", 251, 768, 986, 1, ) + _struct.pack(">IHHHHI", 0, 0, 0, 768, 986, 0)
+    for allowed, told in ((True, [(768, 986)]), (False, [])):
+        sizes: list[tuple[int, int]] = []
+        stream = _Stream(lambda allowed=allowed: allowed, lambda w, h, sizes=sizes: sizes.append((w, h)))
+        out = stream.feed(_OPENING[:12] + b"\x01\x01")
+        for piece in (message[:1], message[1:5], message[5:]):  # late bytes, as Xvnc 1.12 misreads
+            out += stream.feed(piece)
+        assert out == b"\x01" and sizes == told

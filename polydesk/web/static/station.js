@@ -57,6 +57,17 @@ async function api(method, path, body) {
   return data;
 }
 
+/* The bridge never passes a SetDesktopSize on to Xvnc (polydesk/web/rfbfilter.py): the daemon
+ * resizes the screen itself, through RandR, so the new size comes back as a change made by the
+ * server, never as the reply noVNC waits for before it asks again. Without this, the first
+ * size would be the last: a window made larger later would keep a small desktop. */
+class StationRFB extends RFB {
+  _requestRemoteResize() {
+    this._pendingRemoteResize = false;
+    super._requestRemoteResize();
+  }
+}
+
 /* One noVNC connection to one session in one mode. Our own WebSocket is handed to noVNC so
  * that the close code and reason the bridge sends can be read: noVNC does not pass them on. */
 function attach(target, sessionId, mode, onConnect, onEnd) {
@@ -69,7 +80,10 @@ function attach(target, sessionId, mode, onConnect, onEnd) {
     done = true;
     onEnd({ code: event.code, reason: event.reason, opened: opened });
   });
-  const rfb = new RFB(target, socket, { shared: true });
+  const rfb = new StationRFB(target, socket, { shared: true });
+  // The user's own station sizes the session to its window (within the administrator's limits,
+  // so a window outside them is scaled); a watcher's never does, and scales what it is shown.
+  rfb.resizeSession = mode === "own";
   rfb.scaleViewport = true;
   rfb.viewOnly = mode === "view";
   rfb.background = "#2b3038";
@@ -318,8 +332,7 @@ function stationPage(root) {
   });
   const privacyOk = $("privacy-ok");
   if (privacyOk) {
-    privacyOk.addEventListener("click", () => {
-      $("privacy-notice").hidden = true;
+    privacyOk.addEventListener("click", () => { // privacy.js hides it and says it was read
       if (rfb) rfb.focus(); // back to the desktop: the keyboard is for it
     });
   }
