@@ -512,6 +512,11 @@ def signin_unlock(
     typer.echo(json.dumps(answer, indent=2) if as_json else _("cleared: {n}").format(n=answer["cleared"]))
 
 
+from polydesk import cli_rooms  # noqa: E402  (its commands use this module's client and options)
+
+cli_rooms.register(app)
+
+
 def _translate_help(group: typer.Typer) -> None:
     """Commands' help is their docstring: shown in the user's language (scripts/translations.py
     extracts the docstrings of this module's commands)."""

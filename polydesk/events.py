@@ -54,6 +54,8 @@ def public_session(session: Session) -> dict[str, Any]:
         "logon_time": session.logon_time,
         "idle_s": session.idle_s,
         "client": session.client,
+        # The station's name (a browser station's, stations.md), else the logind seat's.
+        "station": session.station or (session.host_data.get("details") or {}).get("seat") or None,
         # What a host chooses to show of its own data (logind: seat, tty, type, remote host).
         "details": dict(session.host_data.get("details") or {}),
         "logoff_deadline": session.logoff.deadline if session.logoff else None,

@@ -31,6 +31,7 @@ from polydesk.events import (
     session_ended,
     session_started,
 )
+from polydesk.groups import Groups
 from polydesk.hosts import peer
 from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
 from polydesk.i18n import N_, normalize, session_gettext, session_language
@@ -59,6 +60,7 @@ from polydesk.model import (
     UnknownUser,
 )
 from polydesk.screensize import Ports, ScreenSizes
+from polydesk.station_book import StationBook
 from polydesk.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
 from polydesk.store import Priority, Store, essential
 from polydesk.texts import check_text
@@ -101,6 +103,8 @@ class Manager:
         self._idle: dict[str, tuple[float, float | None]] = {}
         self._idle_queries: dict[str, asyncio.Task[float | None]] = {}
         self.stations = Stations()
+        self.station_book = StationBook(store, self._restation)  # named stations (station_book.py)
+        self.groups = Groups(store)
         self._blocked: set[str] = set()  # read on every input message a station sends
         self._going_away: dict[str, asyncio.Task[None]] = {}
         self._discovery: list[asyncio.Task[None]] = []
@@ -354,7 +358,7 @@ class Manager:
                 self._end_signins(caller, session.id, session.user, DISCONNECTED)
             self.stations.close_all(session.id, DISCONNECTED)
             await self._host(session).disconnect(session)
-            self._set(session.with_(state=SessionState.DISCONNECTED, client=None))
+            self._set(session.with_(state=SessionState.DISCONNECTED, client=None, station=None))
             return Outcome(session.id, Status.DISCONNECTED, session.user)
 
         return await self._each(caller, Action.DISCONNECT, target, act, {})
@@ -528,8 +532,9 @@ class Manager:
     # stations: the browsers (or VNC clients) attached through the bridge
 
     async def open_station(self, caller: Caller, session_id: str, mode: Mode, client: str,
-                           signin: str | None = None) -> Station:
-        """Attach a viewer. The user's own station takes the session over from any other."""
+                           signin: str | None = None, station_id: int | None = None) -> Station:
+        """Attach a viewer. The user's own station takes the session over from any other.
+        ``station_id``: the named station it is (the bridge checked its signed cookie)."""
         session = self.session_now(session_id)
         if session is None:
             raise UnknownSession(session_id)
@@ -550,7 +555,8 @@ class Manager:
             pending = self._going_away.pop(session_id, None)
             if pending is not None:
                 pending.cancel()
-            self._set(session.with_(state=SessionState.ACTIVE, client=client))
+            name = None if station_id is None else self.station_book.attach(station_id, session)
+            self._set(session.with_(state=SessionState.ACTIVE, client=client, station=name))
         else:
             self._audit(caller, action, [session_id],
                         [self._result(Outcome(session_id, Status.SHOWN, session.user))],
@@ -580,7 +586,7 @@ class Manager:
         session = self.store.session(session_id)
         if (session is not None and session.state == SessionState.ACTIVE
                 and not self.stations.of(session_id, Mode.OWN)):
-            self._set(session.with_(state=SessionState.DISCONNECTED, client=None))
+            self._set(session.with_(state=SessionState.DISCONNECTED, client=None, station=None))
 
     def input_allowed(self, station: Station) -> bool:
         """Checked for every input message a station sends: never while blocked."""
@@ -819,6 +825,12 @@ class Manager:
             self._blocked.discard(session.id)
         self.bus.publish(session_changed(session))
         return session
+
+    def _restation(self, old: str, new: str) -> None:
+        """A station was renamed: the session at it shows the new name."""
+        for session in self.store.sessions():
+            if session.station == old:
+                self._set(session.with_(station=new))
 
     def _may_have_desktop(self, name: str, uid: int, shell: str | None) -> policy.Decision:
         return policy.may_have_desktop(name, uid, shell, desktop_rules(self.settings.allowed_system_accounts))

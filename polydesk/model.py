@@ -57,6 +57,9 @@ class Action(enum.StrEnum):
     AUDIT = "audit"
     TOKEN = "token"
     SIGNIN = "signin"  # web sign-ins: ended with a station's session, log-on holds cleared
+    STATIONS = "stations"  # list the stations (station_book.py)
+    RENAME_STATION = "rename-station"
+    GROUPS = "groups"  # read and change the saved groups of students and the card order (groups.py)
 
 
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.
@@ -126,6 +129,7 @@ class Session:
     block_message: str | None = None
     block_undone: int = 0  # times something undid this block and the daemon put it back
     client: str | None = None
+    station: str | None = None  # the name of the station the user is at (stations.md), while attached
     idle_s: float | None = None
     host_data: dict[str, Any] = field(default_factory=dict, compare=False)
     logoff: LogoffPlan | None = None
@@ -236,6 +240,12 @@ class UnknownHost(PolydeskError):
     def __init__(self, host: str, why: str | None = None) -> None:
         super().__init__(why or f"no host {host!r} in the fleet")
         self.host = host
+
+
+class UnknownName(PolydeskError):
+    """No station or group of that id or name."""
+
+    code = "unknown-name"
 
 
 class NotPermitted(PolydeskError):

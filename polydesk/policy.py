@@ -11,7 +11,8 @@ The table is MultiPoint's account types mapped onto Polydesk roles:
 "All" is logoff, disconnect, block, unblock, message, view, control. Nobody
 blocks their own session (they would lock themselves out). Listing the audit
 log and creating tokens are for administrators; logging a session on is for
-the account itself and administrators.
+the account itself and administrators. Stations and groups are seen and groups
+changed by Dashboard users and administrators; only administrators rename stations.
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ def may_global(caller: Caller, action: Action) -> Decision:
         return Decision(False, f"only administrators may use {action}")
     if action == Action.LIST:
         return ALLOW
+    if action == Action.RENAME_STATION:
+        if caller.role == Role.ADMIN:
+            return ALLOW
+        return Decision(False, "only administrators may rename stations")
+    if action in (Action.STATIONS, Action.GROUPS):
+        if caller.role != Role.STANDARD:
+            return ALLOW
+        return Decision(False, f"only Dashboard users and administrators may use {action}")
     return Decision(False, f"{action} is an action on sessions")
 
 

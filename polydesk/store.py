@@ -82,6 +82,20 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE notices_seen (user TEXT PRIMARY KEY, version TEXT NOT NULL, seen REAL NOT NULL);
     """,
+    # Named stations (a browser gets one on first use; nonce: what its signed cookie must name),
+    # the session's station, teachers' groups of students (shared) and card orders (per teacher):
+    # station_book.py, groups.py.
+    """
+    CREATE TABLE stations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, nonce TEXT NOT NULL,
+        created REAL NOT NULL, last_used REAL, last_user TEXT, session_id TEXT
+    );
+    ALTER TABLE sessions ADD COLUMN station TEXT;
+    CREATE TABLE student_groups (
+        name TEXT PRIMARY KEY, members TEXT NOT NULL, updated REAL NOT NULL, updated_by TEXT NOT NULL
+    );
+    CREATE TABLE card_orders (owner TEXT PRIMARY KEY, users TEXT NOT NULL);
+    """,
 ]
 
 # Space kept back in the state directory (a file of zeros, root's) for when the file system
@@ -118,7 +132,7 @@ def essential() -> Iterator[None]:
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff, block_undone, language"
+    "host_data, logoff, block_undone, language, station"
 )
 
 
@@ -221,6 +235,16 @@ class Store:
             raise
         return cursor
 
+    # for the small stores beside this one (station_book.py, groups.py): their SQL, this connection
+
+    def write(self, *statements: tuple[str, tuple[Any, ...]]) -> sqlite3.Cursor:
+        """Run ``statements`` in one transaction (StoreError when it cannot be saved)."""
+        return self._write(*statements)
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with _translated(self.path):
+            return list(self._db.execute(sql, params).fetchall())
+
     # sessions
 
     def new_session_id(self) -> str:
@@ -234,13 +258,13 @@ class Store:
     def put_session(self, session: Session) -> None:
         self._write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.host,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
                 session.block_message, session.client, json.dumps(session.host_data),
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
-                session.block_undone, session.language,
+                session.block_undone, session.language, session.station,
             ),
         ))
 
@@ -427,4 +451,5 @@ def _session(row: tuple[Any, ...]) -> Session:
         state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
         block_message=row[9], client=row[10], host_data=json.loads(row[11]),
         logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
+        station=row[15],
     )

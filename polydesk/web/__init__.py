@@ -24,6 +24,7 @@ from polydesk.model import (
     PolydeskError,
     StoreError,
     UnknownHost,
+    UnknownName,
     UnknownSession,
     UnknownToken,
     UnknownUser,
@@ -39,6 +40,7 @@ from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooM
 from polydesk.web.metrics import RequestTimer, metrics_router
 from polydesk.web.pages import pages_router
 from polydesk.web.privacy import privacy_router
+from polydesk.web.rooms import StationCookies, rooms_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.vncproxy import vnc_router
@@ -53,6 +55,7 @@ _STATUS: dict[type[PolydeskError], int] = {
     UnknownUser: 404,
     UnknownToken: 404,
     UnknownHost: 404,
+    UnknownName: 404,
     NotPermitted: 403,
     InvalidRequest: 400,
     HostError: 502,
@@ -117,12 +120,14 @@ def create_app(
     app.include_router(fleet_page_router(manager, auth, fleet))
     app.include_router(thumbnails_router(manager, thumbnails))
     app.include_router(events_router(manager, thumbnails, auth))
-    app.include_router(vnc_router(manager, auth))
+    station_cookies = StationCookies(secret, manager.station_book)
+    app.include_router(vnc_router(manager, auth, station_cookies))
+    app.include_router(rooms_router(manager))
     app.include_router(privacy_router(manager.settings, manager.store))
     checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
     holds = HoldsDesk(manager, checker.limiter)
     app.include_router(holds_router(holds))
-    app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret), holds))
+    app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret), holds, station_cookies))
     metrics = app.state.metrics = Metrics(manager.store, thumbnails)
     app.include_router(metrics_router(metrics, settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

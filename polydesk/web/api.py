@@ -141,6 +141,8 @@ class SessionOut(BaseModel):
     logon_time: float
     idle_s: float | None
     client: str | None
+    station: str | None = Field(None, description=(
+        "The name of the station the user is at: a browser station's, or the logind seat"))
     logoff_deadline: float | None
     details: dict[str, Any] = Field(default_factory=dict, description=(
         "What the session's host shows of it: for logind sessions logind_id, seat, tty, "

@@ -32,6 +32,7 @@ from polydesk.web.logon import (
     LogonChecker,
     TooManyAttempts,
 )
+from polydesk.web.rooms import StationCookies
 from polydesk.web.security import STATION_CSP
 from polydesk.web.thumbs import may_watch, on_dashboard
 
@@ -111,7 +112,8 @@ def _too_many(what: str, minutes: int) -> str:
 
 
 def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
-                 devices: DeviceCookies, holds: HoldsDesk) -> APIRouter:
+                 devices: DeviceCookies, holds: HoldsDesk,
+                 stations: StationCookies | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = make_templates()
     settings = manager.settings
@@ -150,6 +152,9 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
                           home="" if caller.role == Role.STANDARD else "/",
                           notice=privacy.due(caller, settings, manager.store), privacy_text=privacy.TEXT)
         response.headers["Content-Security-Policy"] = STATION_CSP
+        if stations is not None:  # this browser is a named station from its first use on
+            with i18n.using(language(request)):
+                stations.ensure(request, response)
         return response
 
     @router.get("/", response_class=HTMLResponse)

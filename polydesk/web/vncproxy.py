@@ -49,6 +49,7 @@ from polydesk.web.api import ERRORS, Who
 from polydesk.web.auth import Authenticator
 from polydesk.web.race import first_done
 from polydesk.web.rfbfilter import OPENING, VERSION, ClientStream, ProtocolError
+from polydesk.web.rooms import ForgedStation, StationCookies
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class ConnectionOut(BaseModel):
     disconnected_at: float | None
 
 
-def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
+def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     @router.get("/sessions/{session_id}/connections", response_model=list[ConnectionOut],
@@ -149,9 +150,19 @@ def vnc_router(manager: Manager, auth: Authenticator) -> APIRouter:
             # Monitoring off: nobody watches anyone else's screen, not even through Enlarge.
             await _refuse(ws, 403, "not-permitted", "monitoring is switched off (setting monitoring)")
             return
+        station_id = None
+        if mode == Mode.OWN and stations is not None:
+            try:  # a student must not appear as another station: its cookie is signed
+                station_id = stations.station_of(ws)
+            except ForgedStation as exc:
+                log.warning("station of %s refused: %s", caller.user, exc)
+                await _refuse(ws, 403, "not-permitted",
+                              f"{exc}: reload the page to get this browser's own station")
+                return
         try:
             signin = auth.signin_of(ws) if caller.via == "web" else None
-            station = await manager.open_station(caller, session_id, mode, client_label(ws), signin)
+            station = await manager.open_station(caller, session_id, mode, client_label(ws), signin,
+                                                 station_id)
         except PolydeskError as exc:
             status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), 500)
             await _refuse(ws, status, exc.code, str(exc))
