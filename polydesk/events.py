@@ -38,6 +38,13 @@ def session_ended(session_id: str, reason: str, ended_by: str) -> Event:
     return Event("session-ended", session_id, None, {"reason": reason, "ended_by": ended_by})
 
 
+def station_of(session: Session) -> str | None:
+    """The name of the station the session's user is at: a browser station's (station_book.py),
+    else the logind seat's."""
+    seat = (session.host_data.get("details") or {}).get("seat")
+    return session.station or (str(seat) if seat else None)
+
+
 def public_session(session: Session) -> dict[str, Any]:
     """A session as interfaces show it: everything but the host's private data."""
     return {
@@ -54,8 +61,7 @@ def public_session(session: Session) -> dict[str, Any]:
         "logon_time": session.logon_time,
         "idle_s": session.idle_s,
         "client": session.client,
-        # The station's name (a browser station's, stations.md), else the logind seat's.
-        "station": session.station or (session.host_data.get("details") or {}).get("seat") or None,
+        "station": station_of(session),
         # What a host chooses to show of its own data (logind: seat, tty, type, remote host).
         "details": dict(session.host_data.get("details") or {}),
         "logoff_deadline": session.logoff.deadline if session.logoff else None,

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from polydesk import i18n, policy
+from polydesk.events import station_of
 from polydesk.i18n import N_
 from polydesk.manager import Manager
 from polydesk.model import Caller, NotPermitted, Outcome, Role, Session, Status, Target
@@ -91,6 +92,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["tr"] = i18n.gettext
     templates.env.filters["idle"] = format_idle
     templates.env.filters["clock"] = format_clock
+    templates.env.filters["station"] = station_of
     templates.env.globals.update(STATE_LABELS=STATE_LABELS, STATUS_LABELS=STATUS_LABELS,
                                  ROLE_LABELS=ROLE_LABELS)
     return templates

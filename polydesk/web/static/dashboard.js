@@ -105,20 +105,26 @@
 
   // ---------------------------------------------------------------- the view: size, filter, search, sort
 
+  // groups.js adds the group filter and the custom order: window.polydeskView (hides, rank).
+  const extra = () => window.polydeskView || null;
+
   function applyView() {
     grid.classList.remove("size-small", "size-medium", "size-large");
     grid.classList.add("size-" + view.size);
     const search = view.search.toLowerCase();
     for (const card of cards()) {
       const hide = (view.filter === "active" && card.dataset.state === "disconnected") ||
-        (search !== "" && !card.dataset.user.toLowerCase().includes(search));
+        (search !== "" && !card.dataset.user.toLowerCase().includes(search)) ||
+        Boolean(extra() && extra().hides(card));
       card.hidden = hide;
       if (hide && selected.delete(card.dataset.id)) anchor = null;
       if (!hide && canvases.has(card.dataset.id)) canvasOf(card.dataset.id);
     }
     const key = view.sort === "logon"
       ? (c) => [parseFloat(c.dataset.logon), c.dataset.user]
-      : (c) => [c.dataset.user.toLowerCase(), parseFloat(c.dataset.logon)];
+      : view.sort === "custom" && extra()
+        ? (c) => [extra().rank(c), c.dataset.user.toLowerCase()]
+        : (c) => [c.dataset.user.toLowerCase(), parseFloat(c.dataset.logon)];
     const sorted = cards().sort((a, b) => {
       const ka = key(a), kb = key(b);
       return ka[0] < kb[0] ? -1 : ka[0] > kb[0] ? 1 : ka[1] < kb[1] ? -1 : ka[1] > kb[1] ? 1 : 0;
@@ -146,6 +152,8 @@
   bindControl("filter", "filter", true);
   bindControl("sort", "sort", true);
   bindControl("search", "search", false);
+  // For groups.js: the view to apply again, and the selection to save as a group or move.
+  window.polydeskDashboard = { applyView, selected, view, cardOf };
 
   // ---------------------------------------------------------------- selection
 
@@ -590,6 +598,11 @@
     const undone = card.querySelector(".undone-badge");  // the block was undone from inside
     undone.hidden = !session.block_undone;
     undone.querySelector(".undone-count").textContent = String(session.block_undone || 0);
+    const station = card.querySelector(".station");
+    if (station) {
+      station.textContent = session.station || "";
+      station.hidden = !session.station;
+    }
     const client = card.querySelector(".client");
     if (client) {
       client.textContent = session.client || "";
