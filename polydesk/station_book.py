@@ -12,6 +12,7 @@ its name); otherwise it is *empty*, and the list says who used it last and when.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -27,12 +28,18 @@ from polydesk.model import (
     NotPermitted,
     Session,
     SessionState,
+    StoreError,
     UnknownName,
 )
 from polydesk.store import Store
 from polydesk.texts import check_text
 
+log = logging.getLogger(__name__)
+
 MAX_NAME = 64
+# A browser that throws its cookie away gets a new station each time: a student doing that in a
+# loop must not grow the list (and the database) without end. Past this, new browsers go unnamed.
+MAX_STATIONS = 2000
 SEAT_PREFIX = "seat:"
 
 
@@ -58,8 +65,11 @@ class StationBook:
 
     # the browser station's own life: made on first use, attached to sessions
 
-    def new(self, default_name: Callable[[int], str]) -> tuple[int, str]:
-        """A new station (id, nonce), named ``default_name(id)`` ("Station 7" in the page's language)."""
+    def new(self, default_name: Callable[[int], str]) -> tuple[int, str] | None:
+        """A new station (id, nonce), named ``default_name(id)`` ("Station 7" in the page's language);
+        None when there are MAX_STATIONS already."""
+        if self.store.read("SELECT count(*) FROM stations")[0][0] >= MAX_STATIONS:
+            return None
         nonce = secrets.token_urlsafe(18)
         # The id is only known once the row exists; a unique placeholder holds the name until then.
         cursor = self.store.write(("INSERT INTO stations (name, nonce, created) VALUES (?, ?, ?)",
@@ -80,8 +90,11 @@ class StationBook:
         rows = self.store.read("SELECT name FROM stations WHERE id = ?", (station_id,))
         if not rows:
             return None
-        self.store.write(("UPDATE stations SET last_used = ?, last_user = ?, session_id = ? WHERE id = ?",
-                          (time.time(), session.user, session.id, station_id)))
+        try:
+            self.store.write(("UPDATE stations SET last_used = ?, last_user = ?, session_id = ? WHERE id = ?",
+                              (time.time(), session.user, session.id, station_id)))
+        except StoreError as exc:  # a full disk: the desktop still opens; only "last used" waits
+            log.warning("station %d: its last use could not be saved: %s", station_id, exc)
         return str(rows[0][0])
 
     # the use cases: list (Dashboard users, administrators) and rename (administrators)

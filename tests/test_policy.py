@@ -127,3 +127,14 @@ def test_who_may_have_a_desktop(name: str, uid: int, shell: str | None, allowed:
     assert bool(decision) == allowed
     assert allowed or repr(name) in decision.reason
 
+
+
+def test_stations_and_groups() -> None:
+    """Issue 14.9: Dashboard users and administrators see stations and keep groups; only
+    administrators rename stations; standard users do neither."""
+    ana, tch, boss = (Caller(n, i, r) for n, i, r in (("ana", 1, Role.STANDARD), ("tch", 2, Role.DASHBOARD),
+                                                       ("boss", 3, Role.ADMIN)))
+    for action in (Action.STATIONS, Action.GROUPS):
+        assert not may_global(ana, action) and may_global(tch, action) and may_global(boss, action)
+    assert not may_global(tch, Action.RENAME_STATION) and may_global(boss, Action.RENAME_STATION)
+    assert "administrators" in may_global(tch, Action.RENAME_STATION).reason

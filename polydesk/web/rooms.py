@@ -21,7 +21,8 @@ from starlette.requests import HTTPConnection
 from polydesk import i18n
 from polydesk.i18n import N_
 from polydesk.manager import Manager
-from polydesk.station_book import MAX_NAME, StationBook
+from polydesk.model import StoreError
+from polydesk.station_book import MAX_NAME, MAX_STATIONS, StationBook
 from polydesk.texts import TEXT_PATTERN
 from polydesk.web.api import ERRORS, Who
 
@@ -66,7 +67,15 @@ class StationCookies:
         except ForgedStation as exc:
             address = request.client.host if request.client else "unknown"
             log.warning("station page from %s: %s; it gets a station of its own", address, exc)
-        station_id, nonce = self.book.new(lambda n: i18n.gettext(DEFAULT_NAME).format(n=n))
+        try:
+            made = self.book.new(lambda n: i18n.gettext(DEFAULT_NAME).format(n=n))
+        except StoreError as exc:  # a full disk: the desktop still opens, unnamed, and is named later
+            log.warning("no station could be made for a browser: %s", exc)
+            return
+        if made is None:
+            log.warning("there are %d stations already: this browser stays unnamed", MAX_STATIONS)
+            return
+        station_id, nonce = made
         response.set_cookie(STATION_COOKIE, self.issue(station_id, nonce), max_age=STATION_MAX_AGE, path="/",
                             httponly=True, samesite="strict", secure=request.url.scheme == "https")
 
