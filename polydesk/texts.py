@@ -23,6 +23,8 @@ TEXT_PATTERN = rf"^[^{_CONTROLS}]*$"
 # Not blank either: one character that is neither a control nor a space. Python's
 # str.strip() also strips \x1c-\x1f and \x85, which are controls here anyway.
 NOT_BLANK_PATTERN = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
+# A name (a station's, a group's, a user's in a group): one line, no control character at all, not blank.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 _FORBIDDEN = re.compile(rf"[{_CONTROLS}\ud800-\udfff]")
 
 

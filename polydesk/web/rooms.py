@@ -14,8 +14,8 @@ import logging
 from typing import Annotated, Any
 
 import itsdangerous
-from fastapi import APIRouter, Body, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
 from polydesk import i18n
@@ -23,7 +23,7 @@ from polydesk.i18n import N_
 from polydesk.manager import Manager
 from polydesk.model import StoreError
 from polydesk.station_book import MAX_NAME, MAX_STATIONS, StationBook
-from polydesk.texts import TEXT_PATTERN
+from polydesk.texts import NAME_PATTERN
 from polydesk.web.api import ERRORS, Who
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,13 @@ class StationOut(BaseModel):
     user: str | None
 
 
+# The schema states the rule station_book.one_line checks (a 400 naming the field otherwise).
+_NAME = Field(min_length=1, max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
+
+
 class StationPatch(BaseModel):
-    name: str = Field(min_length=1, max_length=MAX_NAME, json_schema_extra={"pattern": TEXT_PATTERN})
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, _NAME]
 
 
 class GroupOut(BaseModel):
@@ -102,15 +107,18 @@ class GroupOut(BaseModel):
     updated_by: str
 
 
-_NAME = Field(min_length=1, max_length=MAX_NAME, json_schema_extra={"pattern": TEXT_PATTERN})
-
-
 class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     members: list[Annotated[str, _NAME]] = Field(max_length=500)
 
 
 class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     users: list[Annotated[str, _NAME]] = Field(max_length=500)
+
+
+GroupName = Annotated[str, Path(min_length=1, max_length=MAX_NAME,
+                                json_schema_extra={"pattern": NAME_PATTERN})]
 
 
 def rooms_router(manager: Manager) -> APIRouter:
@@ -133,11 +141,11 @@ def rooms_router(manager: Manager) -> APIRouter:
         return [g.to_json() for g in groups.saved(caller)]
 
     @router.put("/groups/{name}", response_model=GroupOut, summary="Save a group of students")
-    async def save_group(name: str, body: GroupIn, caller: Who) -> dict[str, Any]:
+    async def save_group(name: GroupName, body: GroupIn, caller: Who) -> dict[str, Any]:
         return groups.save(caller, name, body.members).to_json()
 
     @router.delete("/groups/{name}", status_code=204, summary="Delete a group of students")
-    async def delete_group(name: str, caller: Who) -> None:
+    async def delete_group(name: GroupName, caller: Who) -> None:
         groups.delete(caller, name)
 
     @router.get("/card-order", response_model=list[str],
