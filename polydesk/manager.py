@@ -342,6 +342,10 @@ class Manager:
             own_grace = (asked or 0) if policy.owns(caller, session) else grace
             task = self._begin_logoff(caller, session, own_grace, force, message)
             if wait:
+                # Waiting is no hold on the session (_each_one's lock): a cancel, or a forced
+                # log-off, may come in the grace period.
+                lock = self._lock(session.id)
+                lock.release()
                 try:
                     return await asyncio.wait_for(asyncio.shield(task), wait_limit)
                 except TimeoutError:
@@ -350,6 +354,8 @@ class Manager:
                     if not task.cancelled():  # this request was cancelled, not the log-off
                         raise
                     return Outcome(session.id, Status.LOGOFF_CANCELLED, session.user)
+                finally:
+                    await lock.acquire()
             return Outcome(session.id, Status.LOGGING_OFF, session.user)
 
         detail = {"grace": grace, "force": force, "what_if": what_if, "message": message}
