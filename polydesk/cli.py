@@ -294,9 +294,16 @@ def logoff(
     yes: Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation."))] = False,
     what_if: Annotated[bool, typer.Option("--what-if", help=_("Show what would end; end nothing."))] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help=_("Return once log-off has begun."))] = False,
+    cancel: Annotated[bool, typer.Option(
+        "--cancel", help=_("Stop log-offs still in their grace period; the sessions go on."))] = False,
     as_json: Json = False,
 ) -> None:
     """Log off sessions. No id: your own session. --all: everyone but you."""
+    if cancel:
+        if fleet or host:
+            fail(USAGE, _("--cancel acts on this host's sessions only"))
+        report(client().call("POST", "/sessions/logoff/cancel", json=selection(ids, all_, own_if_empty=True)),
+               as_json)
     body: dict[str, Any] = {**selection(ids, all_, own_if_empty=True, fleet=fleet, host=host), "force": force,
                             "message": message, "wait": not no_wait}
     if grace is not None:

@@ -65,6 +65,7 @@ def public_session(session: Session) -> dict[str, Any]:
         # What a host chooses to show of its own data (logind: seat, tty, type, remote host).
         "details": dict(session.host_data.get("details") or {}),
         "logoff_deadline": session.logoff.deadline if session.logoff else None,
+        "version": session.version,
     }
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from polydesk import policy
+from polydesk import logoff_cancel, policy
 from polydesk.accounts import AccountCache, desktop_rules
 from polydesk.blockguard import BlockGuard
 from polydesk.config import Settings
@@ -135,7 +135,7 @@ class Manager:
                                             "its display server died while the daemon was down")
             elif session.state == SessionState.LOGGING_OFF:
                 self._logoffs[session.id] = _background(
-                    self._run_logoff(session, SessionState.DISCONNECTED, recovered=True),
+                    self._run_logoff(session, self.state_without_logoff(session), recovered=True),
                     f"log-off of session {session.id}")
                 self._watch(session)
             else:
@@ -307,7 +307,7 @@ class Manager:
                 host=self.default_host.name, state=SessionState.ACTIVE, logon_time=time.time(),
                 display=started.display, host_data=started.data, language=asked,
             )
-            self.store.put_session(session)
+            session = self.store.put_session(session)
             self._watch(session)
             self.bus.publish(session_started(session))
             self._audit(caller, Action.LOGON, [session_id],
@@ -331,6 +331,7 @@ class Manager:
     ) -> list[Outcome]:
         """End sessions. With ``wait``, answer once they have ended, or after ``wait_limit``
         seconds with those still under way reported as logging-off."""
+        asked = grace
         grace = self.settings.logoff_grace if grace is None else grace
         if not (_whole(grace) and grace >= 0):
             raise InvalidRequest("grace: must be 0 or more whole seconds")
@@ -341,12 +342,24 @@ class Manager:
         async def act(session: Session) -> Outcome:
             if what_if:
                 return Outcome(session.id, Status.WOULD_END, session.user)
-            task = self._begin_logoff(caller, session, grace, force, message)
+            # Users logging themselves off need no warning: only the polite close (unless asked).
+            own_grace = (asked or 0) if policy.owns(caller, session) else grace
+            task = self._begin_logoff(caller, session, own_grace, force, message)
             if wait:
+                # Waiting is no hold on the session (_each_one's lock): a cancel, or a forced
+                # log-off, may come in the grace period.
+                lock = self._lock(session.id)
+                lock.release()
                 try:
                     return await asyncio.wait_for(asyncio.shield(task), wait_limit)
                 except TimeoutError:
                     pass
+                except asyncio.CancelledError:
+                    if not task.cancelled():  # this request was cancelled, not the log-off
+                        raise
+                    return Outcome(session.id, Status.LOGOFF_CANCELLED, session.user)
+                finally:
+                    await lock.acquire()
             return Outcome(session.id, Status.LOGGING_OFF, session.user)
 
         detail = {"grace": grace, "force": force, "what_if": what_if, "message": message}
@@ -629,15 +642,26 @@ class Manager:
                 return running
             running.cancel()  # a forced log-off overtakes a polite one already under way
         now = time.time()
-        plan = LogoffPlan(caller.user, now, now + (0 if force else grace), force, message)
         before = session.state
         if before == SessionState.LOGGING_OFF:  # overtaken: whether someone is at it decides
-            at_it = bool(self.stations.of(session.id, Mode.OWN))
-            before = SessionState.ACTIVE if at_it else SessionState.DISCONNECTED
+            before = self.state_without_logoff(session)
+        plan = LogoffPlan(caller.user, now, now + (0 if force else grace), force, message, str(before))
         session = self._set(session.with_(state=SessionState.LOGGING_OFF, logoff=plan))
         task = _background(self._run_logoff(session, before), f"log-off of session {session.id}")
         self._logoffs[session.id] = task
         return task
+
+    def state_without_logoff(self, session: Session) -> SessionState:
+        """What a session logging off was before (its plan says), else whether someone is at it."""
+        before = session.logoff.before if session.logoff else None
+        if before in (SessionState.ACTIVE, SessionState.DISCONNECTED):
+            return SessionState(before)
+        at_it = bool(self.stations.of(session.id, Mode.OWN))
+        return SessionState.ACTIVE if at_it else SessionState.DISCONNECTED
+
+    async def cancel_logoff(self, caller: Caller, target: Target) -> list[Outcome]:
+        """Stop log-offs still in their grace period (logoff_cancel.py)."""
+        return await logoff_cancel.cancel(self, caller, target)
 
     async def _run_logoff(self, session: Session, before: SessionState, recovered: bool = False) -> Outcome:
         """Warn, wait, close windows, end. Never raises: a failure is this session's result,
@@ -753,7 +777,7 @@ class Manager:
                 host=name, state=SessionState.ACTIVE, logon_time=found.logon_time,
                 display=found.display, client=found.client, host_data={**found.data, "key": found.key},
             )
-            self.store.put_session(session)
+            session = self.store.put_session(session)
             self._watch(session)
             self.bus.publish(session_started(session))
             self._audit(SYSTEM, Action.LOGON, [session.id],
@@ -818,7 +842,7 @@ class Manager:
         self._idle_queries.pop(session_id, None)  # a query still running then keeps its answer
 
     def _set(self, session: Session) -> Session:
-        self.store.put_session(session)
+        session = self.store.put_session(session)
         if session.blocked:
             self._blocked.add(session.id)
         else:

@@ -23,8 +23,8 @@ class SessionState(enum.StrEnum):
     ENDED = "ended"
 
 
-# Which state may follow which. A session never comes back from ENDED, and a
-# log-off once started is only ever finished (ENDED), never undone.
+# Which state may follow which. A session never comes back from ENDED; a log-off under way
+# ends it, or is cancelled (or fails) and puts it back as it was (active or disconnected).
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.ACTIVE: frozenset(
         {SessionState.DISCONNECTED, SessionState.LOGGING_OFF, SessionState.ENDED}
@@ -32,7 +32,9 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.DISCONNECTED: frozenset(
         {SessionState.ACTIVE, SessionState.LOGGING_OFF, SessionState.ENDED}
     ),
-    SessionState.LOGGING_OFF: frozenset({SessionState.ENDED}),
+    SessionState.LOGGING_OFF: frozenset(
+        {SessionState.ACTIVE, SessionState.DISCONNECTED, SessionState.ENDED}
+    ),
     SessionState.ENDED: frozenset(),
 }
 
@@ -47,6 +49,7 @@ class Action(enum.StrEnum):
     LIST = "list"
     LOGON = "logon"
     LOGOFF = "logoff"
+    CANCEL_LOGOFF = "cancel-logoff"
     DISCONNECT = "disconnect"
     BLOCK = "block"
     UNBLOCK = "unblock"
@@ -65,6 +68,7 @@ class Action(enum.StrEnum):
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.
 SESSION_ACTIONS = (
     Action.LOGOFF,
+    Action.CANCEL_LOGOFF,
     Action.DISCONNECT,
     Action.BLOCK,
     Action.UNBLOCK,
@@ -113,6 +117,7 @@ class LogoffPlan:
     deadline: float  # when the grace period ends (epoch seconds)
     force: bool
     message: str | None = None
+    before: str | None = None  # the state a cancelled log-off puts back (None: plans of older versions)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,9 @@ class Session:
     # The language its user's station asked for when it started or resumed it (a catalogue
     # name, "pt_BR"); None: their desktop's or the server's (i18n.session_language).
     language: str | None = None
+    # One more on every stored change (Store.put_session), never reset: a Dashboard orders the
+    # updates of a card by it, not by when they arrive (web/static/dashboard.js).
+    version: int = 0
 
     def with_(self, **changes: Any) -> Session:
         return replace(self, **changes)
@@ -160,6 +168,7 @@ class Status(enum.StrEnum):
     RESUMED = "resumed"
     ENDED = "ended"
     LOGGING_OFF = "logging-off"
+    LOGOFF_CANCELLED = "logoff-cancelled"
     DISCONNECTED = "disconnected"
     BLOCKED = "blocked"
     UNBLOCKED = "unblocked"

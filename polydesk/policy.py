@@ -9,7 +9,10 @@ The table is MultiPoint's account types mapped onto Polydesk roles:
 | admin     | all but block            | all             | all              | all             |
 
 "All" is logoff, disconnect, block, unblock, message, view, control. Nobody
-blocks their own session (they would lock themselves out). Listing the audit
+blocks their own session (they would lock themselves out). Who may log a session off
+may cancel that log-off while it waits, except a log-off of one's own session that
+someone else asked for (a student does not undo the teacher's; administrators may).
+Listing the audit
 log and creating tokens are for administrators; logging a session on is for
 the account itself and administrators. Stations and groups are seen and groups
 changed by Dashboard users and administrators; only administrators rename stations.
@@ -64,6 +67,8 @@ def owns(caller: Caller, session: Session) -> bool:
 
 def may(caller: Caller, action: Action, session: Session) -> Decision:
     """May ``caller`` do ``action`` to ``session``? The reason says why not."""
+    if action == Action.CANCEL_LOGOFF:
+        return _may_cancel_logoff(caller, session)
     if owns(caller, session):
         if action in _ON_OWN[caller.role]:
             return ALLOW
@@ -75,6 +80,16 @@ def may(caller: Caller, action: Action, session: Session) -> Decision:
     if session.role not in _OVER[caller.role]:
         return Decision(False, f"only administrators may {action} an {session.role} session")
     return ALLOW
+
+
+def _may_cancel_logoff(caller: Caller, session: Session) -> Decision:
+    decision = may(caller, Action.LOGOFF, session)
+    asked_by = session.logoff.requested_by if session.logoff else None
+    if (decision and owns(caller, session) and asked_by not in (None, caller.user)
+            and caller.role != Role.ADMIN):
+        return Decision(False, f"{asked_by} is logging your session off: "
+                               "only they or a Dashboard user can cancel it")
+    return decision
 
 
 def may_see(caller: Caller, session: Session) -> bool:

@@ -96,6 +96,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE card_orders (owner TEXT PRIMARY KEY, users TEXT NOT NULL);
     """,
+    # A version per session, one more on every change: Dashboards order a card's updates by it.
+    """
+    ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 # Space kept back in the state directory (a file of zeros, root's) for when the file system
@@ -132,7 +136,7 @@ def essential() -> Iterator[None]:
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff, block_undone, language, station"
+    "host_data, logoff, block_undone, language, station, version"
 )
 
 
@@ -255,18 +259,24 @@ class Store:
         """Never hand out ids up to ``up_to`` again (sessions recovered with their old ids)."""
         self._write(("INSERT OR IGNORE INTO session_ids (id) VALUES (?)", (up_to,)))
 
-    def put_session(self, session: Session) -> None:
+    def put_session(self, session: Session) -> Session:
+        """Store ``session`` as its next version (one more than the stored one, or than its own:
+        a copy read before another change still comes out newer); return it so numbered."""
+        with _translated(self.path):
+            row = self._db.execute("SELECT version FROM sessions WHERE id = ?", (session.id,)).fetchone()
+        session = session.with_(version=max(session.version, row[0] if row else 0) + 1)
         self._write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.host,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
                 session.block_message, session.client, json.dumps(session.host_data),
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
-                session.block_undone, session.language, session.station,
+                session.block_undone, session.language, session.station, session.version,
             ),
         ))
+        return session
 
     def sessions(self) -> list[Session]:
         with _translated(self.path):
@@ -451,5 +461,5 @@ def _session(row: tuple[Any, ...]) -> Session:
         state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
         block_message=row[9], client=row[10], host_data=json.loads(row[11]),
         logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
-        station=row[15],
+        station=row[15], version=row[16],
     )

@@ -80,6 +80,9 @@ class FakeOsHost:
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
         self._key("notify_logoff", session)
 
+    async def withdraw_logoff_notice(self, session: Session) -> None:
+        self._key("withdraw_logoff_notice", session)
+
     async def close_windows(self, session: Session) -> int:
         return 0
 

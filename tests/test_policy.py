@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from polydesk.accounts import desktop_rules
-from polydesk.model import Action, Caller, Role, Session, SessionState
+from polydesk.model import Action, Caller, LogoffPlan, Role, Session, SessionState
 from polydesk.policy import DesktopRules, may, may_global, may_have_desktop, may_logon, may_see, role_of
 
 OWNER_UID = {"self": 1, "standard": 2, "dashboard": 3, "admin": 4}
@@ -39,6 +39,11 @@ EXPECTED: dict[tuple[Role, str], set[Action]] = {
     (Role.ADMIN, "admin"): ON_OTHERS,
 }
 
+# Who may log a session off may cancel that log-off (for one's own session, see below).
+for _allowed in EXPECTED.values():
+    if Action.LOGOFF in _allowed:
+        _allowed.add(Action.CANCEL_LOGOFF)
+
 
 @pytest.mark.parametrize(("role", "owner"), sorted(EXPECTED, key=str))
 def test_roles_table(role: Role, owner: str) -> None:
@@ -48,6 +53,16 @@ def test_roles_table(role: Role, owner: str) -> None:
     assert allowed == EXPECTED[(role, owner)]
     for action in set(Action) - allowed:
         assert may(caller, action, session).reason  # every refusal says why
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_nobody_but_an_administrator_cancels_someone_elses_log_off_of_their_own_session(role: Role) -> None:
+    caller = Caller("me", OWNER_UID["self"], role)
+    own = session_of("self", role)
+    by_teacher = own.with_(state=SessionState.LOGGING_OFF, logoff=LogoffPlan("teacher", 0, 30, False))
+    by_me = own.with_(state=SessionState.LOGGING_OFF, logoff=LogoffPlan("me", 0, 30, False))
+    assert bool(may(caller, Action.CANCEL_LOGOFF, by_teacher)) == (role == Role.ADMIN)
+    assert may(caller, Action.CANCEL_LOGOFF, by_me)
 
 
 def test_visibility_and_global_actions() -> None:

@@ -86,6 +86,10 @@ class SessionHost(Protocol):
         """Show the log-off warning with a countdown; return at once."""
         ...
 
+    async def withdraw_logoff_notice(self, session: Session) -> None:
+        """Take the log-off warning away: the log-off was cancelled."""
+        ...
+
     async def close_windows(self, session: Session) -> int:
         """Ask every top-level window to close (WM_DELETE_WINDOW); return how many were asked."""
         ...

@@ -77,6 +77,9 @@ class FakeHost:
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
         self._record("notify_logoff", session.id).notices.append(seconds)
 
+    async def withdraw_logoff_notice(self, session: Session) -> None:
+        self._record("withdraw_logoff_notice", session.id).notices.append(0)
+
     async def close_windows(self, session: Session) -> int:
         desktop = self._record("close_windows", session.id)
         asked, desktop.windows = desktop.windows, 0

@@ -329,6 +329,10 @@ class LogindHost:
             return
         await self._to_terminal(session, f"{text} ({seconds} s)")
 
+    async def withdraw_logoff_notice(self, session: Session) -> None:
+        # a terminal's line cannot be taken back; a window can
+        await asyncio.to_thread(stop_helpers, self._dir(Ref.of(session)), "notice")
+
     async def close_windows(self, session: Session) -> int:
         screen = await self._screen(session)
         return 0 if screen is None else await _x(x11.close_windows, screen, session.id)

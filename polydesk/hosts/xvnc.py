@@ -567,6 +567,9 @@ class XvncHost:
         await self._helper(handle, "notice", ["--text", text, "--seconds", str(seconds)],
                            helper_language(session))
 
+    async def withdraw_logoff_notice(self, session: Session) -> None:
+        await asyncio.to_thread(stop_helpers, self._live(session).dir, "notice")
+
     async def message(self, session: Session, text: str, timeout: int | None) -> None:
         handle = self._live(session)
         shown = await asyncio.to_thread(lambda: len(helpers(handle.dir, "message")))

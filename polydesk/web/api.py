@@ -144,6 +144,8 @@ class SessionOut(BaseModel):
     station: str | None = Field(None, description=(
         "The name of the station the user is at: a browser station's, or the logind seat"))
     logoff_deadline: float | None
+    version: int = Field(0, description=(
+        "One more on every change of the session: of two updates, the higher version is the newer"))
     details: dict[str, Any] = Field(default_factory=dict, description=(
         "What the session's host shows of it: for logind sessions logind_id, seat, tty, "
         "type (x11, wayland, tty), class, remote, remote_host, service"))
@@ -248,6 +250,11 @@ def api_router(manager: Manager, desk: Desk | None = None) -> APIRouter:
             caller, body.target(), grace=body.grace, force=body.force, message=body.message,
             what_if=body.what_if, wait=body.wait, wait_limit=LOGOFF_WAIT_LIMIT_S,
         ))
+
+    @router.post("/sessions/logoff/cancel", response_model=Results, responses=_REFUSED,
+                 summary="Cancel log-offs still in their grace period")
+    async def cancel_logoff(body: Selection, caller: Who) -> Results | JSONResponse:
+        return _results(await manager.cancel_logoff(caller, body.target()))
 
     @router.post("/sessions/disconnect", response_model=Results, responses=_REFUSED,
                  summary="Disconnect sessions")

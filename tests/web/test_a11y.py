@@ -113,16 +113,17 @@ def test_dashboard_works_from_the_keyboard(room: Room, browser: Browser) -> None
     menu = page.locator("#context-menu")
     expect(menu).to_be_visible()
     expect(menu.locator("[role=menuitem]").first).to_be_focused()
+    expect(menu.locator("[data-station=view]")).to_be_focused()  # harmless first (issue 14.5)
     page.keyboard.press("ArrowDown")
-    expect(menu.locator("[data-action=disconnect]")).to_be_focused()
+    expect(menu.locator("[data-station=control]")).to_be_focused()
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()
     expect(cards.first).to_be_focused()
 
     page.keyboard.press("ContextMenu")
     expect(menu).to_be_visible()
-    page.keyboard.press("ArrowDown")
-    page.keyboard.press("ArrowDown")  # Block
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")  # Take control, Send message, Block
     page.keyboard.press("Enter")
     expect(page.locator("#confirm")).to_be_visible()
     expect(page.locator("#message")).to_be_focused()

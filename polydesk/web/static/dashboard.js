@@ -3,7 +3,7 @@
  * No inline script anywhere (the Content-Security-Policy forbids it): the pages
  * only carry data-* attributes, and this file does the rest. Anything that came
  * from a user (names, messages, reasons) is put in the page with textContent,
- * never as HTML. Cards themselves are rendered by the server (htmx) and escaped there.
+ * never as HTML. Cards themselves are rendered by the server and escaped there.
  */
 (function () {
   "use strict";
@@ -25,7 +25,7 @@
     ended: gettext("Logged off"), "logging-off": gettext("Logging off…"), disconnected: gettext("Disconnected"),
     blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
     "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
-    failed: gettext("Failed"), pending: gettext("Working…"),
+    failed: gettext("Failed"), pending: gettext("Working…"), "logoff-cancelled": gettext("Log-off cancelled"),
   };
 
   const view = {
@@ -95,7 +95,7 @@
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     const all = cards();
     const shown = all.filter((c) => !c.hidden).map((c) => c.dataset.id);
-    const message = JSON.stringify({ kind: "pictures", size: view.size,
+    const message = JSON.stringify({ kind: "pictures", size: pictureSize(),
       sessions: shown.length === all.length ? null : shown });
     if (message !== wanted) {
       wanted = message;
@@ -109,7 +109,7 @@
   const extra = () => window.polydeskView || null;
 
   function applyView() {
-    grid.classList.remove("size-small", "size-medium", "size-large");
+    grid.classList.remove("size-small", "size-medium", "size-large", "size-fit");
     grid.classList.add("size-" + view.size);
     const search = view.search.toLowerCase();
     for (const card of cards()) {
@@ -134,9 +134,39 @@
     if (empty) empty.hidden = shownCards().length > 0;
     const ownActions = $("own-actions");
     if (ownActions) ownActions.hidden = cards().length === 0;
+    fitCards();
     renderSelection();
     wantPictures();
   }
+
+  // "Fit all": the widest cards with which every shown card fits on one screen, no narrower
+  // than the small size (below it, the page scrolls). The pictures come at the nearest size
+  // the daemon makes that is not smaller than the card, so they are never blown up much.
+  const CARD_WIDTHS = { small: 160, medium: 320, large: 480 };
+  let fitWidth = 0;
+
+  function fitCards() {
+    if (view.size !== "fit") { grid.style.removeProperty("--card-width"); fitWidth = 0; return; }
+    const n = Math.max(1, shownCards().length);
+    const gap = 16, border = 12, footer = 52; // px: the grid's gap, a card's padding and borders, its footer
+    const width = grid.clientWidth;
+    const height = Math.max(200, window.innerHeight - grid.getBoundingClientRect().top - 24);
+    let best = CARD_WIDTHS.small;
+    for (let columns = 1; columns <= n; columns++) {
+      const w = Math.floor((width - gap * (columns - 1)) / columns) - border;
+      const rows = Math.ceil(n / columns);
+      if (w > best && rows * (w * 10 / 16 + border + footer) + gap * (rows - 1) <= height) best = w;
+    }
+    fitWidth = Math.min(best, 960);
+    grid.style.setProperty("--card-width", fitWidth + "px");
+  }
+
+  // The picture size to ask the daemon for (small, medium or large).
+  function pictureSize() {
+    if (view.size !== "fit") return view.size;
+    return fitWidth <= CARD_WIDTHS.small ? "small" : fitWidth <= CARD_WIDTHS.medium ? "medium" : "large";
+  }
+  window.addEventListener("resize", () => { if (view.size === "fit") { fitCards(); wantPictures(); } });
 
   function bindControl(id, key, store) {
     const el = $(id);
@@ -179,6 +209,8 @@
     }
     const count = $("selected-count");
     if (count) count.textContent = fill(gettext("{n} selected"), { n: selected.size });
+    // a hint about what to select is stale once there is a selection (or nothing to select)
+    if (hinting && (selected.size > 0 || shown.length === 0)) notice("");
   }
 
   function choose(card, event) {
@@ -267,17 +299,29 @@
     }
     closeMenus();
     menuOpener = card;
+    labelContextMenu();
     contextMenu.hidden = false;
     contextMenu.style.left = Math.max(0, Math.min(x, window.innerWidth - contextMenu.offsetWidth - 4)) + "px";
     contextMenu.style.top = Math.max(0, Math.min(y, window.innerHeight - contextMenu.offsetHeight - 4)) + "px";
     contextMenu.querySelector("button").focus();
   }
 
+  // The menu says how many sessions it acts on, and offers Cancel log-off only when one of
+  // them is logging off. Its first item (the one focused) is harmless: Enlarge.
+  function labelContextMenu() {
+    const ids = Array.from(selected).filter((id) => cardOf(id));
+    const n = ids.length;
+    contextMenu.querySelector("[data-action=logoff-selected]").textContent = n === 1
+      ? gettext("Log off 1 selected session…") : fill(gettext("Log off {n} selected sessions…"), { n: n });
+    const cancel = contextMenu.querySelector("[data-action=cancel-logoff]");
+    cancel.parentElement.hidden = !ids.some((id) => cardOf(id).dataset.state === "logging-off");
+  }
+
   // Up and Down (and Home, End) move between a menu's items; Tab leaves it closed.
   for (const menu of [dropdown, contextMenu]) {
     if (!menu) continue;
     menu.addEventListener("keydown", (event) => {
-      const items = Array.from(menu.querySelectorAll("[role=menuitem]"));
+      const items = Array.from(menu.querySelectorAll("[role=menuitem]")).filter((i) => !i.closest("[hidden]"));
       const here = items.indexOf(document.activeElement);
       const next = { ArrowDown: here + 1, ArrowUp: here - 1, Home: 0, End: items.length - 1 }[event.key];
       if (next !== undefined) {
@@ -316,6 +360,7 @@
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
     const open = (dropdown && !dropdown.hidden) || (contextMenu && !contextMenu.hidden);
+    if (open) event.preventDefault(); // this Escape is the menu's (the enlarged view stays)
     closeMenus();
     if (open && menuOpener && document.contains(menuOpener)) menuOpener.focus();
     menuOpener = null;
@@ -340,13 +385,19 @@
       one: gettext("Unblock 1 session:"), many: gettext("Unblock {n} sessions:") },
     message: { path: "message", title: gettext("Send message"), verb: gettext("Send"), fields: ["message", "time"],
       one: gettext("Send to 1 session:"), many: gettext("Send to {n} sessions:") },
+    // puts sessions back as they were: nothing to confirm
+    "cancel-logoff": { path: "logoff/cancel", title: gettext("Cancel log-off"), fields: [], direct: true,
+      loggingOff: true },
   };
 
-  function notice(text) {
+  let hinting = false; // the notice says what to select first: cleared when that changes
+
+  function notice(text, isHint) {
     const el = $("notice");
     if (!el) return;
     el.textContent = text;
     el.hidden = !text;
+    hinting = Boolean(text && isHint);
   }
 
   // A request that never reached the daemon rejects with the browser's own words ("Failed to
@@ -381,6 +432,7 @@
   async function targetsOf(action) {
     if (!action.all) {
       return Array.from(selected).filter((id) => cardOf(id))
+        .filter((id) => !action.loggingOff || cardOf(id).dataset.state === "logging-off")
         .map((id) => ({ id: id, user: cardOf(id).dataset.user }));
     }
     // "All" is every session on this Dashboard the caller may log off, never their own:
@@ -394,7 +446,10 @@
   const dialog = $("confirm");
   let answer = null; // resolves the open dialog's promise
 
-  function confirmWith(action, targets) {
+  let dialogOpener = null; // the focus goes back there when the dialog closes (Escape too)
+
+  function confirmWith(action, targets, opener) {
+    dialogOpener = opener || null;
     $("confirm-title").textContent = action.title;
     const n = targets.length;
     $("confirm-text").textContent = (n === 1 ? action.one : fill(action.many, { n: n })) +
@@ -419,7 +474,8 @@
     $("confirm-ok").textContent = action.verb;
     $("confirm-error").hidden = true;
     dialog.showModal();
-    (action.fields.includes("message") ? message : $("confirm-ok")).focus();
+    // never the button that acts: Enter, Enter from a menu must not log a class off
+    (action.fields.includes("message") ? message : $("confirm-cancel")).focus();
     return new Promise((resolve) => { answer = { action: action, resolve: resolve }; });
   }
 
@@ -473,6 +529,9 @@
     $("confirm-cancel").addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
       if (answer) { answer.resolve(null); answer = null; }
+      const back = dialogOpener && document.contains(dialogOpener) ? dialogOpener : null;
+      dialogOpener = null;
+      if (back) back.focus();
     });
   }
 
@@ -506,6 +565,9 @@
 
   async function run(name) {
     const action = ACTIONS[name];
+    // where the focus goes back after the dialog: the card or button the menu was opened from
+    const active = document.activeElement;
+    const opener = active && active.closest && active.closest(".dropdown, .context-menu") ? menuOpener : active;
     closeMenus();
     notice("");
     let targets;
@@ -516,11 +578,12 @@
       return;
     }
     if (targets.length === 0) {
-      notice(action.all ? gettext("There is no other user's session to log off.")
-        : gettext("Select one or more sessions first: click a thumbnail; Ctrl-click or Shift-click to add more."));
+      if (action.all) notice(gettext("There is no other user's session to log off."));
+      else if (action.loggingOff && selected.size > 0) notice(gettext("None of the selected sessions is logging off."), true);
+      else notice(gettext("Select one or more sessions first: click a thumbnail; Ctrl-click or Shift-click to add more."), true);
       return;
     }
-    const chosen = await confirmWith(action, targets);
+    const chosen = action.direct ? {} : await confirmWith(action, targets, opener);
     if (!chosen) return;
     const body = Object.assign({ ids: targets.map((t) => t.id) }, chosen);
     const pending = action.path === "logoff" ? "logging-off" : "pending";
@@ -563,7 +626,8 @@
       closeMenus();
       const ids = Array.from(selected).filter((id) => cardOf(id));
       if (ids.length !== 1) {
-        notice(gettext("Select one session first: click its thumbnail."));
+        notice(ids.length === 0 ? gettext("Select one session first: click its thumbnail.")
+          : gettext("Select only one session to enlarge."), true);
         return;
       }
       notice("");
@@ -574,20 +638,65 @@
       if (card) openStation(card.dataset.id, "view");
     });
   }
+  // Escape closes the enlarged view, back to its card, unless the keys go to the session
+  // (Take control: the focus is on its screen) or a menu or dialog takes the Escape.
+  document.addEventListener("keydown", (event) => {
+    const panel = $("enlarge");
+    if (event.key !== "Escape" || event.defaultPrevented || !panel || panel.hidden) return;
+    if ((dialog && dialog.open) || panel.querySelector("#enlarge-screen").contains(document.activeElement)) return;
+    const card = cardOf(panel.dataset.session || "");
+    $("enlarge-close").click();
+    if (card) focusCard(card);
+  });
+
   const resultsClose = $("results-close");
   if (resultsClose) resultsClose.addEventListener("click", () => { $("results").hidden = true; });
 
   // ---------------------------------------------------------------- live updates
 
-  function loadCard(id) {
-    if (cardOf(id) || !window.htmx) return;
-    const url = "/ui/cards/" + encodeURIComponent(id) + "?size=" + view.size;
-    window.htmx.ajax("GET", url, { target: "#grid", swap: "beforeend" });
+  // Card updates are ordered by the session's version (one more on every change the daemon
+  // stores; in each event and in each card as data-version), never by arrival: a card never
+  // takes an older version than it shows, and a card still being fetched takes, once it
+  // arrives, the newest event that came meanwhile. Only one fetch per card is under way.
+  const loading = new Map(); // session id -> the newest session event seen while its card loads
+
+  const versionOf = (card) => Number(card.dataset.version || 0);
+
+  async function loadCard(id, session) {
+    if (loading.has(id)) { newer(id, session); return; }
+    if (cardOf(id)) { if (session) updateCard(session); return; }
+    loading.set(id, session || null);
+    try {
+      const url = "/ui/cards/" + encodeURIComponent(id) + "?size=" + pictureSize();
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) return; // gone meanwhile, or not ours to show: its ended event says the rest
+      const holder = document.createElement("template");
+      holder.innerHTML = (await response.text()).trim(); // rendered and escaped by the server
+      const card = holder.content.querySelector(".card");
+      if (!card || card.id !== "card-" + id || !loading.has(id)) return; // ended while it loaded
+      const present = cardOf(id);
+      if (!present) grid.appendChild(card);
+      else if (versionOf(present) < versionOf(card)) present.replaceWith(card);
+    } catch (e) {
+      return; // the events socket shows the connection state; the next event tries again
+    } finally {
+      const pending = loading.get(id);
+      loading.delete(id);
+      if (pending && cardOf(id)) updateCard(pending);
+      applyView();
+    }
+  }
+
+  function newer(id, session) {
+    const held = loading.get(id);
+    if (session && (!held || (session.version || 0) > (held.version || 0))) loading.set(id, session);
   }
 
   function updateCard(session) {
     const card = cardOf(session.id);
-    if (!card) { loadCard(session.id); return; }
+    if (!card || loading.has(session.id)) { loadCard(session.id, session); return; }
+    if ((session.version || 0) < versionOf(card)) return; // older than what the card shows
+    card.dataset.version = String(session.version || 0);
     card.dataset.state = session.state;
     card.dataset.blocked = session.blocked ? "true" : "false";
     card.classList.remove("state-active", "state-disconnected", "state-logging-off");
@@ -611,6 +720,7 @@
   }
 
   function removeCard(id) {
+    loading.delete(id);
     const card = cardOf(id);
     if (card) card.remove();
     selected.delete(id);
@@ -618,17 +728,6 @@
     if (anchor === id) anchor = null;
     markEnded(id);
   }
-
-  document.body.addEventListener("htmx:afterSwap", (event) => {
-    if (event.detail && event.detail.target === grid) {
-      // a second copy can arrive when two events race for the same new session
-      const seen = new Set();
-      for (const card of cards()) {
-        if (seen.has(card.id)) card.remove(); else seen.add(card.id);
-      }
-      applyView();
-    }
-  });
 
   function handle(message) {
     switch (message.kind) {
@@ -640,7 +739,7 @@
         break;
       }
       case "session-started":
-        loadCard(message.session_id);
+        loadCard(message.session_id, message.session);
         break;
       case "session-changed":
         if (message.session) updateCard(message.session);
@@ -661,9 +760,9 @@
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     const which = mode === "dashboard" ? "dashboard" : "all";
     socket = new WebSocket(scheme + "//" + window.location.host +
-      "/api/v1/events?thumbnails=true&view=" + which + "&pictures=" + view.size);
+      "/api/v1/events?thumbnails=true&view=" + which + "&pictures=" + pictureSize());
     socket.binaryType = "arraybuffer";
-    wanted = JSON.stringify({ kind: "pictures", size: view.size, sessions: null });
+    wanted = JSON.stringify({ kind: "pictures", size: pictureSize(), sessions: null });
     socket.addEventListener("open", () => {
       retry = 500;
       wantPictures();
