@@ -802,6 +802,11 @@
   }
 
   document.body.addEventListener("htmx:afterRequest", (event) => {
+    // a sign-in ended meanwhile (a log-off signs the station out): back to the log-on form
+    if (event.detail && event.detail.xhr && event.detail.xhr.status === 401) {
+      window.location.assign("/login");
+      return;
+    }
     // the own page's buttons answer with a results fragment; the socket updates the card itself
     if (event.detail && event.detail.target && event.detail.target.id === "own-result") applyView();
   });
