@@ -19,7 +19,7 @@ from polydesk import policy
 from polydesk.events import AuditRecord
 from polydesk.manager import Manager
 from polydesk.model import Action, Caller, InvalidRequest, NotPermitted
-from polydesk.texts import check_text
+from polydesk.texts import NAME_PATTERN, check_text
 from polydesk.web.api import ERRORS, Who
 from polydesk.web.logon import FailureLimiter, Hold
 
@@ -72,9 +72,15 @@ class HoldOut(BaseModel):
 
 
 class UnlockRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    user: str | None = Field(default=None, max_length=64)
-    address: str | None = Field(default=None, max_length=64)
+    # Whose holds: a user's, an address's, or all; the document says so, as the desk checks.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["user"], "properties": {"user": {"type": "string", "pattern": NAME_PATTERN}}},
+        {"required": ["address"], "properties": {"address": {"type": "string",
+                                                             "pattern": NAME_PATTERN}}},
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+    ]})
+    user: str | None = Field(default=None, min_length=1, max_length=64, pattern=NAME_PATTERN)
+    address: str | None = Field(default=None, min_length=1, max_length=64, pattern=NAME_PATTERN)
     all: StrictBool = False
 
 
