@@ -142,14 +142,14 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
     wait_for(lambda: session_of(daemon, ana)["state"] == "disconnected", timeout=10,
              what="the session to be disconnected")
 
-    # Log off in the toolbar: asks, counts down (the grace period), ends the session
+    # Log off in the toolbar: asks, then ends the session at once (a user's own log-off has no
+    # grace period, issue 14.5: the windows are still asked to close first)
     fourth = new_page(browser)
     sign_in(fourth, daemon, ana)
     connected(fourth)
     fourth.click("#station-logoff")
     expect(fourth.locator("#logoff-confirm")).to_be_visible()
     fourth.click("#logoff-ok")
-    expect(fourth.locator("#logoff-countdown")).to_contain_text(re.compile(r"Logging off in [1-4] s"))
     expect(fourth).to_have_url(daemon.url + "/login?then=logged-off", timeout=60_000)
     expect(fourth.locator("#farewell")).to_have_text("You are logged off.")
     assert daemon.sessions() == []
