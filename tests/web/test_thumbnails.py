@@ -10,6 +10,7 @@ import asyncio
 import io
 import os
 import random
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -37,6 +38,9 @@ class Desk:
         self.broken = False
         self.stuck = False
         self.signal = signal
+        # the thumbnailer reads in its thread pool while the test paints: a read sees
+        # the screen before or after a paint (or a group of them), never half of one
+        self.lock = threading.RLock()
         self._damage: list[Box] | None = None  # None: everything (the first look)
         self._pipe = os.pipe() if signal else None
         if self._pipe is not None:
@@ -50,11 +54,12 @@ class Desk:
 
     def paint(self, color: tuple[int, int, int], box: Box | None = None) -> None:
         box = box or (0, 0, *self.size)
-        self.image.paste(color, box)
-        if self._damage is not None:
-            self._damage.append(box)
-        if self._pipe is not None:
-            os.write(self._pipe[1], b"!")
+        with self.lock:
+            self.image.paste(color, box)
+            if self._damage is not None:
+                self._damage.append(box)
+            if self._pipe is not None:
+                os.write(self._pipe[1], b"!")
 
     def fileno(self) -> int | None:
         return self._pipe[0] if self._pipe is not None else None
@@ -69,7 +74,8 @@ class Desk:
                         break
                 except BlockingIOError:
                     break
-        damage, self._damage = self._damage, []
+        with self.lock:
+            damage, self._damage = self._damage, []
         if damage is None or not self.signal:
             return None
         return merge_boxes(damage)  # as capture.ScreenReader does
@@ -84,9 +90,10 @@ class Desk:
             import time
 
             time.sleep(0.01)  # a server that stopped answering, until abort()
-        self.reads += 1
-        self.read_boxes.append(box)
-        return self.image.crop(box or (0, 0, *self.size))
+        with self.lock:
+            self.reads += 1
+            self.read_boxes.append(box)
+            return self.image.crop(box or (0, 0, *self.size))
 
     def abort(self) -> None:
         self.stuck = False
@@ -174,9 +181,11 @@ async def test_unchanged_pixels_keep_version_and_etag_changed_ones_tell_watchers
     watcher.add("1", SCREEN)
     first = await thumbs.get("1", SCREEN, "small")
     assert await asyncio.wait_for(watcher.changed(), 3) == {"1": first.version}  # the first picture
-    desk.paint((100, 100, 100), (100, 100, 400, 300))
-    desk.paint((255, 255, 255), (100, 100, 400, 300))  # damage, but the same pixels as before
-    await wait_until(lambda: desk.reads >= 2 and not thumbs._feeds["1"].damaged)
+    reads = desk.reads
+    with desk.lock:  # damage, but the same pixels as before
+        desk.paint((100, 100, 100), (100, 100, 400, 300))
+        desk.paint((255, 255, 255), (100, 100, 400, 300))
+    await wait_until(lambda: desk.reads > reads and not thumbs._feeds["1"].damaged)
     again = await thumbs.get("1", SCREEN, "small")
     assert again is first  # not re-encoded: the same object from the cache
     desk.paint((200, 30, 30))

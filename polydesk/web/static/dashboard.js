@@ -210,7 +210,8 @@
     const count = $("selected-count");
     if (count) count.textContent = fill(gettext("{n} selected"), { n: selected.size });
     // a hint about what to select is stale once there is a selection (or nothing to select)
-    if (hinting && (selected.size > 0 || shown.length === 0)) notice("");
+    // (an empty dashboard keeps its hint: it was given with nothing to select)
+    if (hinting && (selected.size > 0 || (shown.length === 0 && hintedOver > 0))) notice("");
   }
 
   function choose(card, event) {
@@ -391,6 +392,7 @@
   };
 
   let hinting = false; // the notice says what to select first: cleared when that changes
+  let hintedOver = 0; // how many sessions were shown when the hint was given
 
   function notice(text, isHint) {
     const el = $("notice");
@@ -398,6 +400,7 @@
     el.textContent = text;
     el.hidden = !text;
     hinting = Boolean(text && isHint);
+    if (hinting) hintedOver = shownCards().length;
   }
 
   // A request that never reached the daemon rejects with the browser's own words ("Failed to
