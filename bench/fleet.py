@@ -39,11 +39,11 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from bench.results import FLEET, merge
-from polydesk.events import public_session
-from polydesk.fleet import host_record
-from polydesk.fleet_config import FleetSettings
-from polydesk.fleet_wire import Signer, host_key, new_seed, session_key
-from polydesk.model import Role, Session, SessionState
+from polydesk.config.fleet import FleetSettings
+from polydesk.core.events import public_session
+from polydesk.core.model import Role, Session, SessionState
+from polydesk.fleet.node import host_record
+from polydesk.fleet.wire import Signer, host_key, new_seed, session_key
 from tests.conftest import make_daemon_dirs, shutdown
 from tests.fleet.conftest import Nats, start_nats
 

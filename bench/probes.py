@@ -19,8 +19,8 @@ from PIL import Image
 
 from bench.dashboard import Dashboard, Fetched
 from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import open_display
-from polydesk.picture import SIZES, thumb_size
+from polydesk.hosts.x11.client import open_display
+from polydesk.thumbnails.picture import SIZES, thumb_size
 
 PROBE_COLORS = [(230, 20, 20), (20, 220, 40), (30, 60, 240), (240, 220, 20), (220, 30, 220), (20, 220, 220)]
 PROBE_PIXEL = (310, 190)  # in the medium thumbnail: the root window, right of and below the xterm

@@ -1,3 +1,3 @@
-from polydesk.cli import main
+from polydesk.cli.main import main
 
 main()

@@ -15,15 +15,16 @@ import time
 from pathlib import Path
 from typing import IO
 
-from polydesk import i18n, service
-from polydesk.accounts import lookup_account
-from polydesk.config import Settings
-from polydesk.events import EventBus
+from polydesk.config.settings import Settings
+from polydesk.core import i18n
+from polydesk.core.events import EventBus
+from polydesk.core.model import InvalidRequest, StoreError
+from polydesk.hosts import systemd
+from polydesk.hosts.accounts import lookup_account
 from polydesk.hosts.base import SessionHost
 from polydesk.hosts.cgroups import Limits, memory_size
-from polydesk.manager import Manager
-from polydesk.model import InvalidRequest, StoreError
-from polydesk.store import Store
+from polydesk.manager.manager import Manager
+from polydesk.store.store import Store
 
 log = logging.getLogger("polydesk")
 
@@ -32,7 +33,7 @@ def build_hosts(settings: Settings) -> list[SessionHost]:
     hosts: list[SessionHost] = []
     for name in settings.hosts:
         if name == "xvnc":
-            from polydesk.hosts.xvnc import XvncHost
+            from polydesk.hosts.xvnc.backend import XvncHost
 
             desktop = ["/bin/sh", "-c", settings.desktop] if settings.desktop else None
             hosts.append(XvncHost(
@@ -41,7 +42,7 @@ def build_hosts(settings: Settings) -> list[SessionHost]:
                 tracking=settings.process_tracking, limits=session_limits(settings),
             ))
         elif name == "logind":  # the sessions the OS already has: seats, display managers, SSH
-            from polydesk.hosts.logind import LogindHost
+            from polydesk.hosts.logind.backend import LogindHost
 
             hosts.append(LogindHost(runtime_dir=settings.runtime_path, bus=settings.logind_bus))
         elif name == "fake":  # in-memory sessions, for tests and demos of the interfaces
@@ -126,7 +127,7 @@ async def run(settings: Settings, recover: bool = False) -> None:
     manager = Manager(build_hosts(settings), store, EventBus(), settings, lookup_account)
     fleet = None
     if settings.fleet is not None:  # a host of a fleet (fleet.py; nats is imported only then)
-        from polydesk.fleet import FleetNode
+        from polydesk.fleet.node import FleetNode
 
         fleet = FleetNode(settings, manager)
     if recover:
@@ -146,13 +147,13 @@ async def run(settings: Settings, recover: bool = False) -> None:
     gc.freeze()
     log.info("polydesk serving on %s and %s", settings.listen, settings.api_socket)
     # Under systemd (Type=notify): READY=1 once both listeners accept connections.
-    ready = asyncio.create_task(service.notify_when_ready(
+    ready = asyncio.create_task(systemd.notify_when_ready(
         servers, f"serving on {settings.listen} and {settings.api_socket}"))
     try:
         await serve(servers, settings.api_socket, stop)
     finally:
         ready.cancel()
-        service.notify("STOPPING=1")
+        systemd.notify("STOPPING=1")
         if fleet is not None:
             await fleet.close()  # the others see this host offline at once; its sessions run on
         await app.state.thumbnails.close()  # stop capture loops and close their X connections

@@ -34,7 +34,7 @@ DOMAIN = "polydesk"
 LANGUAGES = ("en", "pt_BR")
 TRANSLATED = ("pt_BR",)  # catalogues whose every msgstr must be filled (en is the source)
 PLACEHOLDER = re.compile(r"\{[a-z_]*(?::[^}]*)?\}|%\(\w+\)[sd]|%[sd]")
-CLI = PACKAGE / "cli.py"
+CLI = PACKAGE / "cli"  # the CLI package: its commands docstrings are their --help
 
 
 def sources() -> Iterator[tuple[Path, str]]:
@@ -73,7 +73,7 @@ def extract_catalog() -> Catalog:
             for lineno, message, comments, context in extract(
                     method, fileobj, keywords, comment_tags=("Translators:",), options=options[method]):
                 catalog.add(message, None, [(where, lineno)], auto_comments=comments, context=context)
-        if path == CLI:
+        if path.parent == CLI:
             for lineno, doc in _command_docstrings(path):
                 catalog.add(doc, None, [(where, lineno)], auto_comments=["the command's --help"])
     return catalog

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from polydesk.config import settings_table
-from polydesk.config_check import VALUE_RULES, Problem, check_text, find_line
+from polydesk.config.check import VALUE_RULES, Problem, check_text, find_line
+from polydesk.config.settings import settings_table
 
 BAD = """\
 # Polydesk at the school

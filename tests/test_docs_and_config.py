@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from polydesk.cli import app
-from polydesk.config import load_settings, settings_markdown, settings_table
-from polydesk.model import InvalidRequest
+from polydesk.cli.main import app
+from polydesk.config.settings import load_settings, settings_markdown, settings_table
+from polydesk.core.model import InvalidRequest
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_configuration_doc_is_generated_from_the_table() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == settings_markdown(), (
-        "docs/configuration.md is stale: python -m polydesk.config > docs/configuration.md"
+        "docs/configuration.md is stale: python -m polydesk.config.settings > docs/configuration.md"
     )
 
 

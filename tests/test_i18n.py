@@ -17,9 +17,9 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk import i18n
-from polydesk.hosts import x11
+from polydesk.core import i18n
 from polydesk.hosts.base import Screen
+from polydesk.hosts.x11 import client as x11
 from tests.conftest import Daemon
 from tests.test_daemon import wait_for
 from tests.users import TestUser
@@ -49,7 +49,7 @@ def test_a_missing_message_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyP
     package = tmp_path / "polydesk"
     (package / "web" / "templates").mkdir(parents=True)
     (package / "web" / "static").mkdir()
-    (package / "new.py").write_text('from polydesk.i18n import _\nprint(_("A brand new message"))\n')
+    (package / "new.py").write_text('from polydesk.core.i18n import _\nprint(_("A brand new message"))\n')
     monkeypatch.setattr(script, "PACKAGE", package)
     monkeypatch.setattr(script, "ROOT", tmp_path)
     assert "pt_BR: missing 'A brand new message'" in script.problems()

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from polydesk.config import Settings
-from polydesk.events import EventBus
+from polydesk.config.settings import Settings
+from polydesk.core.events import EventBus
+from polydesk.core.model import SessionState, Target
 from polydesk.hosts.fake import FakeHost
-from polydesk.limits import IDLE_REASON, Limits, check_interval, warning_lead
-from polydesk.manager import Manager
-from polydesk.model import SessionState, Target
-from polydesk.stations import Mode
-from polydesk.store import Store
+from polydesk.manager.limits import IDLE_REASON, Limits, check_interval, warning_lead
+from polydesk.manager.manager import Manager
+from polydesk.manager.stations import Mode
+from polydesk.store.store import Store
 from tests.test_manager import ADMIN, ANA, lookup
 
 Make = Callable[..., Any]

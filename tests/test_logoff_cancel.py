@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from polydesk.config import Settings
-from polydesk.events import EventBus
+from polydesk.config.settings import Settings
+from polydesk.core.events import EventBus
+from polydesk.core.model import Action, LogoffPlan, SessionState, Status, Target
 from polydesk.hosts.fake import FakeHost
-from polydesk.manager import Manager
-from polydesk.model import Action, LogoffPlan, SessionState, Status, Target
-from polydesk.stations import Mode
-from polydesk.store import Store
+from polydesk.manager.manager import Manager
+from polydesk.manager.stations import Mode
+from polydesk.store.store import Store
 from tests.conftest import Daemon
 from tests.test_manager import ADMIN, ANA, TEACHER, logon_all, lookup
 from tests.users import TestUser

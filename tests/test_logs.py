@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from polydesk.logs import RepeatLimiter
+from polydesk.core.logs import RepeatLimiter
 
 
 def test_a_flood_of_one_error_is_cut_and_counted_and_information_is_kept() -> None:

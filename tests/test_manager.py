@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.config import Settings
-from polydesk.events import EventBus
-from polydesk.hosts.fake import FakeHost
-from polydesk.manager import Manager
-from polydesk.model import (
+from polydesk.config.settings import Settings
+from polydesk.core.events import EventBus
+from polydesk.core.model import (
     Account,
     Caller,
     InvalidRequest,
@@ -23,7 +21,9 @@ from polydesk.model import (
     Target,
     UnknownUser,
 )
-from polydesk.store import Store
+from polydesk.hosts.fake import FakeHost
+from polydesk.manager.manager import Manager
+from polydesk.store.store import Store
 
 ACCOUNTS = {
     "ana": Account("ana", 2001, 2001, "/home/ana", "/bin/sh"),
@@ -184,8 +184,8 @@ async def test_restart_readopts_and_finishes_logoffs(tmp_path: Path) -> None:
 
 
 async def test_own_station_takes_over_and_disconnects_after_grace(manager: Manager) -> None:
-    from polydesk import manager as manager_module
-    from polydesk.stations import TAKEN_OVER, Mode
+    from polydesk.manager import manager as manager_module
+    from polydesk.manager.stations import TAKEN_OVER, Mode
 
     (ana,) = await logon_all(manager, "ana")
     first = await manager.open_station(ANA, ana, Mode.OWN, "10.0.0.1 Firefox")
@@ -210,7 +210,7 @@ async def test_own_station_takes_over_and_disconnects_after_grace(manager: Manag
 
 
 async def test_view_never_sends_input_and_block_stops_control(manager: Manager) -> None:
-    from polydesk.stations import Mode
+    from polydesk.manager.stations import Mode
 
     (ana,) = await logon_all(manager, "ana")
     view = await manager.open_station(TEACHER, ana, Mode.VIEW, "dash")
@@ -229,7 +229,7 @@ async def test_view_never_sends_input_and_block_stops_control(manager: Manager) 
 
 
 async def test_stations_refused_by_role(manager: Manager) -> None:
-    from polydesk.stations import Mode
+    from polydesk.manager.stations import Mode
 
     ana, boss = await logon_all(manager, "ana", "boss")
     with pytest.raises(NotPermitted):

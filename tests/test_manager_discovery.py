@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.config import Settings
-from polydesk.events import EventBus
+from polydesk.config.settings import Settings
+from polydesk.core.events import EventBus
+from polydesk.core.model import Account, EndReason, HostError, Role, Session, Status, Target
 from polydesk.hosts.base import Discovered, DiscoveringHost, Recovered, Screen, Started
 from polydesk.hosts.fake import FakeHost
-from polydesk.manager import Manager
-from polydesk.model import Account, EndReason, HostError, Role, Session, Status, Target
-from polydesk.store import Store
+from polydesk.manager.manager import Manager
+from polydesk.store.store import Store
 from tests.test_manager import ADMIN, ANA, lookup
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from polydesk.accounts import desktop_rules
-from polydesk.model import Action, Caller, LogoffPlan, Role, Session, SessionState
-from polydesk.policy import DesktopRules, may, may_global, may_have_desktop, may_logon, may_see, role_of
+from polydesk.core.model import Action, Caller, LogoffPlan, Role, Session, SessionState
+from polydesk.core.policy import DesktopRules, may, may_global, may_have_desktop, may_logon, may_see, role_of
+from polydesk.hosts.accounts import desktop_rules
 
 OWNER_UID = {"self": 1, "standard": 2, "dashboard": 3, "admin": 4}
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from polydesk import service
+from polydesk.hosts import systemd
 from tests.conftest import free_port
 from tests.users import ADMIN_GROUP, DASHBOARD_GROUP, TestUser
 
@@ -48,12 +48,12 @@ STAND_INS = ("sysinit", "basic", "shutdown", "multi-user", "network", "nss-user-
 
 
 def test_contrib_unit_is_the_generated_one() -> None:
-    assert (ROOT / "contrib" / "polydesk.service").read_text() == service.unit_text(), (
-        "contrib/polydesk.service is stale: python -m polydesk.service > contrib/polydesk.service")
+    assert (ROOT / "contrib" / "polydesk.service").read_text() == systemd.unit_text(), (
+        "contrib/polydesk.service is stale: python -m polydesk.hosts.systemd > contrib/polydesk.service")
 
 
 def test_unit_keeps_sessions_and_logs_to_the_journal() -> None:
-    lines = set(service.unit_text().splitlines())
+    lines = set(systemd.unit_text().splitlines())
     for wanted in ("KillMode=process", "Restart=on-failure", "RuntimeDirectory=polydesk",
                    "RuntimeDirectoryPreserve=yes", "StateDirectory=polydesk", "Type=notify",
                    "ExecStart=/opt/polydesk/venv/bin/polydesk serve", "StandardOutput=journal",
@@ -63,15 +63,15 @@ def test_unit_keeps_sessions_and_logs_to_the_journal() -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
-    unit = tmp_path / service.UNIT_NAME
-    unit.write_text(service.unit_text(sys.executable))  # an ExecStart that exists on any test machine
+    unit = tmp_path / systemd.UNIT_NAME
+    unit.write_text(systemd.unit_text(sys.executable))  # an ExecStart that exists on any test machine
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_unit_refuses_a_relative_executable() -> None:
     with pytest.raises(ValueError, match="absolute"):
-        service.unit_text("polydesk")
+        systemd.unit_text("polydesk")
 
 
 # ---------------------------------------------------------------- install-service
@@ -79,23 +79,23 @@ def test_unit_refuses_a_relative_executable() -> None:
 
 def test_install_without_systemd_says_what_to_do(tmp_path: Path) -> None:
     ran: list[list[str]] = []
-    done = service.install(tmp_path / "units", "/opt/polydesk/venv/bin/polydesk", systemd=False,
+    done = systemd.install(tmp_path / "units", "/opt/polydesk/venv/bin/polydesk", systemd=False,
                            run=lambda argv: ran.append(list(argv)))  # type: ignore[func-returns-value]
     assert done.ok and ran == []
-    assert (tmp_path / "units" / "polydesk.service").read_text() == service.unit_text()
+    assert (tmp_path / "units" / "polydesk.service").read_text() == systemd.unit_text()
     assert oct((tmp_path / "units" / "polydesk.service").stat().st_mode & 0o777) == "0o644"
     assert "systemctl daemon-reload && systemctl enable --now polydesk" in "\n".join(done.steps)
 
 
 def test_install_with_systemd_reloads_and_enables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "SYSTEM_UNIT_DIR", str(tmp_path))
+    monkeypatch.setattr(systemd, "SYSTEM_UNIT_DIR", str(tmp_path))
     ran: list[list[str]] = []
 
     def run(argv: object) -> subprocess.CompletedProcess[str]:
         ran.append(list(argv))  # type: ignore[call-overload]
         return subprocess.CompletedProcess(list(argv), 0, "", "")  # type: ignore[call-overload]
 
-    done = service.install(tmp_path, sys.executable, systemd=True, run=run, state_dir=tmp_path / "state")
+    done = systemd.install(tmp_path, sys.executable, systemd=True, run=run, state_dir=tmp_path / "state")
     assert done.ok
     assert ran == [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "polydesk.service"]]
 
@@ -104,7 +104,7 @@ def test_install_does_not_start_a_second_daemon(tmp_path: Path, monkeypatch: pyt
     """A daemon started by hand holds the state directory: enable only, and say so."""
     import fcntl
 
-    monkeypatch.setattr(service, "SYSTEM_UNIT_DIR", str(tmp_path))
+    monkeypatch.setattr(systemd, "SYSTEM_UNIT_DIR", str(tmp_path))
     state = tmp_path / "state"
     state.mkdir()
     ran: list[list[str]] = []
@@ -115,7 +115,7 @@ def test_install_does_not_start_a_second_daemon(tmp_path: Path, monkeypatch: pyt
 
     with open(state / "daemon.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        done = service.install(tmp_path, sys.executable, systemd=True, run=run, state_dir=state)
+        done = systemd.install(tmp_path, sys.executable, systemd=True, run=run, state_dir=state)
     assert ran[-1] == ["systemctl", "enable", "polydesk.service"]
     assert any("stop it" in step for step in done.steps)
 
@@ -125,7 +125,7 @@ def test_install_service_command_without_systemd(tmp_path: Path) -> None:
                              "--executable", "/opt/polydesk/venv/bin/polydesk"],
                             capture_output=True, text=True, env={**os.environ, "LANG": "C.UTF-8"})
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "polydesk.service").read_text() == service.unit_text()
+    assert (tmp_path / "polydesk.service").read_text() == systemd.unit_text()
     assert "systemctl enable --now polydesk" in result.stdout
 
 
@@ -136,9 +136,9 @@ def test_notify_sends_to_the_socket_systemd_names(tmp_path: Path) -> None:
     path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
-        assert service.notify("READY=1", env={"NOTIFY_SOCKET": str(path)})
+        assert systemd.notify("READY=1", env={"NOTIFY_SOCKET": str(path)})
         assert sock.recv(100) == b"READY=1"
-    assert not service.notify("READY=1", env={})
+    assert not systemd.notify("READY=1", env={})
 
 
 # ---------------------------------------------------------------- the real systemd
@@ -246,7 +246,7 @@ class SystemdBox:
         return result
 
     def polydesk(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(service.DEFAULT_EXECUTABLE, *args, check=False)
+        return self.run(systemd.DEFAULT_EXECUTABLE, *args, check=False)
 
     def main_pid(self) -> int:
         out = self.run("systemctl", "show", "--property=MainPID", "--value", "polydesk").stdout
@@ -326,7 +326,7 @@ def test_the_service_restarts_and_crashes_without_ending_a_session(
     assert "systemctl enable --now polydesk.service" in installed.stdout
     # Type=notify: `enable --now` returned, so the daemon said READY=1.
     first = box.wait_active()
-    assert box.run("cat", "/etc/systemd/system/polydesk.service").stdout == service.unit_text()
+    assert box.run("cat", "/etc/systemd/system/polydesk.service").stdout == systemd.unit_text()
     assert box.run("systemctl", "is-enabled", "polydesk").stdout.strip() == "enabled"
 
     ana = make_user("ana")

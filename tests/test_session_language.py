@@ -16,13 +16,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from polydesk import i18n
-from polydesk.config import Settings
-from polydesk.events import EventBus
+from polydesk.config.settings import Settings
+from polydesk.core import i18n
+from polydesk.core.events import EventBus
+from polydesk.core.model import Target
 from polydesk.hosts.fake import FakeHost
-from polydesk.manager import Manager
-from polydesk.model import Target
-from polydesk.store import Store
+from polydesk.manager.manager import Manager
+from polydesk.store.store import Store
 from tests.conftest import Daemon
 from tests.test_daemon import wait_for
 from tests.test_i18n import _helper_titles
@@ -118,7 +118,7 @@ def _helper_texts(session: dict[str, object]) -> list[str]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         argv = process.info["cmdline"] or []
-        if "polydesk.hosts.x11" in argv and str(session["display"]) in argv:
+        if "polydesk.hosts.x11.client" in argv and str(session["display"]) in argv:
             for flag in ("--text", "--message"):
                 if flag in argv:
                     found.append(argv[argv.index(flag) + 1])

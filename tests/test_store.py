@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.events import AuditRecord
-from polydesk.model import EndReason, LogoffPlan, Role, Session, SessionState, StoreError
-from polydesk.store import MIGRATIONS, RESERVE_BYTES, Priority, Store, essential
+from polydesk.core.events import AuditRecord
+from polydesk.core.model import EndReason, LogoffPlan, Role, Session, SessionState, StoreError
+from polydesk.store.store import MIGRATIONS, RESERVE_BYTES, Priority, Store, essential
 
 
 def a_session(session_id: str) -> Session:

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from polydesk.config import Settings
-from polydesk.events import EventBus
-from polydesk.fleet_answer import Answers
-from polydesk.fleet_wire import Signer, new_seed
+from polydesk.config.settings import Settings
+from polydesk.core.events import EventBus
+from polydesk.core.model import Session, SessionState, Status, Target
+from polydesk.fleet.answer import Answers
+from polydesk.fleet.wire import Signer, new_seed
 from polydesk.hosts.fake import FakeHost
-from polydesk.manager import Manager
-from polydesk.model import Session, SessionState, Status, Target
-from polydesk.store import Store
+from polydesk.manager.manager import Manager
+from polydesk.store.store import Store
 from tests.conftest import Daemon
 from tests.test_daemon import logon
 from tests.test_manager import ADMIN, TEACHER, lookup

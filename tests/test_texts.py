@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from polydesk.model import InvalidRequest
-from polydesk.texts import MAX_TEXT, NOT_BLANK_PATTERN, TEXT_PATTERN, check_text
+from polydesk.core.model import InvalidRequest
+from polydesk.core.texts import MAX_TEXT, NOT_BLANK_PATTERN, TEXT_PATTERN, check_text
 
 
 @pytest.mark.parametrize("bad", ["\x00", "a\x1b[2J", "\x07", "\x7f", "\x85", "\x9b", "\ud800", "\x0b"])

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from polydesk.core.model import Account, EndReason, Session
 from polydesk.hosts.peer import Server
-from polydesk.model import Account, EndReason, Session
 
 
 @dataclass(frozen=True)

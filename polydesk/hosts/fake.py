@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from polydesk.core.model import Account, EndReason, HostError, Session
 from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
-from polydesk.model import Account, EndReason, HostError, Session
 
 
 @dataclass

@@ -14,10 +14,8 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from polydesk.config import Settings
-from polydesk.manager import Manager
-from polydesk.metrics import Metrics
-from polydesk.model import (
+from polydesk.config.settings import Settings
+from polydesk.core.model import (
     HostError,
     InvalidRequest,
     NotPermitted,
@@ -29,24 +27,26 @@ from polydesk.model import (
     UnknownToken,
     UnknownUser,
 )
-from polydesk.thumbnails import Thumbnailer
-from polydesk.web.api import api_router
+from polydesk.manager.manager import Manager
+from polydesk.manager.metrics import Metrics
+from polydesk.thumbnails.feed import Thumbnailer
 from polydesk.web.auth import Authenticator, CookieSessions, load_secret
 from polydesk.web.bodyguard import BodyGuard
-from polydesk.web.events import events_router
-from polydesk.web.fleet import fleet_page_router, fleet_router
-from polydesk.web.holds import HoldsDesk, holds_router
-from polydesk.web.logon import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
-from polydesk.web.metrics import RequestTimer, metrics_router
-from polydesk.web.pages import pages_router
-from polydesk.web.privacy import privacy_router
-from polydesk.web.rooms import StationCookies, rooms_router
+from polydesk.web.routes.api import api_router
+from polydesk.web.routes.events import events_router
+from polydesk.web.routes.fleet import fleet_page_router, fleet_router
+from polydesk.web.routes.holds import HoldsDesk, holds_router
+from polydesk.web.routes.metrics import RequestTimer, metrics_router
+from polydesk.web.routes.pages import pages_router
+from polydesk.web.routes.privacy import privacy_router
+from polydesk.web.routes.rooms import StationCookies, rooms_router
+from polydesk.web.routes.thumbs import ThumbnailFastPath, thumbnails_router
+from polydesk.web.routes.vncproxy import vnc_router
 from polydesk.web.security import SecurityHeaders
-from polydesk.web.thumbs import ThumbnailFastPath, thumbnails_router
-from polydesk.web.vncproxy import vnc_router
+from polydesk.web.signin import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
 
 if TYPE_CHECKING:
-    from polydesk.fleet import FleetNode  # imports nats: only in fleet mode
+    from polydesk.fleet.node import FleetNode  # imports nats: only in fleet mode
 
 STATIC = Path(__file__).parent / "static"
 

@@ -27,11 +27,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from polydesk import policy
-from polydesk.accounts import account_by_uid, lookup_account
-from polydesk.config import Settings
-from polydesk.manager import token_digest
-from polydesk.model import Account, Caller, NotPermitted, StoreError, UnknownUser
+from polydesk.config.settings import Settings
+from polydesk.core import policy
+from polydesk.core.model import Account, Caller, NotPermitted, StoreError, UnknownUser
+from polydesk.hosts.accounts import account_by_uid, lookup_account
+from polydesk.manager.manager import token_digest
 from polydesk.web.server import PEER_KEY
 
 SESSION_USER_KEY = "user"

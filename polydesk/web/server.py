@@ -26,7 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from polydesk.config import Settings
+from polydesk.config.settings import Settings
 from polydesk.web.connguard import REFUSAL, ConnectionGuard, tcp_guard, unix_guard
 
 PEER_KEY = "polydesk.peer"

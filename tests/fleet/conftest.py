@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from polydesk.fleet_wire import Signer, new_seed
+from polydesk.fleet.wire import Signer, new_seed
 from tests.conftest import Daemon, free_port
 from tests.web.conftest import browser  # noqa: F401 (the fleet page's test uses it too)
 

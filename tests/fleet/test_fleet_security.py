@@ -15,7 +15,7 @@ from typing import Any
 
 import nats
 
-from polydesk.fleet_wire import FROM, NONCE, Signer, new_seed, seal, unseal, verify_key
+from polydesk.fleet.wire import FROM, NONCE, Signer, new_seed, seal, unseal, verify_key
 from tests.fleet.conftest import Host, Nats, make_seeds, start_nats
 from tests.fleet.test_fleet_commands import logon
 from tests.users import TestUser, user_pids

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from polydesk.config import Settings, load_settings, settings_markdown
-from polydesk.events import EventBus
-from polydesk.fleet_desk import FleetDesk, HostUnreachable
-from polydesk.fleet_state import FleetMirror
-from polydesk.fleet_wire import Signer, new_seed
+from polydesk.config.settings import Settings, load_settings, settings_markdown
+from polydesk.core.events import EventBus
+from polydesk.core.model import Account, Caller, InvalidRequest, Role, Status, Target, UnknownHost
+from polydesk.fleet.desk import FleetDesk, HostUnreachable
+from polydesk.fleet.state import FleetMirror
+from polydesk.fleet.wire import Signer, new_seed
 from polydesk.hosts.fake import FakeHost
-from polydesk.manager import Manager
-from polydesk.model import Account, Caller, InvalidRequest, Role, Status, Target, UnknownHost
-from polydesk.store import Store
+from polydesk.manager.manager import Manager
+from polydesk.store.store import Store
 
 KEY = Signer(new_seed()).public_key
 

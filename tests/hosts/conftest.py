@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from polydesk.core.model import Account, Role, Session, SessionState
 from polydesk.hosts import processes
-from polydesk.hosts.xvnc import XvncHost
-from polydesk.model import Account, Role, Session, SessionState
+from polydesk.hosts.xvnc.backend import XvncHost
 from tests.rfb import RfbClient
 from tests.users import TestUser, create_user, remove_user
 

@@ -28,13 +28,13 @@ from dbus_fast import Variant
 from PIL import Image
 from Xlib import X
 
+from polydesk.core.model import HostError, Role, Session, SessionState
 from polydesk.hosts import processes as procs
-from polydesk.hosts import x11
 from polydesk.hosts.base import Discovered, Screen
-from polydesk.hosts.logind import LogindHost
-from polydesk.hosts.logind_local import write_terminal
-from polydesk.model import HostError, Role, Session, SessionState
-from polydesk.thumbnails import placeholder
+from polydesk.hosts.logind.backend import LogindHost
+from polydesk.hosts.logind.local import write_terminal
+from polydesk.hosts.x11 import client as x11
+from polydesk.thumbnails.feed import placeholder
 from tests.conftest import Daemon
 from tests.hosts.conftest import await_for, wait_for
 from tests.hosts.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
@@ -349,7 +349,7 @@ async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
 def test_x_servers_with_other_extensions_do_not_break_each_other(
         screens: Screens, account: Callable[[str], TestUser]) -> None:
     """A daemon with logind talks to Xorg seats and to Xvnc; their extensions' event codes differ.
-    python-xlib shared one table of them per process (polydesk.hosts.x11 gives each its own)."""
+    python-xlib shared one table of them per process (polydesk.hosts.x11.client gives each its own)."""
     ana = account("ana")
     plain, full = screens.xvfb(ana, args=("-extension", "XFIXES")), screens.xvfb(ana)
     for xs in (plain, full, plain, full):

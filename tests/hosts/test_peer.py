@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.hosts import peer, xserver
+from polydesk.hosts import peer
 from polydesk.hosts.base import Screen
-from polydesk.hosts.xwire import MAX_REPLY, Wire, WireError
+from polydesk.hosts.x11 import xserver
+from polydesk.hosts.x11.xwire import MAX_REPLY, Wire, WireError
 
 
 def setup_reply() -> bytes:
@@ -76,7 +77,7 @@ def hostile_server(answer: Callable[[socket.socket], None]) -> Iterator[tuple[st
 
 @pytest.fixture
 def xauthority() -> Iterator[Path]:
-    from polydesk.hosts import xauth
+    from polydesk.hosts.x11 import xauth
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "Xauthority"
         xauth.write_xauthority(path, 0, xauth.new_cookie(), os.getuid(), os.getgid())

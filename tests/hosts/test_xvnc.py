@@ -16,11 +16,13 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk.hosts import processes, x11, xauth, xserver
+from polydesk.core.model import HostError, Session
+from polydesk.hosts import processes
 from polydesk.hosts.base import Screen
 from polydesk.hosts.peer import Server
-from polydesk.hosts.xvnc import XvncHost
-from polydesk.model import HostError, Session
+from polydesk.hosts.x11 import client as x11
+from polydesk.hosts.x11 import xauth, xserver
+from polydesk.hosts.xvnc.backend import XvncHost
 from tests.hosts.conftest import (
     RfbClient,
     Sessions,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from polydesk import i18n
+from polydesk.core import i18n
 from tests.conftest import Daemon
 from tests.users import TestUser
 from tests.web.webclient import VIEWPORT, logon, sign_in

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from polydesk.web import logon
-from polydesk.web.logon import (
+from polydesk.web import signin
+from polydesk.web.signin import (
     ADDRESS_FREE,
     GLOBAL_LIMIT,
     GLOBAL_WINDOW_S,
@@ -117,7 +117,7 @@ def test_counters_outlive_the_limiter_and_memory_stays_bounded(monkeypatch: pyte
     again = FailureLimiter(records, clock=clock)  # a restarted daemon
     with pytest.raises(TooManyAttempts, match="account"):
         again.check("ana", A)
-    monkeypatch.setattr(logon, "PRUNE_AT", 100)
+    monkeypatch.setattr(signin, "PRUNE_AT", 100)
     for i in range(300):
         again.failed(f"user{i}", Client(f"addr{i}"))
         clock.now += 1

@@ -16,11 +16,11 @@ from collections.abc import Callable
 import pytest
 from PIL import Image, ImageChops
 
-from polydesk import thumbnails as thumbnails_module
-from polydesk.capture import Box, CaptureError, merge_boxes
 from polydesk.hosts.base import Screen
-from polydesk.picture import SIZES, History, Scale, placeholder, same, thumb_size
-from polydesk.thumbnails import Thumbnailer
+from polydesk.thumbnails import feed as thumbnails_module
+from polydesk.thumbnails.capture import Box, CaptureError, merge_boxes
+from polydesk.thumbnails.feed import Thumbnailer
+from polydesk.thumbnails.picture import SIZES, History, Scale, placeholder, same, thumb_size
 
 SCREEN = Screen(display=":99", xauthority="/nonexistent")
 

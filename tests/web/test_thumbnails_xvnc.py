@@ -78,7 +78,7 @@ def daemon_x_clients(daemon: Daemon, session_id: str, display: str) -> int:
     from Xlib.ext import res
 
     from polydesk.hosts.base import Screen
-    from polydesk.hosts.x11 import connection
+    from polydesk.hosts.x11.client import connection
 
     assert daemon.proc is not None
     xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
@@ -117,8 +117,8 @@ def test_one_capture_connection_for_every_dashboard_and_none_without(
 def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     """The capture path on a real Xvnc: DAMAGE says exactly what changed, MIT-SHM reads it,
     nothing is read while the screen is still, and no shared memory is left behind."""
-    from polydesk.capture import ScreenReader, area
     from polydesk.hosts.base import Screen
+    from polydesk.thumbnails.capture import ScreenReader, area
 
     a = logon(daemon, make_user("ana"))
     with socket_client(daemon) as root:

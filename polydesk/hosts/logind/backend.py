@@ -1,0 +1,534 @@
+"""The logind host: the sessions this machine already has (seats, display managers, SSH).
+
+systemd-logind knows every login session: a station of a multiseat lab (a seat),
+a GDM or LightDM desktop, a getty, an SSH or xrdp connection. This host lists them
+over D-Bus (``dbus_login1``), follows ``SessionNew`` / ``SessionRemoved`` live and
+acts on them:
+
+- log off: a countdown notice (on the session's X display, else on its terminal),
+  a polite close of its windows, then ``TerminateSession``; ``KillSession`` with
+  SIGKILL if it is still there ``kill_after`` seconds later;
+- block: ``LockSession`` (the desktop's own locker) plus Polydesk's cover window on
+  the X display; a Wayland session only gets ``LockSession``, a text one nothing;
+- message: a window on the X display, else a line on the session's terminal;
+- disconnect: only an SSH session (its connection is closed; what ignores SIGHUP,
+  such as tmux, keeps running); every other kind says it is not supported;
+- thumbnails: the X display and cookie of an X11 session, found in the environment of
+  its leader (or of its other processes: ``logind_local``); Wayland and text sessions
+  have no picture, and the placeholder says why.
+
+Files: ``<runtime_dir>/logind/<id>-<start>/`` (root, 0700) holds the daemon's copy of
+the session's X cookie and the records of its helper windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from polydesk.core.model import Account, EndReason, HostError, Session
+from polydesk.hosts import processes as procs
+from polydesk.hosts.base import Discovered, Endpoint, Recovered, Screen, Started
+from polydesk.hosts.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
+from polydesk.hosts.logind.dbus import Login1, Login1Error, SessionInfo
+from polydesk.hosts.logind.local import comm, find_screen, kind_of, session_pids, write_terminal
+from polydesk.hosts.x11 import client as x11
+from polydesk.hosts.x11 import xserver
+from polydesk.hosts.x11.xauth import X11Error
+
+log = logging.getLogger(__name__)
+
+REPORTED_CLASSES = frozenset({"user"})  # not greeters, lock screens or background (cron) sessions
+SSH_SERVICES = frozenset({"sshd"})
+SSH_LEADERS = frozenset({"sshd", "sshd-session"})  # OpenSSH >= 9.8 runs "sshd-session"
+SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SCREEN_TTL = 10.0  # seconds a found (or missing) X display is trusted before looking again
+_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []  # helper windows outliving a closed host
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- a session's identity
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Which logind session a Polydesk session is, from its host_data."""
+
+    logind_id: str
+    path: str
+    key: str
+
+    @classmethod
+    def of(cls, session: Session) -> Ref:
+        data = session.host_data
+        logind_id, path, key = data.get("logind_id"), data.get("logind_path"), data.get("key")
+        if not isinstance(logind_id, str) or not SAFE_ID.fullmatch(logind_id) or not path or not key:
+            raise HostError(f"session {session.id} has no usable logind host data")
+        return cls(logind_id, str(path), str(key))
+
+    @property
+    def dirname(self) -> str:
+        """A file name unique to this session, even across reboots (the key's tail is its start time)."""
+        return f"{self.logind_id}-{self.key.rsplit('/', 1)[-1]}"
+
+
+def session_key(info: SessionInfo, boot_id: str) -> str:
+    return f"{boot_id}/{info.id}/{info.timestamp_us}"
+
+
+def client_of(info: SessionInfo) -> str | None:
+    if info.remote:
+        return info.remote_host or "remote"
+    return " ".join(part for part in (info.seat, info.tty) if part) or None
+
+
+def discovered(info: SessionInfo, boot_id: str) -> Discovered:
+    return Discovered(
+        key=session_key(info, boot_id), user=info.user, uid=info.uid,
+        logon_time=info.timestamp_us / 1e6 if info.timestamp_us > 0 else time.time(),
+        display=info.display or None, client=client_of(info),
+        data={
+            "logind_id": info.id, "logind_path": info.path, "seat": info.seat, "tty": info.tty,
+            "type": kind_of(info), "class": info.session_class, "remote": info.remote,
+            "remote_host": info.remote_host, "remote_user": info.remote_user,
+            "service": info.service, "leader": info.leader, "vtnr": info.vtnr,
+            "desktop": info.desktop,
+            "details": {  # shown by the API and the CLI (Session.host_data is otherwise private)
+                "logind_id": info.id, "seat": info.seat, "tty": info.tty, "type": kind_of(info),
+                "class": info.session_class, "remote": info.remote, "remote_host": info.remote_host,
+                "service": info.service,
+            },
+        },
+    )
+
+
+# ---------------------------------------------------------------- the host
+
+
+@dataclass
+class _Live:
+    """A logind session this host watches."""
+
+    info: SessionInfo
+    key: str
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    screen_at: float = -SCREEN_TTL
+    screen: Screen | None = None
+    screen_why: str | None = None
+
+
+class LogindHost:
+    """The SessionHost over systemd-logind: sessions started by the OS, not by Polydesk."""
+
+    name = "logind"
+
+    def __init__(self, runtime_dir: Path, bus: str = "system") -> None:
+        self.runtime_dir = Path(runtime_dir)
+        self.login1 = Login1(bus)
+        self._boot_id = procs.boot_id()
+        self._live: dict[str, _Live] = {}  # logind session id -> what we know
+        self._new: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ finding sessions
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._opened and self.login1.connected:
+                return
+            try:
+                await self.login1.connect()
+                # Subscribed before the first listing, so no session starts unseen in between.
+                await self.login1.subscribe(self._on_new, self._on_removed)
+            except Login1Error as exc:
+                raise HostError(f"logind host: {exc}") from exc
+            self._opened = True
+
+    async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:
+        await self.open()
+        for _, path in await self._translated(self.login1.list_sessions()):
+            await self._report(path, found)
+        while True:
+            _, path = await self._new.get()
+            await self._report(path, found)
+
+    async def _report(self, path: str, found: Callable[[Discovered], Awaitable[None]]) -> None:
+        try:
+            info = await self.login1.session(path)
+        except Login1Error as exc:
+            log.warning("logind session %s: %s", path, exc)
+            return
+        if info is None or info.state == "closing" or info.session_class not in REPORTED_CLASSES:
+            return
+        if not SAFE_ID.fullmatch(info.id) or not info.user:
+            log.warning("logind session %r at %s has an unusable id or no user", info.id, path)
+            return
+        live = self._register(info)
+        if live.ended.is_set():
+            return
+        try:
+            await found(discovered(info, self._boot_id))
+        except Exception:  # the manager failed to record it (a full disk); keep following the rest
+            log.exception("could not record logind session %s", info.id)
+
+    def _register(self, info: SessionInfo) -> _Live:
+        key = session_key(info, self._boot_id)
+        live = self._live.get(info.id)
+        if live is None or live.key != key:
+            if live is not None:
+                live.ended.set()  # the same id again after a reboot: not the same session
+            live = self._live[info.id] = _Live(info, key)
+        else:
+            live.info = info
+        return live
+
+    def _on_new(self, session_id: str, path: str) -> None:
+        self._new.put_nowait((session_id, path))
+
+    def _on_removed(self, session_id: str, path: str) -> None:
+        if session_id in self._live:
+            self._spawn(self._confirm_removed(session_id, path))
+
+    async def _confirm_removed(self, session_id: str, path: str) -> None:
+        """Believe a SessionRemoved only once logind itself no longer has the session."""
+        try:
+            info = await self.login1.session(path)
+        except Login1Error as exc:
+            log.warning("logind session %s: %s", session_id, exc)
+            return
+        live = self._live.get(session_id)
+        if live is not None and (info is None or info.state == "closing"
+                                 or session_key(info, self._boot_id) != live.key):
+            self._ended(session_id)
+
+    def _ended(self, session_id: str) -> None:
+        live = self._live.pop(session_id, None)
+        if live is not None:
+            live.ended.set()
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _current(self, ref: Ref) -> SessionInfo | None:
+        """The session as logind has it now; None once it is gone or closing."""
+        info = await self._translated(self.login1.session(ref.path))
+        if info is None or info.state == "closing" or session_key(info, self._boot_id) != ref.key:
+            live = self._live.get(ref.logind_id)
+            if live is not None and live.key == ref.key:
+                self._ended(ref.logind_id)
+            return None
+        live = self._register(info)
+        live.info = info
+        return info
+
+    async def _translated(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except Login1Error as exc:
+            raise HostError(f"logind: {exc}") from exc
+
+    # ------------------------------------------------------------ the SessionHost protocol
+
+    async def start(self, session_id: str, account: Account) -> Started:
+        raise HostError("logind sessions are started by the system (a display manager, SSH, a "
+                        "console log-in), not by Polydesk")
+
+    async def recover(self) -> list[Recovered]:
+        return []  # logind itself lists its sessions again: discovery re-adds them
+
+    async def adopt(self, session: Session) -> bool:
+        await self.open()
+        try:
+            return await self._current(Ref.of(session)) is not None
+        except HostError:
+            return False
+
+    async def wait_ended(self, session: Session) -> EndReason:
+        ref = Ref.of(session)
+        while True:
+            live = self._live.get(ref.logind_id)
+            if live is not None and live.key == ref.key:
+                await live.ended.wait()
+                return EndReason.LOGOUT
+            try:
+                if await self._current(ref) is None:
+                    return EndReason.LOGOUT
+            except HostError as exc:  # the bus is unreachable: an unknown end is not an end
+                log.warning("cannot follow logind session %s: %s", ref.logind_id, exc)
+                await asyncio.sleep(5)
+
+    async def processes(self, session: Session) -> list[int]:
+        ref = Ref.of(session)
+        live = self._live.get(ref.logind_id)
+        leader = live.info.leader if live else int(session.host_data.get("leader") or 0)
+        return await asyncio.to_thread(session_pids, ref.logind_id, leader)
+
+    async def end(self, session: Session, kill_after: float) -> None:
+        """Idempotent: the helper windows go, then the session through logind, then our files."""
+        ref = Ref.of(session)
+        folder = self._dir(ref)
+        await asyncio.to_thread(stop_helpers, folder)
+        if await self._current(ref) is not None:
+            try:
+                await self.login1.terminate(ref.logind_id)
+            except Login1Error as exc:
+                if not exc.gone:
+                    raise HostError(f"logind could not terminate session {ref.logind_id}: {exc}") from exc
+            if not await self._gone(ref, kill_after, closing_counts=False):
+                # systemd gives a scope 90 s to stop by default; our kill_after is the rule.
+                with contextlib.suppress(Login1Error):
+                    await self.login1.kill(ref.logind_id, signal.SIGKILL)
+                if not await self._gone(ref, 5.0, closing_counts=True):
+                    raise HostError(f"logind session {ref.logind_id} is still there after "
+                                    "TerminateSession and KillSession")
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        self._collect()
+
+    async def _gone(self, ref: Ref, seconds: float, closing_counts: bool) -> bool:
+        """Wait up to ``seconds`` for SessionRemoved; look at the state now and then, since
+        logind signals no change of State (a session may linger in "closing")."""
+        deadline = time.monotonic() + seconds
+        while True:
+            live = self._live.get(ref.logind_id)
+            if live is None or live.key != ref.key:
+                return True
+            try:
+                info = await self.login1.session(ref.path)
+            except Login1Error:
+                info = live.info
+            if info is None or (closing_counts and info.state == "closing"):
+                self._ended(ref.logind_id)
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.ended.wait(), min(left, 0.5))
+
+    async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
+        ref = Ref.of(session)
+        screen = await self._screen(session)
+        if screen is not None:
+            await asyncio.to_thread(stop_helpers, self._dir(ref), "notice")
+            await self._helper(ref, screen, "notice", ["--text", text, "--seconds", str(seconds)],
+                               helper_language(session))
+            return
+        await self._to_terminal(session, f"{text} ({seconds} s)")
+
+    async def withdraw_logoff_notice(self, session: Session) -> None:
+        # a terminal's line cannot be taken back; a window can
+        await asyncio.to_thread(stop_helpers, self._dir(Ref.of(session)), "notice")
+
+    async def close_windows(self, session: Session) -> int:
+        screen = await self._screen(session)
+        return 0 if screen is None else await _x(x11.close_windows, screen, session.id)
+
+    async def open_windows(self, session: Session) -> int:
+        screen = await self._screen(session)
+        return 0 if screen is None else await _x(x11.open_windows, screen, session.id)
+
+    async def disconnect(self, session: Session) -> None:
+        """Only an SSH session has a connection to drop: its leader is sshd's process for it."""
+        ref = Ref.of(session)
+        info = await self._current(ref)
+        if info is None:
+            raise HostError(f"logind session {ref.logind_id} has ended")
+        if not (info.remote and info.service in SSH_SERVICES):
+            raise HostError(f"disconnect is not supported for this session type ({describe(info)}): "
+                            "only SSH sessions can be disconnected; log it off instead")
+        leader = info.leader
+        if leader <= 1 or comm(leader) not in SSH_LEADERS:
+            raise HostError(f"disconnect is not supported for this session: its leader (pid {leader}) "
+                            "is not an sshd process")
+        procs.send([leader], signal.SIGTERM)
+
+    async def block(self, session: Session, message: str) -> None:
+        ref = Ref.of(session)
+        info = await self._current(ref)
+        if info is None:
+            raise HostError(f"logind session {ref.logind_id} has ended")
+        screen = await self._screen(session)
+        if screen is None and info.type != "wayland":
+            raise HostError(f"block is not supported for this session type ({describe(info)}): "
+                            f"{self._why(session) or 'no screen to cover'}")
+        await self._translated(self.login1.lock(ref.logind_id))
+        if screen is None:
+            return  # Wayland: the compositor's own lock screen is all there is
+        await asyncio.to_thread(stop_helpers, self._dir(ref), "cover")
+        try:
+            await self._helper(ref, screen, "cover", ["--message", message], helper_language(session),
+                               wait_ready=True)
+        except HostError:
+            with contextlib.suppress(Login1Error):
+                await self.login1.unlock(ref.logind_id)
+            raise
+
+    async def restore_block(self, session: Session) -> list[str]:
+        """The cover, if something closed it; the desktop's own lock is logind's to keep."""
+        ref = Ref.of(session)
+        screen = await self._screen(session)
+        if screen is None:
+            return []
+        if await asyncio.to_thread(helpers, self._dir(ref), "cover"):
+            return []
+        await self._helper(ref, screen, "cover", ["--message", session.block_message or ""],
+                           helper_language(session), wait_ready=True)
+        return ["the cover window was closed"]
+
+    async def unblock(self, session: Session) -> None:
+        ref = Ref.of(session)
+        await asyncio.to_thread(stop_helpers, self._dir(ref), "cover")
+        try:
+            await self.login1.unlock(ref.logind_id)
+        except Login1Error as exc:
+            if not exc.gone:
+                raise HostError(f"logind: {exc}") from exc
+        self._collect()
+
+    async def message(self, session: Session, text: str, timeout: int | None) -> None:
+        ref = Ref.of(session)
+        screen = await self._screen(session)
+        if screen is None:
+            await self._to_terminal(session, text)
+            return
+        shown = await asyncio.to_thread(lambda: len(helpers(self._dir(ref), "message")))
+        args = ["--text", text, "--index", str(shown)]
+        if timeout:
+            args += ["--timeout", str(timeout)]
+        await self._helper(ref, screen, "message", args, helper_language(session))
+
+    async def idle_seconds(self, session: Session) -> float | None:
+        try:
+            info = await self._current(Ref.of(session))
+        except HostError:
+            return None
+        if info is None:
+            return None
+        screen = await self._screen(session)
+        if screen is not None:
+            with contextlib.suppress(HostError):
+                return await _x(xserver.idle_ms, screen, session.id) / 1000
+        if not info.idle_hint:
+            return 0.0
+        if info.idle_since_us <= 0:
+            return None
+        return max(0.0, time.time() - info.idle_since_us / 1e6)
+
+    def screen(self, session: Session) -> Screen | None:
+        """Synchronous (thumbnail requests ask it often): cached for SCREEN_TTL seconds."""
+        try:
+            ref = Ref.of(session)
+        except HostError:
+            return None
+        live = self._live.get(ref.logind_id)
+        if live is None or live.key != ref.key:
+            return None
+        now = time.monotonic()
+        if now - live.screen_at >= SCREEN_TTL:
+            live.screen, live.screen_why = find_screen(live.info, self._dir(ref))
+            live.screen_at = now
+        return live.screen
+
+    def screen_unavailable_reason(self, session: Session) -> str | None:
+        """Why ``screen`` is None, in words for the Dashboard's placeholder; None when it is not."""
+        if self.screen(session) is not None:
+            return None
+        return self._why(session) or "the session has ended"
+
+    def rfb_socket(self, session: Session) -> Endpoint | None:
+        return None  # stations of logind sessions are their own seats or remote clients
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.login1.close()
+        self._opened = False
+        self._collect()
+        # Still running on purpose (a cover stays while the daemon restarts): parked, not dropped.
+        _LEFT_RUNNING.extend(proc for proc in self._children if proc.returncode is None)
+        self._children.clear()
+
+    # ------------------------------------------------------------ helpers
+
+    def _dir(self, ref: Ref) -> Path:
+        return self.runtime_dir / "logind" / ref.dirname
+
+    def _why(self, session: Session) -> str | None:
+        with contextlib.suppress(HostError):
+            live = self._live.get(Ref.of(session).logind_id)
+            if live is not None:
+                return live.screen_why
+        return None
+
+    async def _screen(self, session: Session) -> Screen | None:
+        return await asyncio.to_thread(self.screen, session)
+
+    async def _to_terminal(self, session: Session, text: str) -> None:
+        ref = Ref.of(session)
+        info = await self._current(ref)
+        if info is None:
+            raise HostError(f"logind session {ref.logind_id} has ended")
+        # A graphical session's VT shows graphics: text written there would be shown to nobody.
+        if info.type != "tty" or not info.tty:
+            raise HostError(f"messages are not supported for this session type ({describe(info)}): "
+                            f"{self._why(session) or 'no X display and no terminal'}")
+        try:
+            await asyncio.to_thread(write_terminal, info.tty, text)
+        except OSError as exc:
+            raise HostError(f"cannot write to /dev/{info.tty}: {exc.strerror or exc}") from exc
+
+    async def _helper(self, ref: Ref, screen: Screen, kind: str, args: list[str], language: str,
+                      wait_ready: bool = False) -> None:
+        self._collect()
+        folder = self._dir(ref)
+        proc = await asyncio.to_thread(spawn_helper, folder, screen, kind, args, wait_ready, language)
+        self._children.append(proc)
+        if proc.stdout is None:
+            return
+        reader = asyncio.ensure_future(asyncio.to_thread(proc.stdout.readline))
+        done, _ = await asyncio.wait({reader}, timeout=10)
+        if not done:
+            await asyncio.to_thread(stop_helpers, folder, kind)  # its pipe closes: the read ends
+        line = await reader
+        proc.stdout.close()
+        if line != b"ready\n":
+            await asyncio.to_thread(stop_helpers, folder, kind)
+            raise HostError(f"logind session {ref.logind_id}: the {kind} window did not appear on "
+                            f"{screen.display}: {tail(folder / 'helpers.log')}")
+
+    def _collect(self) -> None:
+        for proc in [*self._children, *_LEFT_RUNNING]:
+            proc.poll()
+        self._children = [proc for proc in self._children if proc.returncode is None]
+        _LEFT_RUNNING[:] = [proc for proc in _LEFT_RUNNING if proc.returncode is None]
+
+
+def describe(info: SessionInfo) -> str:
+    where = "remote" if info.remote else "local"
+    service = f", {info.service}" if info.service else ""
+    return f"{where} {kind_of(info)}{service}"
+
+
+async def _x(function: Callable[[Screen], int], screen: Screen, session_id: str) -> int:
+    try:
+        return await asyncio.to_thread(function, screen)
+    except (X11Error, OSError) as exc:
+        raise HostError(f"session {session_id}: {exc}") from exc
+    except Exception as exc:  # python-xlib raises its own zoo on a dying connection
+        raise HostError(f"session {session_id}: X error: {exc!r}") from exc
