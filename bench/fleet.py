@@ -120,7 +120,7 @@ async def measure(hosts: int, sessions: int, requests: int, window: float,
     seed = node.store.parent / "observer.seed"
     seed.write_bytes(new_seed() + b"\n")
     seed.chmod(0o600)
-    daemon = make_daemon_dirs(daemon_config(simulated, node.url, str(seed)), hosts='["fake"]')
+    daemon = make_daemon_dirs(daemon_config(simulated, node.url, str(seed)), backends='["fake"]')
     stop = asyncio.Event()
     client = await nats.connect(node.url, max_reconnect_attempts=0)
     try:

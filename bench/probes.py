@@ -18,8 +18,8 @@ from typing import Any
 from PIL import Image
 
 from bench.dashboard import Dashboard, Fetched
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11.client import open_display
+from polydesk.backends.base import Screen
+from polydesk.system.x11.client import open_display
 from polydesk.thumbnails.picture import SIZES, thumb_size
 
 PROBE_COLORS = [(230, 20, 20), (20, 220, 40), (30, 60, 240), (240, 220, 20), (220, 30, 220), (20, 220, 220)]

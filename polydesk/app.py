@@ -1,4 +1,4 @@
-"""Composition root: builds settings, hosts, store and manager, and runs the daemon.
+"""Composition root: builds settings, backends, store and manager, and runs the daemon.
 
 Nothing else wires pieces together; tests build the same way with other settings.
 """
@@ -15,43 +15,43 @@ import time
 from pathlib import Path
 from typing import IO
 
+from polydesk.backends.base import SessionBackend
 from polydesk.config.settings import Settings
 from polydesk.core import i18n
 from polydesk.core.events import EventBus
 from polydesk.core.model import InvalidRequest, StoreError
-from polydesk.hosts import systemd
-from polydesk.hosts.accounts import lookup_account
-from polydesk.hosts.base import SessionHost
-from polydesk.hosts.cgroups import Limits, memory_size
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
+from polydesk.system import systemd
+from polydesk.system.accounts import lookup_account
+from polydesk.system.cgroups import Limits, memory_size
 
 log = logging.getLogger("polydesk")
 
 
-def build_hosts(settings: Settings) -> list[SessionHost]:
-    hosts: list[SessionHost] = []
-    for name in settings.hosts:
+def build_backends(settings: Settings) -> list[SessionBackend]:
+    backends: list[SessionBackend] = []
+    for name in settings.backends:
         if name == "xvnc":
-            from polydesk.hosts.xvnc.backend import XvncHost
+            from polydesk.backends.xvnc.backend import XvncBackend
 
             desktop = ["/bin/sh", "-c", settings.desktop] if settings.desktop else None
-            hosts.append(XvncHost(
+            backends.append(XvncBackend(
                 runtime_dir=settings.runtime_path, desktop=desktop, geometry=settings.geometry,
                 depth=settings.depth, first_display=settings.first_display,
                 tracking=settings.process_tracking, limits=session_limits(settings),
             ))
         elif name == "logind":  # the sessions the OS already has: seats, display managers, SSH
-            from polydesk.hosts.logind.backend import LogindHost
+            from polydesk.backends.logind.backend import LogindBackend
 
-            hosts.append(LogindHost(runtime_dir=settings.runtime_path, bus=settings.logind_bus))
+            backends.append(LogindBackend(runtime_dir=settings.runtime_path, bus=settings.logind_bus))
         elif name == "fake":  # in-memory sessions, for tests and demos of the interfaces
-            from polydesk.hosts.fake import FakeHost
+            from polydesk.backends.fake import FakeBackend
 
-            hosts.append(FakeHost())
+            backends.append(FakeBackend())
         else:
-            raise InvalidRequest(f"unknown session host {name!r} in setting 'hosts'")
-    return hosts
+            raise InvalidRequest(f"unknown session backend {name!r} in setting 'backends'")
+    return backends
 
 
 def session_limits(settings: Settings) -> Limits:
@@ -124,7 +124,7 @@ async def run(settings: Settings, recover: bool = False) -> None:
     settings.runtime_path.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.runtime_path, 0o755)
     store = open_store(settings, recover)
-    manager = Manager(build_hosts(settings), store, EventBus(), settings, lookup_account)
+    manager = Manager(build_backends(settings), store, EventBus(), settings, lookup_account)
     fleet = None
     if settings.fleet is not None:  # a host of a fleet (fleet.py; nats is imported only then)
         from polydesk.fleet.node import FleetNode

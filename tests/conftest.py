@@ -155,7 +155,7 @@ def _groups_of(user: TestUser) -> list[int]:
     return [gid for gid in os.getgrouplist(user.name, user.gid) if gid != user.gid]
 
 
-def make_daemon_dirs(extra_config: str = "", hosts: str = '["xvnc"]') -> Daemon:
+def make_daemon_dirs(extra_config: str = "", backends: str = '["xvnc"]') -> Daemon:
     base = Path(tempfile.mkdtemp(prefix="pdt-daemon-"))
     os.chmod(base, 0o755)  # test users reach the API socket inside
     state, runtime = base / "state", base / "run"
@@ -164,7 +164,7 @@ def make_daemon_dirs(extra_config: str = "", hosts: str = '["xvnc"]') -> Daemon:
     config.write_text(
         f'listen = "127.0.0.1:{port}"\n'
         f'admin_group = "{ADMIN_GROUP}"\ndashboard_group = "{DASHBOARD_GROUP}"\n'
-        f"hosts = {hosts}\n{extra_config}\n"
+        f"backends = {backends}\n{extra_config}\n"
     )
     return Daemon(state, runtime, port, config)
 
@@ -182,8 +182,8 @@ def daemon_factory(make_user: Callable[..., TestUser]) -> Iterator[Callable[...,
     """Daemons are torn down (their sessions logged off) before the test users are removed."""
     made: list[Daemon] = []
 
-    def make(extra_config: str = "", hosts: str = '["xvnc"]', start: bool = True) -> Daemon:
-        daemon = make_daemon_dirs(extra_config, hosts)
+    def make(extra_config: str = "", backends: str = '["xvnc"]', start: bool = True) -> Daemon:
+        daemon = make_daemon_dirs(extra_config, backends)
         made.append(daemon)
         if start:
             daemon.start()
@@ -202,5 +202,5 @@ def daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
 
 @pytest.fixture
 def fake_daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
-    """A real daemon whose sessions are in-memory (FakeHost): for fast interface tests."""
-    return daemon_factory(hosts='["fake"]')
+    """A real daemon whose sessions are in-memory (FakeBackend): for fast interface tests."""
+    return daemon_factory(backends='["fake"]')

@@ -3,7 +3,7 @@ target, against a live daemon, compared with the table below.
 
 Cells: the HTTP status, and for 200 answers to actions on sessions, "ok" (carried out)
 or "unknown" (the result names the unknown id). The daemon's sessions are in memory
-(FakeHost) so the 8 x 5 x 5 cells take seconds; what they decide is policy, routes and
+(FakeBackend) so the 8 x 5 x 5 cells take seconds; what they decide is policy, routes and
 authentication, all real. CLI x role is checked the same way over the Unix socket.
 """
 

@@ -30,10 +30,19 @@ def test_every_cli_command_is_in_the_readme() -> None:
 
 def test_settings_from_file_and_environment(tmp_path: Path) -> None:
     config = tmp_path / "polydesk.toml"
-    config.write_text('logoff_grace = 10\nkill_after = 1\nhosts = ["xvnc"]\n')
+    config.write_text('logoff_grace = 10\nkill_after = 1\nbackends = ["xvnc"]\n')
     settings = load_settings(str(config), env={"POLYDESK_STATE_DIR": "/srv/state"})
     assert (settings.logoff_grace, settings.kill_after, settings.state_dir) == (10, 1.0, "/srv/state")
     assert settings.runtime_dir == "/run/polydesk"
+
+
+def test_a_renamed_setting_is_still_read_under_its_old_name(tmp_path: Path) -> None:
+    config = tmp_path / "polydesk.toml"
+    config.write_text('hosts = ["xvnc", "logind"]\n')  # "backends" before 0.2
+    assert load_settings(str(config), env={}).backends == ["xvnc", "logind"]
+    config.write_text('hosts = ["xvnc"]\nbackends = ["logind"]\n')  # the new name wins
+    with pytest.raises(InvalidRequest, match="hosts"):
+        load_settings(str(config), env={})
 
 
 @pytest.mark.parametrize(("text", "named"), [

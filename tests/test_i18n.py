@@ -17,9 +17,9 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
+from polydesk.backends.base import Screen
 from polydesk.core import i18n
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import client as x11
+from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.test_daemon import wait_for
 from tests.users import TestUser
@@ -112,7 +112,7 @@ def test_the_cli_speaks_its_users_language(tmp_path: Path) -> None:
 
 
 def test_the_daemon_refuses_a_language_it_does_not_have(daemon_factory: Callable[..., Daemon]) -> None:
-    daemon = daemon_factory(hosts='["fake"]', extra_config='language = "tlh"', start=False)
+    daemon = daemon_factory(backends='["fake"]', extra_config='language = "tlh"', start=False)
     with pytest.raises(RuntimeError, match="setting 'language': no 'tlh' translation"):
         daemon.start()
 

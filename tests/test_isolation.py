@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import client as x11
+from polydesk.backends.base import Screen
+from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.rfb import RfbClient
 from tests.test_daemon import logon, plant_xsession, wait_for

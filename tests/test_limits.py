@@ -1,4 +1,4 @@
-"""Idle and disconnected limits over the in-memory FakeHost (fast); tests/web/test_station_limits.py
+"""Idle and disconnected limits over the in-memory FakeBackend (fast); tests/web/test_station_limits.py
 shows the same on a real daemon with real Xvnc sessions."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
 from polydesk.core.model import SessionState, Target
-from polydesk.hosts.fake import FakeHost
 from polydesk.manager.limits import IDLE_REASON, Limits, check_interval, warning_lead
 from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode
@@ -29,7 +29,7 @@ async def make_manager(tmp_path: Path) -> AsyncIterator[Make]:
 
     async def make(**settings: Any) -> Manager:
         store = Store(tmp_path / f"polydesk-{len(made)}.db")
-        mgr = Manager([FakeHost()], store, EventBus(),
+        mgr = Manager([FakeBackend()], store, EventBus(),
                       Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0,
                                close_wait=0.1, **settings), lookup)
         await mgr.start()
@@ -49,9 +49,9 @@ def checker(manager: Manager) -> Limits:
     return Limits(manager)
 
 
-def fake(manager: Manager) -> FakeHost:
-    host = manager.default_host
-    assert isinstance(host, FakeHost)
+def fake(manager: Manager) -> FakeBackend:
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
     return host
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import psutil
 import pytest
 
-from polydesk.hosts import peer
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import xserver
+from polydesk.backends.base import Screen
+from polydesk.system import peer
+from polydesk.system.x11 import xserver
 from tests.conftest import Daemon
 from tests.test_daemon import logon, plant_xsession, wait_for
 from tests.users import TestUser
@@ -275,7 +275,7 @@ def test_a_student_cannot_lift_a_block_from_inside_the_session(
 
 
 def windows_of(screen: Screen) -> list[tuple[int, str]]:
-    from polydesk.hosts.x11 import client as x11
+    from polydesk.system.x11 import client as x11
     with x11.connection(screen) as conn:
         found = []
         for window in conn.screen().root.query_tree().children:

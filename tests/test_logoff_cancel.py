@@ -1,4 +1,4 @@
-"""Cancel log-off (issue 14.5) and the per-session version (issue 14.6), over the FakeHost:
+"""Cancel log-off (issue 14.5) and the per-session version (issue 14.6), over the FakeBackend:
 a log-off in its grace period is stopped and the session put back as it was, with the
 countdown taken off its screen, by whoever the roles allow, audited; a user's own log-off
 needs no grace; every stored change numbers the session one higher, across a restart."""
@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
 from polydesk.core.model import Action, LogoffPlan, SessionState, Status, Target
-from polydesk.hosts.fake import FakeHost
 from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode
 from polydesk.store.store import Store
@@ -24,13 +24,13 @@ from tests.users import TestUser
 from tests.web.webclient import logon, signin, socket_client
 
 
-def make_manager(tmp_path: Path, host: FakeHost, store: Store) -> Manager:
+def make_manager(tmp_path: Path, host: FakeBackend, store: Store) -> Manager:
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=30, close_wait=0.1)
     return Manager([host], store, EventBus(), settings, lookup)
 
 
 async def test_cancel_puts_sessions_back_as_they_were_and_is_audited(tmp_path: Path) -> None:
-    host, store = FakeHost(), Store(tmp_path / "polydesk.db")
+    host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
     manager = make_manager(tmp_path, host, store)
     await manager.start()
     ana, bia, caio = await logon_all(manager, "ana", "bia", "caio")
@@ -69,7 +69,7 @@ async def test_cancel_puts_sessions_back_as_they_were_and_is_audited(tmp_path: P
 
 
 async def test_all_cancels_every_log_off_the_caller_may_and_a_restart_keeps_the_plan(tmp_path: Path) -> None:
-    host, store = FakeHost(), Store(tmp_path / "polydesk.db")
+    host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
     first = make_manager(tmp_path, host, store)
     await first.start()
     ana, bia, _teacher = await logon_all(first, "ana", "bia", "teacher")
@@ -88,7 +88,7 @@ async def test_all_cancels_every_log_off_the_caller_may_and_a_restart_keeps_the_
 
 
 async def test_who_may_cancel(tmp_path: Path) -> None:
-    host, store = FakeHost(), Store(tmp_path / "polydesk.db")
+    host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
     manager = make_manager(tmp_path, host, store)
     await manager.start()
     ana, bia, boss = await logon_all(manager, "ana", "bia", "boss")
@@ -114,7 +114,7 @@ async def test_who_may_cancel(tmp_path: Path) -> None:
 
 
 async def test_own_log_off_has_no_grace(tmp_path: Path) -> None:
-    host, store = FakeHost(), Store(tmp_path / "polydesk.db")
+    host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
     manager = make_manager(tmp_path, host, store)  # logoff_grace = 30
     await manager.start()
     (ana,) = await logon_all(manager, "ana")

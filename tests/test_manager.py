@@ -1,4 +1,4 @@
-"""The use cases over the in-memory FakeHost: fast, and each behaviour here is
+"""The use cases over the in-memory FakeBackend: fast, and each behaviour here is
 also proven on the real Xvnc host in tests/test_daemon.py."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
 from polydesk.core.model import (
@@ -21,7 +22,6 @@ from polydesk.core.model import (
     Target,
     UnknownUser,
 )
-from polydesk.hosts.fake import FakeHost
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 
@@ -48,7 +48,7 @@ def lookup(name: str) -> Account:
 async def manager(tmp_path: Path):
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
     store = Store(tmp_path / "polydesk.db")
-    mgr = Manager([FakeHost()], store, EventBus(), settings, lookup)
+    mgr = Manager([FakeBackend()], store, EventBus(), settings, lookup)
     await mgr.start()
     yield mgr
     await mgr.close()
@@ -64,8 +64,8 @@ async def test_logoff_selected_leaves_the_rest(manager: Manager) -> None:
     outcomes = await manager.logoff(ADMIN, Target(ids=(a, b)))
     assert [(o.id, o.status) for o in outcomes] == [(a, Status.ENDED), (b, Status.ENDED)]
     assert [s.id for s in await manager.list_sessions(ADMIN)] == [c]
-    host = manager.default_host
-    assert isinstance(host, FakeHost)
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
     assert ("end", c) not in host.calls
     assert {e.id for e in manager.store.ended_sessions()} == {a, b}
 
@@ -127,8 +127,8 @@ async def test_logon_again_resumes(manager: Manager) -> None:
 
 async def test_block_unblock_message(manager: Manager) -> None:
     (ana,) = await logon_all(manager, "ana")
-    host = manager.default_host
-    assert isinstance(host, FakeHost)
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
     await manager.block(TEACHER, Target(ids=(ana,)))
     assert host.desktops[ana].blocked_with == "Station blocked"
     assert (await manager.get_session(ADMIN, ana)).blocked
@@ -142,8 +142,8 @@ async def test_block_unblock_message(manager: Manager) -> None:
 
 async def test_grace_warns_then_ends(manager: Manager) -> None:
     (ana,) = await logon_all(manager, "ana")
-    host = manager.default_host
-    assert isinstance(host, FakeHost)
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
     outcomes = await manager.logoff(ADMIN, Target(ids=(ana,)), grace=1, wait=False)
     assert outcomes[0].status == Status.LOGGING_OFF
     assert (await manager.get_session(ADMIN, ana)).state == SessionState.LOGGING_OFF
@@ -155,8 +155,8 @@ async def test_grace_warns_then_ends(manager: Manager) -> None:
 
 async def test_crash_is_recorded(manager: Manager) -> None:
     (ana,) = await logon_all(manager, "ana")
-    host = manager.default_host
-    assert isinstance(host, FakeHost)
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
     host.crash(ana)
     await asyncio.sleep(0.05)
     assert await manager.list_sessions(ADMIN) == []
@@ -165,7 +165,7 @@ async def test_crash_is_recorded(manager: Manager) -> None:
 
 async def test_restart_readopts_and_finishes_logoffs(tmp_path: Path) -> None:
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0)
-    host = FakeHost()
+    host = FakeBackend()
     store = Store(tmp_path / "polydesk.db")
     first = Manager([host], store, EventBus(), settings, lookup)
     ana = (await first.logon(ADMIN, "ana"))[0].id
@@ -244,7 +244,7 @@ async def test_stations_refused_by_role(manager: Manager) -> None:
 async def test_multiple_sessions_when_allowed(tmp_path: Path) -> None:
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), allow_multiple_sessions=True)
     store = Store(tmp_path / "polydesk.db")
-    mgr = Manager([FakeHost()], store, EventBus(), settings, lookup)
+    mgr = Manager([FakeBackend()], store, EventBus(), settings, lookup)
     first, resumed_first = await mgr.logon(ADMIN, "ana")
     second, resumed_second = await mgr.logon(ADMIN, "ana")
     assert first.id != second.id and not resumed_first and not resumed_second

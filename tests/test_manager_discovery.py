@@ -1,6 +1,6 @@
-"""The manager's path for sessions the OS starts (DiscoveringHost, as logind is), over an
+"""The manager's path for sessions the OS starts (DiscoveringBackend, as logind is), over an
 in-memory host: fast. The same behaviour on the real logind host (mocked logind on a
-private bus, a real daemon) is in tests/hosts/test_logind.py."""
+private bus, a real daemon) is in tests/backends/test_logind.py."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from polydesk.backends.base import Discovered, DiscoveringBackend, Recovered, Screen, Started
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
-from polydesk.core.model import Account, EndReason, HostError, Role, Session, Status, Target
-from polydesk.hosts.base import Discovered, DiscoveringHost, Recovered, Screen, Started
-from polydesk.hosts.fake import FakeHost
+from polydesk.core.model import Account, BackendError, EndReason, Role, Session, Status, Target
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from tests.test_manager import ADMIN, ANA, lookup
@@ -44,7 +44,7 @@ class FakeOsHost:
     async def open(self) -> None:
         self.calls.append(("open", ""))
         if self.fail_open:
-            raise HostError("the system bus has no org.freedesktop.login1")
+            raise BackendError("the system bus has no org.freedesktop.login1")
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:
         for listed, _ in list(self.live.values()):
@@ -53,21 +53,21 @@ class FakeOsHost:
             await found(await self.queue.get())
 
     def _key(self, method: str, session: Session) -> str:
-        key = str(session.host_data["key"])
+        key = str(session.backend_data["key"])
         self.calls.append((method, key))
         return key
 
     async def start(self, session_id: str, account: Account) -> Started:
-        raise HostError("started by the system")
+        raise BackendError("started by the system")
 
     async def recover(self) -> list[Recovered]:
         return []  # its sessions are found again by discover
 
     async def adopt(self, session: Session) -> bool:
-        return session.host_data["key"] in self.live
+        return session.backend_data["key"] in self.live
 
     async def wait_ended(self, session: Session) -> EndReason:
-        entry = self.live.get(str(session.host_data["key"]))
+        entry = self.live.get(str(session.backend_data["key"]))
         if entry is not None:
             await entry[1].wait()
         return EndReason.LOGOUT
@@ -94,7 +94,7 @@ class FakeOsHost:
 
     async def disconnect(self, session: Session) -> None:
         self._key("disconnect", session)
-        raise HostError("disconnect is not supported for this session type (local x11)")
+        raise BackendError("disconnect is not supported for this session type (local x11)")
 
     async def block(self, session: Session, message: str) -> None:
         self._key("block", session)
@@ -124,7 +124,7 @@ class Room:
                                  close_wait=0.1)
         self.store = Store(tmp_path / "polydesk.db")
         self.os = FakeOsHost()
-        self.fake = FakeHost()
+        self.fake = FakeBackend()
         self.managers: list[Manager] = []
 
     async def manager(self) -> Manager:
@@ -156,7 +156,7 @@ async def listed(mgr: Manager, count: int) -> list[Session]:
 
 
 def test_the_fake_is_a_discovering_host() -> None:
-    assert isinstance(FakeOsHost(), DiscoveringHost) and not isinstance(FakeHost(), DiscoveringHost)
+    assert isinstance(FakeOsHost(), DiscoveringBackend) and not isinstance(FakeBackend(), DiscoveringBackend)
 
 
 async def test_found_sessions_get_ids_and_roles_from_their_accounts(room: Room) -> None:
@@ -168,11 +168,11 @@ async def test_found_sessions_get_ids_and_roles_from_their_accounts(room: Room) 
 
     sessions = {s.user: s for s in await listed(mgr, 3)}
 
-    assert sessions["bia"].id == own.id and sessions["bia"].host == "fake"
+    assert sessions["bia"].id == own.id and sessions["bia"].backend == "fake"
     teacher, ana = sessions["teacher"], sessions["ana"]
-    assert (teacher.host, teacher.role, teacher.display, teacher.client) == (
+    assert (teacher.backend, teacher.role, teacher.display, teacher.client) == (
         "os", Role.DASHBOARD, ":0", "seat1")
-    assert ana.role == Role.STANDARD and teacher.host_data["key"] == "boot/3/1"
+    assert ana.role == Role.STANDARD and teacher.backend_data["key"] == "boot/3/1"
     assert len({own.id, teacher.id, ana.id}) == 3
     found = [r for r in mgr.audit(ADMIN) if r.detail.get("discovered")]
     assert [(r.caller, r.action, r.targets) for r in found] == [
@@ -213,7 +213,7 @@ async def test_logon_never_resumes_a_found_session(room: Room) -> None:
     room.os.appear("boot/3/1", "ana", 2001)
     (found,) = await listed(mgr, 1)
     session, resumed = await mgr.logon(ADMIN, "ana")
-    assert not resumed and session.id != found.id and session.host == "fake"
+    assert not resumed and session.id != found.id and session.backend == "fake"
 
 
 async def test_standard_users_act_only_on_their_own_found_session(room: Room) -> None:
@@ -257,9 +257,9 @@ async def test_an_unknown_account_gets_the_least_role(room: Room) -> None:
 
 async def test_a_host_that_cannot_open_stops_the_start(tmp_path: Path) -> None:
     store = Store(tmp_path / "polydesk.db")
-    mgr = Manager([FakeHost(), FakeOsHost(fail_open=True)], store, EventBus(),
+    mgr = Manager([FakeBackend(), FakeOsHost(fail_open=True)], store, EventBus(),
                   Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path)), lookup)
-    with pytest.raises(HostError, match=r"no org\.freedesktop\.login1"):
+    with pytest.raises(BackendError, match=r"no org\.freedesktop\.login1"):
         await mgr.start()
     await mgr.close()
     store.close()

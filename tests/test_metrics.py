@@ -89,7 +89,7 @@ def test_counters_survive_a_daemon_restart(fake_daemon: Daemon, make_user: Calla
 
 
 def _open_daemon(daemon_factory: Callable[..., Daemon], listen: str, extra: str = "") -> Daemon:
-    daemon = daemon_factory(hosts='["fake"]', start=False)
+    daemon = daemon_factory(backends='["fake"]', start=False)
     text = daemon.config.read_text()
     text = text.replace(f'listen = "127.0.0.1:{daemon.port}"', f'listen = "{listen}:{daemon.port}"')
     daemon.config.write_text(text + extra)
@@ -115,7 +115,7 @@ def test_a_reverse_proxy_does_not_open_it(fake_daemon: Daemon) -> None:
 
 
 def test_metrics_can_be_switched_off(daemon_factory: Callable[..., Daemon]) -> None:
-    daemon = daemon_factory(hosts='["fake"]', extra_config="metrics = false")
+    daemon = daemon_factory(backends='["fake"]', extra_config="metrics = false")
     assert httpx.get(f"{daemon.url}/metrics", timeout=30).status_code == 404
 
 

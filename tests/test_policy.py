@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 
 from polydesk.core.model import Action, Caller, LogoffPlan, Role, Session, SessionState
 from polydesk.core.policy import DesktopRules, may, may_global, may_have_desktop, may_logon, may_see, role_of
-from polydesk.hosts.accounts import desktop_rules
+from polydesk.system.accounts import desktop_rules
 
 OWNER_UID = {"self": 1, "standard": 2, "dashboard": 3, "admin": 4}
 
 
 def session_of(owner: str, caller_role: Role) -> Session:
     role = caller_role if owner == "self" else Role(owner)
-    return Session(id="1", user=owner, uid=OWNER_UID[owner], role=role, host="fake",
+    return Session(id="1", user=owner, uid=OWNER_UID[owner], role=role, backend="fake",
                    state=SessionState.ACTIVE, logon_time=0)
 
 
@@ -92,7 +92,7 @@ actions = st.sampled_from(list(Action))
 def test_no_role_gains_what_the_table_denies(caller_role: Role, owner_role: Role, action: Action,
                                              caller_uid: int, owner_uid: int, session_id: str) -> None:
     caller = Caller("c", caller_uid, caller_role)
-    session = Session(id=session_id, user="o", uid=owner_uid, role=owner_role, host="fake",
+    session = Session(id=session_id, user="o", uid=owner_uid, role=owner_role, backend="fake",
                       state=SessionState.ACTIVE, logon_time=0)
     owner = "self" if caller_uid == owner_uid else owner_role.value
     expected = EXPECTED[(caller_role, owner)]

@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from polydesk.hosts import systemd
+from polydesk.system import systemd
 from tests.conftest import free_port
 from tests.users import ADMIN_GROUP, DASHBOARD_GROUP, TestUser
 
@@ -49,7 +49,7 @@ STAND_INS = ("sysinit", "basic", "shutdown", "multi-user", "network", "nss-user-
 
 def test_contrib_unit_is_the_generated_one() -> None:
     assert (ROOT / "contrib" / "polydesk.service").read_text() == systemd.unit_text(), (
-        "contrib/polydesk.service is stale: python -m polydesk.hosts.systemd > contrib/polydesk.service")
+        "contrib/polydesk.service is stale: python -m polydesk.system.systemd > contrib/polydesk.service")
 
 
 def test_unit_keeps_sessions_and_logs_to_the_journal() -> None:
@@ -301,7 +301,7 @@ def systemd_box(make_user: Callable[..., TestUser]) -> Iterator[SystemdBox]:
     port = free_port()
     box = SystemdBox(
         f'listen = "127.0.0.1:{port}"\nadmin_group = "{ADMIN_GROUP}"\n'
-        f'dashboard_group = "{DASHBOARD_GROUP}"\nhosts = ["xvnc"]\n'
+        f'dashboard_group = "{DASHBOARD_GROUP}"\nbackends = ["xvnc"]\n'
         f"first_display = {600 + secrets.randbelow(300)}\n")
     try:
         box.start()

@@ -2,7 +2,7 @@
 language (their station's Accept-Language at log-on, kept with the session; else the language
 they chose for their desktop, AccountsService; else the server's), whoever acts on it.
 
-The fast cases run the manager over the FakeHost; the real one is two Xvnc sessions on an
+The fast cases run the manager over the FakeBackend; the real one is two Xvnc sessions on an
 English server, one started by a Portuguese browser and one by an English browser, read
 through their helper windows (titles and the text handed to them) across a daemon restart.
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core import i18n
 from polydesk.core.events import EventBus
 from polydesk.core.model import Target
-from polydesk.hosts.fake import FakeHost
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from tests.conftest import Daemon
@@ -74,7 +74,7 @@ async def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(i18n, "ACCOUNTS_SERVICE", tmp_path / "accounts")  # nobody chose one
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
     store = Store(tmp_path / "polydesk.db")
-    mgr = Manager([FakeHost()], store, EventBus(), settings, lookup)
+    mgr = Manager([FakeBackend()], store, EventBus(), settings, lookup)
     await mgr.start()
     yield mgr
     await mgr.close()
@@ -84,8 +84,8 @@ async def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 async def test_the_stations_language_is_the_sessions(manager: Manager, tmp_path: Path) -> None:
     """Ana's browser asked for Portuguese: the Dashboard user's block, in an English server, covers
     her screen in Portuguese; Bia's session, started without one, stays in the server's English."""
-    host = manager.default_host
-    assert isinstance(host, FakeHost)
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
     ana, resumed = await manager.logon(ANA, "ana", language="pt_BR")
     assert not resumed and ana.language == "pt_BR"
     bia, _ = await manager.logon(ADMIN, "bia")
@@ -118,7 +118,7 @@ def _helper_texts(session: dict[str, object]) -> list[str]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         argv = process.info["cmdline"] or []
-        if "polydesk.hosts.x11.client" in argv and str(session["display"]) in argv:
+        if "polydesk.system.x11.client" in argv and str(session["display"]) in argv:
             for flag in ("--text", "--message"):
                 if flag in argv:
                     found.append(argv[argv.index(flag) + 1])
@@ -214,7 +214,7 @@ def test_the_cli_speaks_one_language(daemon_factory: Callable[..., Daemon],
                                      make_user: Callable[..., TestUser]) -> None:
     """A Portuguese CLI user reads Portuguese states and results, not "active" among Portuguese
     headers; in C locale the words are the API's tokens, as scripts expect."""
-    daemon = daemon_factory(hosts='["fake"]')
+    daemon = daemon_factory(backends='["fake"]')
     ana = make_user("ana")
     assert daemon.cli("logon", ana.name).returncode == 0
     listed = daemon.cli("sessions")
@@ -232,7 +232,7 @@ def test_the_cli_speaks_one_language(daemon_factory: Callable[..., Daemon],
 def test_root_cli_has_no_language_of_its_own(daemon_factory: Callable[..., Daemon],
                                               make_user: Callable[..., TestUser]) -> None:
     """A session started from the CLI (no browser) is in the server's language."""
-    daemon = daemon_factory('language = "pt_BR"', hosts='["fake"]')
+    daemon = daemon_factory('language = "pt_BR"', backends='["fake"]')
     ana = make_user("ana")
     result = daemon.cli("logon", ana.name, "--json")
     assert result.returncode == 0, result.stderr

@@ -16,9 +16,9 @@ from polydesk.store.store import MIGRATIONS, RESERVE_BYTES, Priority, Store, ess
 
 
 def a_session(session_id: str) -> Session:
-    return Session(id=session_id, user="ana", uid=2001, role=Role.STANDARD, host="xvnc",
+    return Session(id=session_id, user="ana", uid=2001, role=Role.STANDARD, backend="xvnc",
                    state=SessionState.ACTIVE, logon_time=time.time(), display=":10",
-                   host_data={"xvnc_pid": 42})
+                   backend_data={"xvnc_pid": 42})
 
 
 def test_sessions_survive_reopen_with_their_logoff_plan(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_sessions_survive_reopen_with_their_logoff_plan(tmp_path: Path) -> None:
     store.close()
     again = Store(tmp_path / "p.db")
     (session,) = again.sessions()
-    assert session.logoff == plan and session.host_data == {"xvnc_pid": 42}
+    assert session.logoff == plan and session.backend_data == {"xvnc_pid": 42}
     assert again.new_session_id() != first  # ids are never reused
     again.end_session(session, "boss", EndReason.LOGOFF)
     assert again.sessions() == []

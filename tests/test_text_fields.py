@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
 from polydesk.core.model import Session, SessionState, Status, Target
 from polydesk.fleet.answer import Answers
 from polydesk.fleet.wire import Signer, new_seed
-from polydesk.hosts.fake import FakeHost
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from tests.conftest import Daemon
@@ -76,10 +76,10 @@ def test_control_characters_in_every_text_field_are_refused_and_change_nothing(
 
 
 @pytest.fixture
-async def room(tmp_path: Path) -> AsyncIterator[tuple[Manager, FakeHost]]:
+async def room(tmp_path: Path) -> AsyncIterator[tuple[Manager, FakeBackend]]:
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
     store = Store(tmp_path / "polydesk.db")
-    host = FakeHost()
+    host = FakeBackend()
     mgr = Manager([host], store, EventBus(), settings, lookup)
     await mgr.start()
     yield mgr, host
@@ -88,7 +88,7 @@ async def room(tmp_path: Path) -> AsyncIterator[tuple[Manager, FakeHost]]:
 
 
 async def test_text_from_another_host_of_the_fleet_is_checked_the_same_way(
-    room: tuple[Manager, FakeHost]
+    room: tuple[Manager, FakeBackend]
 ) -> None:
     mgr, host = room
     session, _ = await mgr.logon(ADMIN, "ana")
@@ -108,7 +108,7 @@ async def test_text_from_another_host_of_the_fleet_is_checked_the_same_way(
 
 
 async def test_a_host_failure_in_the_middle_of_a_logoff_leaves_the_session_running_and_usable(
-    room: tuple[Manager, FakeHost]
+    room: tuple[Manager, FakeBackend]
 ) -> None:
     mgr, host = room
     session, _ = await mgr.logon(ADMIN, "ana")
@@ -129,7 +129,7 @@ async def test_a_host_failure_in_the_middle_of_a_logoff_leaves_the_session_runni
 
 
 async def test_a_bug_at_the_hosts_edge_in_a_logoff_nobody_waits_for_is_not_lost(
-    room: tuple[Manager, FakeHost]
+    room: tuple[Manager, FakeBackend]
 ) -> None:
     """The NUL case as it was: the helper spawn raised ValueError in a log-off task nobody
     awaited (the station's own log-off), and the session stayed logging off for ever."""
@@ -159,10 +159,10 @@ async def test_a_bug_at_the_hosts_edge_in_a_logoff_nobody_waits_for_is_not_lost(
     assert "embedded null byte" in failed.results[0]["reason"]
 
 
-async def test_a_block_that_fails_half_way_is_undone(room: tuple[Manager, FakeHost]) -> None:
+async def test_a_block_that_fails_half_way_is_undone(room: tuple[Manager, FakeBackend]) -> None:
     """A bug at the host's edge after it changed something (the NUL case: input switched off,
     then the cover's spawn raised ValueError): the manager puts the host back as the store has
-    it. (A HostError needs nothing: hosts put back what they did, see SessionHost.block.)"""
+    it. (A BackendError needs nothing: hosts put back what they did, see SessionBackend.block.)"""
     mgr, host = room
     session, _ = await mgr.logon(ADMIN, "ana")
     real_block = host.block

@@ -407,7 +407,7 @@ def install_service(
     """Install the systemd unit (root): start at boot, restart on failure, sessions kept."""
     from pathlib import Path
 
-    from polydesk.hosts import systemd
+    from polydesk.system import systemd
 
     try:
         done = systemd.install(Path(unit_dir), executable, start=not no_start, say=_)

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from polydesk.config.settings import load_settings, settings_table
+from polydesk.config.settings import RENAMED, load_settings, settings_table
 from polydesk.core.i18n import normalize
 from polydesk.core.model import InvalidRequest
-from polydesk.hosts.cgroups import memory_size
+from polydesk.system.cgroups import memory_size
 
 _NOWHERE = {"POLYDESK_CONFIG": "/nonexistent/polydesk.toml"}  # load_settings must read no file
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)$")
@@ -74,7 +74,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "session_cpu_weight": (lambda v: 0 <= v <= 10000, "0 (the kernel's default) to 10000"),
     "allowed_system_accounts": (lambda v: all(isinstance(n, str) and n for n in v),
                                 "a list of account names"),
-    "hosts": (lambda v: bool(v) and all(h in ("xvnc", "logind", "fake") for h in v),
+    "backends": (lambda v: bool(v) and all(h in ("xvnc", "logind", "fake") for h in v),
               'a non-empty list of "xvnc", "logind" (and "fake" for tests)'),
 }
 
@@ -104,7 +104,7 @@ def check_text(text: str) -> list[Problem]:
         problems += [_refused(text, key, why, known, part) for part, why in refused]
         if refused:
             continue
-        rule = VALUE_RULES.get(key)
+        rule = VALUE_RULES.get(RENAMED.get(key, key))
         if rule is not None and not rule[0](value):
             problems.append(Problem(find_line(text, key), key, f"must be {rule[1]}, not {value!r}"))
         elif key in non_negative and value < 0:  # seconds, counts, sizes: none is below zero

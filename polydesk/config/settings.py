@@ -139,9 +139,10 @@ class Settings:
         "", "Token a scraper sends (Authorization: Bearer TOKEN) to read /metrics from another machine "
         "or through a reverse proxy; empty = refused there."
     )
-    hosts: list[str] = field(
+    backends: list[str] = field(
         default_factory=lambda: ["xvnc"],
-        metadata={"help": "Session hosts to run: xvnc (Polydesk's own sessions), logind (the "
+        metadata={"help": "Session backends to run (formerly `hosts`, still read): xvnc (Polydesk's "
+                          "own sessions), logind (the "
                           "machine's seats, display-manager and SSH sessions; see logind.md)."},
     )
     logind_bus: str = _setting(
@@ -204,6 +205,10 @@ def _check(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+# Settings under an older name: old name -> current name (docs/configuration.md says which).
+RENAMED = {"hosts": "backends"}
+
+
 def load_settings(path: str | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from the TOML file (if it exists), then the POLYDESK_* paths, then ``overrides``."""
     env = dict(os.environ) if env is None else env
@@ -221,6 +226,9 @@ def load_settings(path: str | None = None, env: dict[str, str] | None = None, **
         if env.get(var):
             values[key] = env[var]
     values.update(overrides)
+    for old, new in RENAMED.items():  # a setting's name before it was renamed is still read
+        if old in values and new not in values:
+            values[new] = values.pop(old)
     defaults = {name: default for name, default, _ in settings_table()}
     unknown = sorted(set(values) - set(defaults))
     if unknown:

@@ -41,18 +41,19 @@ def session_ended(session_id: str, reason: str, ended_by: str) -> Event:
 def station_of(session: Session) -> str | None:
     """The name of the station the session's user is at: a browser station's (station_book.py),
     else the logind seat's."""
-    seat = (session.host_data.get("details") or {}).get("seat")
+    seat = (session.backend_data.get("details") or {}).get("seat")
     return session.station or (str(seat) if seat else None)
 
 
 def public_session(session: Session) -> dict[str, Any]:
-    """A session as interfaces show it: everything but the host's private data."""
+    """A session as interfaces show it: everything but the backend's private data."""
     return {
         "id": session.id,
         "user": session.user,
         "uid": session.uid,
         "role": str(session.role),
-        "host": session.host,
+        "backend": session.backend,
+        "host": session.backend,  # the same, under its name before 0.2 (deprecated)
         "state": str(session.state),
         "blocked": session.blocked,
         "block_message": session.block_message,
@@ -62,8 +63,8 @@ def public_session(session: Session) -> dict[str, Any]:
         "idle_s": session.idle_s,
         "client": session.client,
         "station": station_of(session),
-        # What a host chooses to show of its own data (logind: seat, tty, type, remote host).
-        "details": dict(session.host_data.get("details") or {}),
+        # What a backend chooses to show of its own data (logind: seat, tty, type, remote host).
+        "details": dict(session.backend_data.get("details") or {}),
         "logoff_deadline": session.logoff.deadline if session.logoff else None,
         "version": session.version,
     }

@@ -126,7 +126,7 @@ class Session:
     user: str
     uid: int
     role: Role  # the owner's role at logon, which decides who may act on it
-    host: str
+    backend: str  # where it runs: "xvnc", "logind", "fake" (docs/architecture.md: glossary)
     state: SessionState
     logon_time: float
     display: str | None = None
@@ -136,7 +136,7 @@ class Session:
     client: str | None = None
     station: str | None = None  # the name of the station the user is at (stations.md), while attached
     idle_s: float | None = None
-    host_data: dict[str, Any] = field(default_factory=dict, compare=False)
+    backend_data: dict[str, Any] = field(default_factory=dict, compare=False)
     logoff: LogoffPlan | None = None
     # The language its user's station asked for when it started or resumed it (a catalogue
     # name, "pt_BR"); None: their desktop's or the server's (i18n.session_language).
@@ -153,7 +153,7 @@ class Session:
 class EndedSession:
     id: str
     user: str
-    host: str
+    backend: str
     display: str | None
     logon_time: float
     ended_at: float
@@ -265,10 +265,10 @@ class InvalidRequest(PolydeskError):
     code = "invalid-request"
 
 
-class HostError(PolydeskError):
-    """A session host could not do what was asked (Xvnc did not start, X refused ...)."""
+class BackendError(PolydeskError):
+    """A session backend could not do what was asked (Xvnc did not start, X refused ...)."""
 
-    code = "host-error"
+    code = "host-error"  # the API's name from before "backend" (kept: clients match on it)
 
 
 class StoreError(PolydeskError):

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from polydesk.core.events import AuditRecord, public_session
 from polydesk.core.model import (
     Action,
+    BackendError,
     Caller,
-    HostError,
     NotPermitted,
     Outcome,
     PolydeskError,
@@ -38,7 +38,7 @@ from polydesk.fleet.state import FleetMirror, HostView
 from polydesk.manager.manager import Manager
 
 
-class HostUnreachable(HostError):
+class HostUnreachable(BackendError):
     """Another host of the fleet cannot be asked (offline, silent, or its answer not believed)."""
 
 

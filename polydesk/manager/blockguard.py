@@ -5,7 +5,7 @@ window: a program the user started before the block, an SSH login, a cron job. T
 station bridge drops a blocked station's input whatever happens inside (so the person
 at the station stays blocked), but the screen must stay covered and the Dashboard must
 not say "Blocked" over an open desktop. Twice a second (``block_guard_interval``), each
-blocked session's host is asked to put back what was undone (``SessionHost.restore_block``);
+blocked session's backend is asked to put back what was undone (``SessionBackend.restore_block``);
 each time it had to, the session's ``block_undone`` count goes up (the Dashboard marks the
 card) and the audit log says what was undone.
 """

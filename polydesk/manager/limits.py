@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from polydesk.core.i18n import N_
-from polydesk.core.model import SYSTEM, HostError, PolydeskError, Session, SessionState, Target
+from polydesk.core.model import SYSTEM, BackendError, PolydeskError, Session, SessionState, Target
 
 if TYPE_CHECKING:
     from polydesk.manager.manager import Manager
@@ -62,15 +62,15 @@ class Limits:
         while True:
             try:
                 await self.check()
-            except PolydeskError as exc:  # a full disk or a host hiccup: try again next round
+            except PolydeskError as exc:  # a full disk or a backend hiccup: try again next round
                 log.warning("checking idle and disconnected limits failed: %s", exc)
             await asyncio.sleep(interval)
 
     async def check(self, now: float | None = None) -> None:
         """One round: warn, disconnect and log off whatever is over its limit."""
         now = time.time() if now is None else now
-        host = self.manager.default_host  # the sessions Polydesk started; not the OS's own (logind)
-        sessions = [s for s in self.manager.store.sessions() if s.host == host.name]
+        backend = self.manager.default_backend  # the sessions Polydesk started; not the OS's own (logind)
+        sessions = [s for s in self.manager.store.sessions() if s.backend == backend.name]
         for gone in set(self._disconnected_since) - {s.id for s in sessions}:
             del self._disconnected_since[gone]
         self._warned &= {s.id for s in sessions}
@@ -88,11 +88,11 @@ class Limits:
 
     async def _idle(self, session: Session) -> None:
         try:
-            idle = await self.manager.hosts[session.host].idle_seconds(session)
-        except HostError:
+            idle = await self.manager.backends[session.backend].idle_seconds(session)
+        except BackendError:
             idle = None
         if idle is None:
-            return  # a host that cannot tell is never idle
+            return  # a backend that cannot tell is never idle
         lead = warning_lead(self.idle_after)
         if idle < self.idle_after - lead:
             self._warned.discard(session.id)  # used again: the next idle stretch gets its own warning

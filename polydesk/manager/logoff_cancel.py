@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from polydesk.core import policy
-from polydesk.core.model import Action, Caller, HostError, Outcome, Session, SessionState, Status, Target
+from polydesk.core.model import Action, BackendError, Caller, Outcome, Session, SessionState, Status, Target
 
 if TYPE_CHECKING:
     from polydesk.manager.manager import Manager
@@ -38,8 +38,8 @@ async def cancel(manager: Manager, caller: Caller, target: Target) -> list[Outco
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)  # its steps are over before we go on
         manager._set(session.with_(state=manager.state_without_logoff(session), logoff=None))
-        with contextlib.suppress(HostError):  # a notice left behind closes itself at zero
-            await manager._host(session).withdraw_logoff_notice(session)
+        with contextlib.suppress(BackendError):  # a notice left behind closes itself at zero
+            await manager._backend(session).withdraw_logoff_notice(session)
         return Outcome(session.id, Status.LOGOFF_CANCELLED, session.user)
 
     if target.all and target.scope is None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+from polydesk.backends.base import Discovered, DiscoveringBackend, SessionBackend
 from polydesk.config.settings import Settings
 from polydesk.core import policy
 from polydesk.core.events import (
@@ -34,9 +35,9 @@ from polydesk.core.model import (
     SYSTEM,
     Account,
     Action,
+    BackendError,
     Caller,
     EndReason,
-    HostError,
     InvalidRequest,
     LogoffPlan,
     NotPermitted,
@@ -54,9 +55,6 @@ from polydesk.core.model import (
     UnknownUser,
 )
 from polydesk.core.texts import check_text
-from polydesk.hosts import peer
-from polydesk.hosts.accounts import AccountCache, desktop_rules
-from polydesk.hosts.base import Discovered, DiscoveringHost, SessionHost
 from polydesk.manager import logoff_cancel
 from polydesk.manager.blockguard import BlockGuard
 from polydesk.manager.groups import Groups
@@ -65,6 +63,8 @@ from polydesk.manager.screensize import Ports, ScreenSizes
 from polydesk.manager.station_book import StationBook
 from polydesk.manager.stations import DISCONNECTED, ENDED, TAKEN_OVER, Mode, Station, Stations
 from polydesk.store.store import Priority, Store, essential
+from polydesk.system import peer
+from polydesk.system.accounts import AccountCache, desktop_rules
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,17 +81,18 @@ IDLE_FRESH_S = 2.0  # an idle time older than this is asked for again (in the ba
 class Manager:
     def __init__(
         self,
-        hosts: Sequence[SessionHost],
+        backends: Sequence[SessionBackend],
         store: Store,
         bus: EventBus,
         settings: Settings,
         lookup: Callable[[str], Account],
     ) -> None:
-        if not hosts:
-            raise ValueError("at least one session host is needed")
-        self.hosts: Mapping[str, SessionHost] = {host.name: host for host in hosts}
-        # Logons go to the first host that starts sessions itself (not logind, whose the OS starts).
-        self.default_host = next((h for h in hosts if not isinstance(h, DiscoveringHost)), hosts[0])
+        if not backends:
+            raise ValueError("at least one session backend is needed")
+        self.backends: Mapping[str, SessionBackend] = {backend.name: backend for backend in backends}
+        # Logons go to the first backend that starts sessions itself (not logind, whose the OS starts).
+        self.default_backend = next((b for b in backends if not isinstance(b, DiscoveringBackend)),
+                                    backends[0])
         self.store = store
         self.bus = bus
         self.settings = settings
@@ -112,24 +113,24 @@ class Manager:
         self._limits: asyncio.Task[None] | None = None  # idle / disconnected limits (limits.py)
         self._block_guard: asyncio.Task[None] | None = None  # blockguard.py
         self._refused_keys: set[str] = set()  # discovered sessions refused a place (audited once)
-        self.screens = ScreenSizes(settings, Ports(self.session_now, self._host, self._set,
+        self.screens = ScreenSizes(settings, Ports(self.session_now, self._backend, self._set,
                                                    self._audit_resize))
 
     # lifecycle
 
     async def start(self) -> None:
         """Re-adopt every session the store knows; finish log-offs a crash interrupted;
-        then follow the hosts whose sessions the OS starts (logind)."""
-        discovering = [h for h in self.hosts.values() if isinstance(h, DiscoveringHost)]
-        for discovering_host in discovering:
-            await discovering_host.open()  # a HostError here stops the daemon with its message
+        then follow the backends whose sessions the OS starts (logind)."""
+        discovering = [h for h in self.backends.values() if isinstance(h, DiscoveringBackend)]
+        for discovering_backend in discovering:
+            await discovering_backend.open()  # a BackendError here stops the daemon with its message
         self.store.end_dangling_connections(time.time())  # no station survives a restart
         for session in self.store.sessions():
             if session.blocked:
                 self._blocked.add(session.id)
-            host = self.hosts.get(session.host)
-            alive = host is not None and await host.adopt(session)
-            if not alive and isinstance(host, DiscoveringHost):
+            backend = self.backends.get(session.backend)
+            alive = backend is not None and await backend.adopt(session)
+            if not alive and isinstance(backend, DiscoveringBackend):
                 await self._ended_by_itself(session, EndReason.LOGOUT, "it ended while the daemon was down")
             elif not alive:
                 await self._ended_by_itself(session, EndReason.CRASHED,
@@ -141,9 +142,9 @@ class Manager:
                 self._watch(session)
             else:
                 self._watch(session)
-        for discovering_host in discovering:
-            self._discovery.append(_background(self._discover(discovering_host),
-                                               f"discovery of host {discovering_host.name}"))
+        for discovering_backend in discovering:
+            self._discovery.append(_background(self._discover(discovering_backend),
+                                               f"discovery of backend {discovering_backend.name}"))
         limits = Limits(self)
         if limits.enabled:
             self._limits = _background(limits.run(), "idle and disconnected limits")
@@ -153,11 +154,11 @@ class Manager:
 
     async def recover(self) -> list[str]:
         """Rebuild the state of sessions the store does not know (a lost or damaged database)
-        from what the hosts find running. Call before start(). Returns the recovered ids."""
+        from what the backends find running. Call before start(). Returns the recovered ids."""
         known = {s.id for s in self.store.sessions()}
         recovered = []
-        for host in self.hosts.values():
-            for found in await host.recover():
+        for backend in self.backends.values():
+            for found in await backend.recover():
                 if found.session_id in known:
                     continue
                 try:
@@ -169,12 +170,12 @@ class Manager:
                     self.store.reserve_ids(int(found.session_id))
                 self.store.put_session(Session(
                     id=found.session_id, user=account.name, uid=account.uid,
-                    role=self._role_of(account), host=host.name, state=SessionState.DISCONNECTED,
+                    role=self._role_of(account), backend=backend.name, state=SessionState.DISCONNECTED,
                     logon_time=found.logon_time, display=found.started.display,
-                    host_data=found.started.data,
+                    backend_data=found.started.data,
                 ))
                 recovered.append(found.session_id)
-        outcomes = [self._result(Outcome(i, Status.RESUMED, None, "recovered from the host"))
+        outcomes = [self._result(Outcome(i, Status.RESUMED, None, "recovered from the backend"))
                     for i in recovered]
         self._audit(SYSTEM, Action.LOGON, recovered, outcomes, detail={"recover": True})
         return recovered
@@ -188,15 +189,15 @@ class Manager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.screens.close()
-        for host in self.hosts.values():
-            await host.close()
+        for backend in self.backends.values():
+            await backend.close()
 
     # queries
 
     async def list_sessions(self, caller: Caller) -> list[Session]:
         visible = [s for s in self._sessions_now() if policy.may_see(caller, s)]
         unknown = [s for s in visible if s.id not in self._idle]
-        if unknown:  # the first time only: ask the hosts, all at once
+        if unknown:  # the first time only: ask the backends, all at once
             await asyncio.gather(*(self._idle_seconds(s) for s in unknown))
         return [s.with_(idle_s=self._idle_known(s)) for s in visible]
 
@@ -282,11 +283,11 @@ class Manager:
         self.store.ensure_space()
         asked = normalize(language) if language and caller.user == account.name else None
         async with self._lock(f"user:{account.name}"):
-            # Only the default host's sessions resume: a desktop on a seat or an SSH login
+            # Only the default backend's sessions resume: a desktop on a seat or an SSH login
             # (logind) is not one a browser station can take over.
             existing = [s for s in self.store.sessions()
                         if s.uid == account.uid and s.state != SessionState.LOGGING_OFF
-                        and s.host == self.default_host.name]
+                        and s.backend == self.default_backend.name]
             if existing and not self.settings.allow_multiple_sessions:
                 session = self._set(existing[0].with_(state=SessionState.ACTIVE,
                                                       language=asked or existing[0].language))
@@ -296,8 +297,8 @@ class Manager:
                 return session, True
             session_id = self.store.new_session_id()
             try:
-                started = await self.default_host.start(session_id, account)
-            except HostError as exc:
+                started = await self.default_backend.start(session_id, account)
+            except BackendError as exc:
                 self._audit(caller, Action.LOGON, [session_id],
                             [self._result(Outcome(session_id, Status.FAILED, user, str(exc)))],
                             detail={"user": user})
@@ -305,8 +306,8 @@ class Manager:
             session = Session(
                 id=session_id, user=account.name, uid=account.uid,
                 role=self._role_of(account),
-                host=self.default_host.name, state=SessionState.ACTIVE, logon_time=time.time(),
-                display=started.display, host_data=started.data, language=asked,
+                backend=self.default_backend.name, state=SessionState.ACTIVE, logon_time=time.time(),
+                display=started.display, backend_data=started.data, language=asked,
             )
             session = self.store.put_session(session)
             self._watch(session)
@@ -371,7 +372,7 @@ class Manager:
             if not policy.owns(caller, session):  # their own Disconnect is their choice to stay signed in
                 self._end_signins(caller, session.id, session.user, DISCONNECTED)
             self.stations.close_all(session.id, DISCONNECTED)
-            await self._host(session).disconnect(session)
+            await self._backend(session).disconnect(session)
             self._set(session.with_(state=SessionState.DISCONNECTED, client=None, station=None))
             return Outcome(session.id, Status.DISCONNECTED, session.user)
 
@@ -383,12 +384,12 @@ class Manager:
 
         async def act(session: Session) -> Outcome:
             text = typed or self.in_session(session, self.settings.block_message)
-            host = self._host(session)
+            backend = self._backend(session)
             try:
-                await host.block(session, text)
+                await backend.block(session, text)
                 self._set(session.with_(blocked=True, block_message=text, block_undone=0))
             except Exception as exc:
-                await self._restore_cover(host, session, exc)
+                await self._restore_cover(backend, session, exc)
                 raise
             return Outcome(session.id, Status.BLOCKED, session.user)
 
@@ -397,30 +398,30 @@ class Manager:
 
     async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
         async def act(session: Session) -> Outcome:
-            host = self._host(session)
+            backend = self._backend(session)
             try:
-                await host.unblock(session)
+                await backend.unblock(session)
                 self._set(session.with_(blocked=False, block_message=None, block_undone=0))
             except Exception as exc:
-                await self._restore_cover(host, session, exc)
+                await self._restore_cover(backend, session, exc)
                 raise
             return Outcome(session.id, Status.UNBLOCKED, session.user)
 
         return await self._each(caller, Action.UNBLOCK, target, act, {})
 
-    async def _restore_cover(self, host: SessionHost, session: Session, failure: Exception) -> None:
-        """A block or unblock failed after the host may have changed something: a bug at the
-        host's edge, or the store could not record it. Put the host back as the store has it,
-        so that what the Dashboard says stays true. A HostError needs nothing: block and
-        unblock are all or nothing at the host (a host that fails puts back what it did)."""
-        if isinstance(failure, HostError):
+    async def _restore_cover(self, backend: SessionBackend, session: Session, failure: Exception) -> None:
+        """A block or unblock failed after the backend may have changed something: a bug at the
+        backend's edge, or the store could not record it. Put the backend back as the store has it,
+        so that what the Dashboard says stays true. A BackendError needs nothing: block and
+        unblock are all or nothing at the backend (a backend that fails puts back what it did)."""
+        if isinstance(failure, BackendError):
             return
         try:
             if session.blocked:
                 message = session.block_message or self.in_session(session, self.settings.block_message)
-                await host.block(session, message)
+                await backend.block(session, message)
             else:
-                await host.unblock(session)
+                await backend.unblock(session)
         except Exception as exc:  # reported with the first failure; the watch (or a retry) mends it
             log.warning("session %s: could not restore its cover after a failure: %s", session.id, exc)
 
@@ -432,7 +433,7 @@ class Manager:
             raise InvalidRequest("time: must be a positive number of seconds")
 
         async def act(session: Session) -> Outcome:
-            await self._host(session).message(session, text, timeout)
+            await self._backend(session).message(session, text, timeout)
             return Outcome(session.id, Status.SHOWN, session.user)
 
         return await self._each(caller, Action.MESSAGE, target, act, {"text": text, "time": timeout})
@@ -448,8 +449,8 @@ class Manager:
             if session is None or not session.blocked or session.state == SessionState.LOGGING_OFF:
                 return
             try:
-                undone = await asyncio.wait_for(self._host(session).restore_block(session), 10)
-            except (HostError, TimeoutError) as exc:
+                undone = await asyncio.wait_for(self._backend(session).restore_block(session), 10)
+            except (BackendError, TimeoutError) as exc:
                 log.debug("session %s: cannot check its block: %s", session_id, exc)
                 return
             if not undone:
@@ -502,9 +503,9 @@ class Manager:
                     if current is None:
                         return Outcome(item.id, Status.UNKNOWN, item.user, "the session has ended")
                     return await act(current)
-            except PolydeskError as exc:  # the host, or the store (a full disk past its reserve)
+            except PolydeskError as exc:  # the backend, or the store (a full disk past its reserve)
                 return Outcome(item.id, Status.FAILED, item.user, str(exc))
-            except Exception as exc:  # a bug at a host's edge: this session's result says so
+            except Exception as exc:  # a bug at a backend's edge: this session's result says so
                 log.exception("%s of session %s failed", action, item.id)
                 return Outcome(item.id, Status.FAILED, item.user, f"internal error: {exc!r}")
 
@@ -621,14 +622,14 @@ class Manager:
         """A connection to the session's RFB server, checked to be the session's own
         (non-blocking, for the station bridge); None when the session has no RFB server."""
         session = self.store.session(session_id)
-        endpoint = self._host(session).rfb_socket(session) if session is not None else None
+        endpoint = self._backend(session).rfb_socket(session) if session is not None else None
         if endpoint is None:
             return None
         try:
             sock = await asyncio.to_thread(peer.connect, endpoint.path, endpoint.server,
                                            f"the screen of session {session_id}", 5.0)
         except OSError as exc:
-            raise HostError(f"session {session_id}: its screen does not answer: {exc}") from exc
+            raise BackendError(f"session {session_id}: its screen does not answer: {exc}") from exc
         sock.setblocking(False)
         return sock
 
@@ -674,19 +675,19 @@ class Manager:
         plan = session.logoff
         assert plan is not None
         try:
-            host = self._host(session)
+            backend = self._backend(session)
             if not plan.force:
                 remaining = plan.deadline - time.time()
                 if remaining > 0:
                     seconds = math.ceil(remaining)
                     text = plan.message or self.in_session(session, LOGOFF_NOTICE).format(seconds=seconds)
-                    with contextlib.suppress(HostError):
-                        await host.notify_logoff(session, seconds, text)
+                    with contextlib.suppress(BackendError):
+                        await backend.notify_logoff(session, seconds, text)
                     await asyncio.sleep(remaining)
-                await self._close_politely(host, session)
-            await host.end(session, self.settings.kill_after)
-        except Exception as exc:  # HostError, or a bug at the host's edge: never stuck logging off
-            if not isinstance(exc, HostError):
+                await self._close_politely(backend, session)
+            await backend.end(session, self.settings.kill_after)
+        except Exception as exc:  # BackendError, or a bug at the backend's edge: never stuck logging off
+            if not isinstance(exc, BackendError):
                 log.exception("log-off of session %s failed", session.id)
             return self._logoff_failed(session, before, exc)
         finally:
@@ -709,7 +710,7 @@ class Manager:
         return Outcome(session.id, Status.ENDED, session.user)
 
     def _logoff_failed(self, session: Session, before: SessionState, exc: Exception) -> Outcome:
-        """The host could not end the session: it still runs, so say so (its state before the
+        """The backend could not end the session: it still runs, so say so (its state before the
         log-off, no plan) and audit that, rather than leave it logging off for ever."""
         reason = str(exc) if isinstance(exc, PolydeskError) else f"internal error: {exc!r}"
         log.warning("log-off of session %s failed: %s", session.id, reason)
@@ -729,33 +730,33 @@ class Manager:
             self._watch(current)  # its watcher stood back for the log-off: watch it again
         return outcome
 
-    async def _close_politely(self, host: SessionHost, session: Session) -> None:
-        with contextlib.suppress(HostError):
-            if await host.close_windows(session) == 0:
+    async def _close_politely(self, backend: SessionBackend, session: Session) -> None:
+        with contextlib.suppress(BackendError):
+            if await backend.close_windows(session) == 0:
                 return
             deadline = time.monotonic() + self.settings.close_wait
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                if await host.open_windows(session) == 0:
+                if await backend.open_windows(session) == 0:
                     return
 
     # sessions the OS starts (logind): found, not logged on
 
-    async def _discover(self, host: DiscoveringHost) -> None:
+    async def _discover(self, backend: DiscoveringBackend) -> None:
         async def found(discovered: Discovered) -> None:
-            await self._discovered(host, discovered)
+            await self._discovered(backend, discovered)
 
         try:
-            await host.discover(found)
-        except HostError as exc:
-            log.error("a session host stopped reporting sessions: %s", exc)
+            await backend.discover(found)
+        except BackendError as exc:
+            log.error("a session backend stopped reporting sessions: %s", exc)
 
-    async def _discovered(self, host: DiscoveringHost, found: Discovered) -> None:
-        """Record a session the host found, once: a key already stored keeps its id."""
-        name = host.name
+    async def _discovered(self, backend: DiscoveringBackend, found: Discovered) -> None:
+        """Record a session the backend found, once: a key already stored keeps its id."""
+        name = backend.name
         async with self._lock(f"discover:{name}"):
             for known in self.store.sessions():
-                if known.host == name and known.host_data.get("key") == found.key:
+                if known.backend == name and known.backend_data.get("key") == found.key:
                     if known.id not in self._watchers and known.id not in self._logoffs:
                         self._watch(known)
                     return
@@ -769,21 +770,21 @@ class Manager:
                 if found.key not in self._refused_keys:
                     self._refused_keys.add(found.key)
                     self._audit(SYSTEM, Action.LOGON, [], [], allowed=False, reason=decision.reason,
-                                detail={"user": found.user, "uid": found.uid, "host": name,
+                                detail={"user": found.user, "uid": found.uid, "backend": name,
                                         "discovered": True})
                 return
             session = Session(
                 id=self.store.new_session_id(), user=found.user, uid=found.uid,
                 role=policy.role_of(groups, uid, self.settings.admin_group, self.settings.dashboard_group),
-                host=name, state=SessionState.ACTIVE, logon_time=found.logon_time,
-                display=found.display, client=found.client, host_data={**found.data, "key": found.key},
+                backend=name, state=SessionState.ACTIVE, logon_time=found.logon_time,
+                display=found.display, client=found.client, backend_data={**found.data, "key": found.key},
             )
             session = self.store.put_session(session)
             self._watch(session)
             self.bus.publish(session_started(session))
             self._audit(SYSTEM, Action.LOGON, [session.id],
                         [self._result(Outcome(session.id, Status.STARTED, session.user))],
-                        detail={"user": session.user, "host": name, "discovered": True})
+                        detail={"user": session.user, "backend": name, "discovered": True})
 
     # crashes
 
@@ -791,7 +792,7 @@ class Manager:
         self._watchers[session.id] = _background(self._watch_one(session), f"watching session {session.id}")
 
     async def _watch_one(self, session: Session) -> None:
-        reason = await self._host(session).wait_ended(session)
+        reason = await self._backend(session).wait_ended(session)
         if session.id in self._logoffs:
             return  # a log-off in progress finishes the session itself
         current = self.store.session(session.id)
@@ -803,10 +804,10 @@ class Manager:
 
     async def _ended_by_itself(self, session: Session, reason: EndReason, why: str) -> None:
         """Ended without a log-off: a crash, or the user logging out from inside."""
-        host = self.hosts.get(session.host)
-        if host is not None:
-            with contextlib.suppress(HostError):
-                await host.end(session, kill_after=0)
+        backend = self.backends.get(session.backend)
+        if backend is not None:
+            with contextlib.suppress(BackendError):
+                await backend.end(session, kill_after=0)
         self._forget(session.id, session.user)
         ended_by = session.user if reason == EndReason.LOGOUT else SYSTEM.user
         self.store.end_session(session, ended_by, reason)
@@ -891,17 +892,18 @@ class Manager:
         return policy.role_of(account.groups, account.uid, self.settings.admin_group,
                               self.settings.dashboard_group)
 
-    def _host(self, session: Session) -> SessionHost:
-        host = self.hosts.get(session.host)
-        if host is None:
-            raise HostError(f"session {session.id} is on host {session.host!r}, which is not running")
-        return host
+    def _backend(self, session: Session) -> SessionBackend:
+        backend = self.backends.get(session.backend)
+        if backend is None:
+            raise BackendError(
+                f"session {session.id} is on backend {session.backend!r}, which is not running")
+        return backend
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
     async def _idle_seconds(self, session: Session) -> float | None:
-        """Seconds since the session's last input. Only the first time waits for the host (an
+        """Seconds since the session's last input. Only the first time waits for the backend (an
         X query each): after that the last answer is given at once, aged, while one query per
         session at a time refreshes it, so 50 clients listing at once never wait on X servers."""
         if session.id in self._idle:
@@ -921,10 +923,10 @@ class Manager:
         return cached[1] + (now - cached[0])
 
     async def _query_idle(self, session: Session) -> float | None:
-        host = self.hosts.get(session.host)
+        backend = self.backends.get(session.backend)
         try:
-            idle = await asyncio.wait_for(host.idle_seconds(session), 1) if host else None
-        except (HostError, TimeoutError):
+            idle = await asyncio.wait_for(backend.idle_seconds(session), 1) if backend else None
+        except (BackendError, TimeoutError):
             idle = None
         if self._idle_queries.get(session.id) is asyncio.current_task():  # not forgotten meanwhile
             del self._idle_queries[session.id]

@@ -5,7 +5,7 @@ station (never a watcher's: View and Take control leave the student's screen as
 it is) says how large its window is, through the RFB SetDesktopSize the bridge
 parses and never forwards (rfbfilter.py); here that size is checked against the
 roles, clamped to the administrator's ``min_geometry`` .. ``max_geometry``, given to
-the session's Xvnc through RandR (hosts/xrandr.py), remembered with the session
+the session's Xvnc through RandR (system/x11/xrandr.py), remembered with the session
 (so a resume keeps it) and audited once per new size.
 
 Resizes of one session run one at a time and the latest wins: a window being
@@ -20,13 +20,21 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from polydesk.backends.base import SessionBackend
 from polydesk.config.settings import Settings
 from polydesk.core import policy
-from polydesk.core.model import Action, Caller, HostError, NotPermitted, Session, SessionState, UnknownSession
-from polydesk.hosts.base import SessionHost
-from polydesk.hosts.x11 import xrandr
-from polydesk.hosts.x11.xauth import X11Error
+from polydesk.core.model import (
+    Action,
+    BackendError,
+    Caller,
+    NotPermitted,
+    Session,
+    SessionState,
+    UnknownSession,
+)
 from polydesk.manager.stations import Mode, Station
+from polydesk.system.x11 import xrandr
+from polydesk.system.x11.xauth import X11Error
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ def clamp(width: int, height: int, settings: Settings) -> tuple[int, int]:
 
 
 def stored_size(session: Session) -> tuple[int, int] | None:
-    value = session.host_data.get(STORED_KEY)
+    value = session.backend_data.get(STORED_KEY)
     if isinstance(value, list) and len(value) == 2 and all(isinstance(n, int) for n in value):
         return value[0], value[1]
     return None
@@ -66,7 +74,7 @@ class Ports:
     """What the manager lends this use case (it stays the one owner of sessions and the audit)."""
 
     session_now: Callable[[str], Session | None]
-    host_of: Callable[[Session], SessionHost]
+    host_of: Callable[[Session], SessionBackend]
     save: Callable[[Session], Session]
     audit: Callable[[Caller, Session, tuple[int, int], tuple[int, int]], None]
 
@@ -115,13 +123,13 @@ class ScreenSizes:
             return
         try:
             now = await asyncio.to_thread(xrandr.set_size, screen, *size)
-        except (X11Error, HostError) as exc:
+        except (X11Error, BackendError) as exc:
             log.warning("session %s: could not resize its screen to %dx%d: %s", session_id, *size, exc)
             return
         session = self.ports.session_now(session_id)
         if session is None or stored_size(session) == now:
             return  # the same size again (a reload, a resume): nothing new to remember or audit
-        self.ports.save(session.with_(host_data={**session.host_data, STORED_KEY: list(now)}))
+        self.ports.save(session.with_(host_data={**session.backend_data, STORED_KEY: list(now)}))
         self.ports.audit(caller, session, asked, now)
 
     async def wait(self, session_id: str) -> None:

@@ -110,7 +110,7 @@ class StationBook:
             found.append(StationInfo(str(sid), name, "browser", created, last_used, last_user,
                                      session_id if here else None, now.user if here and now else None))
         for session in sessions:  # a seat is known while logind has a session on it
-            seat = (session.host_data.get("details") or {}).get("seat")
+            seat = (session.backend_data.get("details") or {}).get("seat")
             if seat and not any(f.id == SEAT_PREFIX + seat for f in found):
                 found.append(StationInfo(SEAT_PREFIX + seat, seat, "seat", None, session.logon_time,
                                          session.user, session.id, session.user))

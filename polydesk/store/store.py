@@ -269,9 +269,9 @@ class Store:
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                session.id, session.user, session.uid, str(session.role), session.host,
+                session.id, session.user, session.uid, str(session.role), session.backend,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
-                session.block_message, session.client, json.dumps(session.host_data),
+                session.block_message, session.client, json.dumps(session.backend_data),
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
                 session.block_undone, session.language, session.station, session.version,
             ),
@@ -295,13 +295,13 @@ class Store:
     def end_session(self, session: Session, ended_by: str, reason: EndReason) -> EndedSession:
         """Move a session from the live table to the history, in one transaction."""
         ended = EndedSession(
-            session.id, session.user, session.host, session.display, session.logon_time,
+            session.id, session.user, session.backend, session.display, session.logon_time,
             time.time(), ended_by, reason,
         )
         self._write(
             ("DELETE FROM sessions WHERE id = ?", (session.id,)),
             ("INSERT INTO ended_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-             (ended.id, ended.user, ended.host, ended.display, ended.logon_time,
+             (ended.id, ended.user, ended.backend, ended.display, ended.logon_time,
               ended.ended_at, ended.ended_by, str(ended.reason))),
         )
         return ended
@@ -312,7 +312,7 @@ class Store:
                 "SELECT * FROM ended_sessions ORDER BY ended_at DESC LIMIT ?", (limit,)
             ).fetchall()
         return [
-            EndedSession(id=row[0], user=row[1], host=row[2], display=row[3], logon_time=row[4],
+            EndedSession(id=row[0], user=row[1], backend=row[2], display=row[3], logon_time=row[4],
                          ended_at=row[5], ended_by=row[6], reason=EndReason(row[7]))
             for row in rows
         ]
@@ -457,9 +457,9 @@ class Store:
 def _session(row: tuple[Any, ...]) -> Session:
     logoff = json.loads(row[12]) if row[12] else None
     return Session(
-        id=row[0], user=row[1], uid=row[2], role=Role(row[3]), host=row[4],
+        id=row[0], user=row[1], uid=row[2], role=Role(row[3]), backend=row[4],
         state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
-        block_message=row[9], client=row[10], host_data=json.loads(row[11]),
+        block_message=row[9], client=row[10], backend_data=json.loads(row[11]),
         logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
         station=row[15], version=row[16],
     )

@@ -37,8 +37,8 @@ from typing import cast
 
 from PIL import Image
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11.xwire import (
+from polydesk.backends.base import Screen
+from polydesk.system.x11.xwire import (
     CONFIGURE_NOTIFY,
     CW_EVENT_MASK,
     STRUCTURE_NOTIFY_MASK,

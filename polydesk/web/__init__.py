@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polydesk.config.settings import Settings
 from polydesk.core.model import (
-    HostError,
+    BackendError,
     InvalidRequest,
     NotPermitted,
     PolydeskError,
@@ -58,7 +58,7 @@ _STATUS: dict[type[PolydeskError], int] = {
     UnknownName: 404,
     NotPermitted: 403,
     InvalidRequest: 400,
-    HostError: 502,
+    BackendError: 502,
     StoreError: 503,
     TooManyAttempts: 429,
 }

@@ -118,7 +118,7 @@ def test_hosts_reach_nats_over_tls_with_their_own_nkey(
     nats_server = start_nats(1, conf=f'tls {{ cert_file: "{certificate}", key_file: "{key}" }}\n'
                                      f"authorization {{ users: [ {users} ] }}\n")
     try:
-        a, b = make_fleet(nats_server, seeds=seeds, hosts='["fake"]', nkey_auth=True, tls_ca=str(ca))
+        a, b = make_fleet(nats_server, seeds=seeds, backends='["fake"]', nkey_auth=True, tls_ca=str(ca))
         assert a.hosts()["B"]["online"] and b.hosts()["A"]["online"]
         url = f"http://127.0.0.1:{nats_server.nodes[0].monitor}/connz"
         with urllib.request.urlopen(url, timeout=5) as answer:

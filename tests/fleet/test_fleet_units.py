@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings, load_settings, settings_markdown
 from polydesk.core.events import EventBus
 from polydesk.core.model import Account, Caller, InvalidRequest, Role, Status, Target, UnknownHost
 from polydesk.fleet.desk import FleetDesk, HostUnreachable
 from polydesk.fleet.state import FleetMirror
 from polydesk.fleet.wire import Signer, new_seed
-from polydesk.hosts.fake import FakeHost
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 
@@ -147,7 +147,7 @@ async def desk(tmp_path: Path) -> Any:
     def lookup(name: str) -> Account:
         return Account(name, 1000 + len(name), 1000, "/", "/bin/sh")
 
-    manager = Manager([FakeHost()], store, EventBus(), settings, lookup)
+    manager = Manager([FakeBackend()], store, EventBus(), settings, lookup)
     await manager.start()
     link = FakeLink()
     yield FleetDesk(link, manager), link

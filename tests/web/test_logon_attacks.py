@@ -47,7 +47,7 @@ def test_forged_forwarded_for_does_not_hide_a_guesser(fake_daemon: Daemon) -> No
 
 
 def test_a_configured_proxy_is_believed(daemon_factory: Callable[..., Daemon]) -> None:
-    daemon = daemon_factory('trusted_proxies = ["127.0.0.1"]', hosts='["fake"]')
+    daemon = daemon_factory('trusted_proxies = ["127.0.0.1"]', backends='["fake"]')
     for i in range(ADDRESS_FREE):
         attempt(daemon, f"pdt-none-{i}", "", headers={"X-Forwarded-For": "198.51.100.7"})
     held = attempt(daemon, "pdt-none-x", "", headers={"X-Forwarded-For": "198.51.100.7"})

@@ -21,7 +21,7 @@ from tests.users import TestUser
 def test_the_api_keeps_its_openapi_promises(
     daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
 ) -> None:
-    daemon = daemon_factory(extra_config="logoff_grace = 0", hosts='["fake"]')
+    daemon = daemon_factory(extra_config="logoff_grace = 0", backends='["fake"]')
     for stem in ("ana", "bia"):
         assert daemon.cli("logon", make_user(stem).name).returncode == 0
     token = daemon.cli("token", "create").stdout.strip().split()[-1]

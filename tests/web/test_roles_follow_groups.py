@@ -33,7 +33,7 @@ def block(client: httpx.Client, session_id: str) -> int:
 
 def test_a_dashboard_user_taken_out_of_the_group_is_refused_every_way(
         daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]) -> None:
-    daemon = daemon_factory(f"role_cache_seconds = {CACHE_S}", hosts='["fake"]')
+    daemon = daemon_factory(f"role_cache_seconds = {CACHE_S}", backends='["fake"]')
     teacher, ana = make_user("tch", "dashboard"), make_user("ana")
     session = logon(daemon, ana)
     with socket_client(daemon) as root:
@@ -54,7 +54,7 @@ def test_a_dashboard_user_taken_out_of_the_group_is_refused_every_way(
 
 def test_a_sessions_role_follows_its_users_groups(
         daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]) -> None:
-    daemon = daemon_factory(f"role_cache_seconds = {CACHE_S}", hosts='["fake"]')
+    daemon = daemon_factory(f"role_cache_seconds = {CACHE_S}", backends='["fake"]')
     teacher, bob = make_user("tch", "dashboard"), make_user("bob")
     session = logon(daemon, bob)
     with signin(daemon, teacher) as web:

@@ -75,7 +75,7 @@ def api_answers(daemon: Daemon, within: float) -> float:
 
 def test_half_sent_requests_on_the_web_port_are_closed_and_the_cli_answers(
         daemon_factory: Callable[..., Daemon]) -> None:
-    daemon = daemon_factory(f"request_timeout = {TIMEOUT_S}", hosts='["fake"]')
+    daemon = daemon_factory(f"request_timeout = {TIMEOUT_S}", backends='["fake"]')
     proc = lower_fd_limit(daemon)
     fds_before = proc.num_fds()
     log_before = daemon.log.stat().st_size
@@ -117,7 +117,7 @@ sys.stdin.read()
 def test_a_local_user_cannot_fill_the_api_socket(daemon_factory: Callable[..., Daemon],
                                                   make_user: Callable[..., TestUser]) -> None:
     # request_timeout is long here: the caps, not the timeout, must keep the socket usable
-    daemon = daemon_factory("request_timeout = 60.0", hosts='["fake"]')
+    daemon = daemon_factory("request_timeout = 60.0", backends='["fake"]')
     lower_fd_limit(daemon)
     mallory, ana = make_user("mal"), make_user("ana")
     argv = [sys.executable, "-c", SOCKET_ATTACKER, str(daemon.socket), str(FD_LIMIT + 50)]

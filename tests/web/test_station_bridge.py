@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import unix_connect
 from Xlib import X
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import client as x11
+from polydesk.backends.base import Screen
+from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.rfb import RfbClient
 from tests.users import TestUser

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import xserver
+from polydesk.backends.base import Screen
+from polydesk.system.x11 import xserver
 from tests.conftest import Daemon
 from tests.rfb import hidden_one_byte_ahead, key_events
 from tests.rfbfuzz import client_stream, pieces

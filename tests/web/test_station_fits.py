@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import client as x11
+from polydesk.backends.base import Screen
+from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.users import TestUser
 from tests.web.test_station_e2e import CONNECT_MS, connected, session_of

@@ -53,7 +53,7 @@ def test_the_log_on_page_says_why_a_station_signed_out(room: Room) -> None:
 def test_monitoring_off_means_no_view_or_control_of_others(
     daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
 ) -> None:
-    daemon = daemon_factory("monitoring = false", hosts='["fake"]')
+    daemon = daemon_factory("monitoring = false", backends='["fake"]')
     admin, ana = make_user("adm", "admin"), make_user("ana")
     a = logon(daemon, ana)
     with signin(daemon, admin) as client:

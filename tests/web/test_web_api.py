@@ -172,7 +172,7 @@ def test_privileged_sessions_are_hidden_from_the_dashboard_by_default(room: Room
 def test_privileged_sessions_shown_when_the_setting_allows(
     daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
 ) -> None:
-    daemon = daemon_factory("show_privileged_sessions = true", hosts='["fake"]')
+    daemon = daemon_factory("show_privileged_sessions = true", backends='["fake"]')
     admin, teacher = make_user("adm", "admin"), make_user("tch", "dashboard")
     tch = logon(daemon, teacher)
     with signin(daemon, admin) as client:

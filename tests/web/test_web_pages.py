@@ -49,7 +49,7 @@ def test_logon_with_the_real_password_sets_a_fresh_strict_cookie(room: Room) -> 
 
 def test_over_https_the_cookie_is_secure(daemon_factory: Callable[..., Daemon]) -> None:
     # X-Forwarded-Proto is believed from the TLS proxies in trusted_proxies, and from nobody else
-    daemon = daemon_factory('trusted_proxies = ["127.0.0.1"]', hosts='["fake"]')
+    daemon = daemon_factory('trusted_proxies = ["127.0.0.1"]', backends='["fake"]')
     with httpx.Client(base_url=daemon.url, headers={"X-Forwarded-Proto": "https"}) as client:
         form = client.get("/login")
         assert "secure" in form.headers["set-cookie"].lower()
@@ -148,7 +148,7 @@ def test_standard_user_page_shows_only_their_session_and_the_privacy_notice(room
 
 def test_privacy_notice_can_be_switched_off(daemon_factory: Callable[..., Daemon],
                                             make_user: Callable[..., TestUser]) -> None:
-    daemon = daemon_factory("privacy_notice = false", hosts='["fake"]')
+    daemon = daemon_factory("privacy_notice = false", backends='["fake"]')
     ana = make_user("ana")
     logon(daemon, ana)
     with signin(daemon, ana) as client:
@@ -157,7 +157,7 @@ def test_privacy_notice_can_be_switched_off(daemon_factory: Callable[..., Daemon
 
 def test_monitoring_off_means_no_thumbnails_of_others(daemon_factory: Callable[..., Daemon],
                                                       make_user: Callable[..., TestUser]) -> None:
-    daemon = daemon_factory("monitoring = false", hosts='["fake"]')
+    daemon = daemon_factory("monitoring = false", backends='["fake"]')
     admin, ana = make_user("adm", "admin"), make_user("ana")
     a = logon(daemon, ana)
     with signin(daemon, admin) as client:

@@ -105,7 +105,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "No such session, user or token: the message names it"),
         (413, "Request body too large (setting max_request_body)"),
         (429, "Too many failed log-ons"),
-        (502, "The session host could not do it"),
+        (502, "The session backend could not do it"),
         (503, "The state directory cannot be written (for example, it is full)"),
     )
 }
@@ -130,7 +130,9 @@ class SessionOut(BaseModel):
     user: str
     uid: int
     role: Literal["standard", "dashboard", "admin"]
-    host: str
+    backend: str = Field(description='Where the session runs: "xvnc" (Polydesk\'s own), "logind" '
+                         '(the machine\'s seats, display manager, SSH) or "fake" (tests)')
+    host: str = Field(deprecated=True, description='The same as "backend", under its name before 0.2')
     state: Literal["active", "disconnected", "logging-off", "ended"]
     blocked: bool
     block_message: str | None
@@ -147,7 +149,7 @@ class SessionOut(BaseModel):
     version: int = Field(0, description=(
         "One more on every change of the session: of two updates, the higher version is the newer"))
     details: dict[str, Any] = Field(default_factory=dict, description=(
-        "What the session's host shows of it: for logind sessions logind_id, seat, tty, "
+        "What the session's backend shows of it: for logind sessions logind_id, seat, tty, "
         "type (x11, wayland, tty), class, remote, remote_host, service"))
     own: bool
 

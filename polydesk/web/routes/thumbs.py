@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from polydesk.backends.base import Screen
 from polydesk.config.settings import Settings
 from polydesk.core import policy
 from polydesk.core.model import Action, Caller, NotPermitted, PolydeskError, Role, Session, UnknownSession
-from polydesk.hosts.base import Screen
 from polydesk.manager.manager import Manager
 from polydesk.thumbnails.feed import PLACEHOLDER_TEXT, SIZES, Thumbnailer, placeholder
 from polydesk.web.auth import Authenticator
@@ -44,13 +44,13 @@ def on_dashboard(caller: Caller, session: Session, settings: Settings) -> bool:
 
 
 def screen_for(manager: Manager, session: Session) -> Screen | None:
-    host = manager.hosts.get(session.host)
-    return host.screen(session) if host is not None else None
+    backend = manager.backends.get(session.backend)
+    return backend.screen(session) if backend is not None else None
 
 
 def no_screen_text(manager: Manager, session: Session) -> str:
-    """What the placeholder says: the host's reason when it has one (logind: a Wayland session)."""
-    reason = getattr(manager.hosts.get(session.host), "screen_unavailable_reason", None)
+    """What the placeholder says: the backend's reason when it has one (logind: a Wayland session)."""
+    reason = getattr(manager.backends.get(session.backend), "screen_unavailable_reason", None)
     said = reason(session) if callable(reason) else None
     return str(said) if said else PLACEHOLDER_TEXT
 

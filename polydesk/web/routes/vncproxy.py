@@ -35,8 +35,8 @@ from starlette.requests import HTTPConnection
 
 from polydesk.core import policy
 from polydesk.core.model import (
+    BackendError,
     Caller,
-    HostError,
     InvalidRequest,
     NotPermitted,
     PolydeskError,
@@ -64,7 +64,7 @@ CLOSE_SIGNED_OUT = 4401  # the caller signed out, was signed out (session ended 
 CLOSE_SCREEN_GONE = 4502  # the session's RFB server hung up (its display server ended)
 
 _STATUS: dict[type[PolydeskError], int] = {
-    UnknownSession: 404, NotPermitted: 403, InvalidRequest: 409, HostError: 502, StoreError: 503,
+    UnknownSession: 404, NotPermitted: 403, InvalidRequest: 409, BackendError: 502, StoreError: 503,
 }
 
 
@@ -179,7 +179,7 @@ async def _attach(ws: WebSocket, manager: Manager, auth: Authenticator, caller: 
                   station: Station) -> None:
     try:
         sock = await manager.open_rfb(station.session_id)
-    except HostError as exc:
+    except BackendError as exc:
         log.warning("station of %s: cannot reach session %s: %s", caller.user, station.session_id, exc)
         await _refuse(ws, 502, "host-error", f"session {station.session_id}: its screen does not answer")
         return

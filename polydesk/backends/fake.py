@@ -1,4 +1,4 @@
-"""An in-memory SessionHost for fast unit tests of the manager and policy.
+"""An in-memory SessionBackend for fast unit tests of the manager and policy.
 
 Like httpx's MockTransport: shipped beside the real host, and it records what
 was asked of it so tests can assert on calls. Every behaviour it shows is
@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from polydesk.core.model import Account, EndReason, HostError, Session
-from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
+from polydesk.backends.base import Endpoint, Recovered, Screen, Started
+from polydesk.core.model import Account, BackendError, EndReason, Session
 
 
 @dataclass
@@ -28,23 +28,23 @@ class FakeDesktop:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class FakeHost:
+class FakeBackend:
     name = "fake"
 
     def __init__(self) -> None:
         self.desktops: dict[str, FakeDesktop] = {}
         self.calls: list[tuple[str, str]] = []
-        self.fail_on: set[tuple[str, str]] = set()  # (method, session id) that raise HostError
+        self.fail_on: set[tuple[str, str]] = set()  # (method, session id) that raise BackendError
         self.idle: dict[str, float] = {}  # seconds without input, per session (default 0)
         self._next_pid = 10_000
 
     def _record(self, method: str, session_id: str) -> FakeDesktop:
         self.calls.append((method, session_id))
         if (method, session_id) in self.fail_on:
-            raise HostError(f"fake failure in {method} of session {session_id}")
+            raise BackendError(f"fake failure in {method} of session {session_id}")
         desktop = self.desktops.get(session_id)
         if desktop is None or desktop.ended.is_set():
-            raise HostError(f"session {session_id} is not running")
+            raise BackendError(f"session {session_id} is not running")
         return desktop
 
     def crash(self, session_id: str) -> None:
@@ -55,7 +55,7 @@ class FakeHost:
     async def start(self, session_id: str, account: Account) -> Started:
         self.calls.append(("start", session_id))
         if ("start", session_id) in self.fail_on:
-            raise HostError("fake start failure")
+            raise BackendError("fake start failure")
         self._next_pid += 3
         display = f":{len(self.desktops) + 10}"
         pids = [self._next_pid, self._next_pid + 1, self._next_pid + 2]
@@ -96,7 +96,7 @@ class FakeHost:
     async def end(self, session: Session, kill_after: float) -> None:
         self.calls.append(("end", session.id))
         if ("end", session.id) in self.fail_on:
-            raise HostError("fake end failure")
+            raise BackendError("fake end failure")
         desktop = self.desktops.get(session.id)
         if desktop is not None:
             desktop.pids.clear()
@@ -121,7 +121,7 @@ class FakeHost:
     async def restore_block(self, session: Session) -> list[str]:
         desktop = self.desktops.get(session.id)  # not recorded in calls: it runs twice a second
         if desktop is None or desktop.ended.is_set():
-            raise HostError(f"session {session.id} is not running")
+            raise BackendError(f"session {session.id} is not running")
         undone, desktop.undone = desktop.undone, []
         return undone
 

@@ -34,9 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polydesk.hosts import cgroups
-from polydesk.hosts.cgroups import LimitPlan
-from polydesk.hosts.cgroups import Mounts as Mounts  # where it was first: tests read it from here
+from polydesk.system import cgroups
+from polydesk.system.cgroups import LimitPlan
+from polydesk.system.cgroups import Mounts as Mounts  # where it was first: tests read it from here
 
 MARKER_VAR = "POLYDESK_SESSION"
 CGROUP_PARENT = cgroups.CGROUP_PARENT

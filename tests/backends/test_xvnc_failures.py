@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.hosts.conftest import RfbClient, Sessions, write_xsession
-from tests.hosts.test_xvnc import data, typing_reaches_the_shell, windows
+from tests.backends.conftest import RfbClient, Sessions, write_xsession
+from tests.backends.test_xvnc import data, typing_reaches_the_shell, windows
 from tests.users import TestUser
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from polydesk.backends.xvnc.backend import XvncBackend
 from polydesk.core.model import Account, Role, Session, SessionState
-from polydesk.hosts import processes
-from polydesk.hosts.xvnc.backend import XvncHost
+from polydesk.system import processes
 from tests.rfb import RfbClient
 from tests.users import TestUser, create_user, remove_user
 
@@ -114,16 +114,16 @@ class Sessions:
     """Start sessions on real XvncHosts; whatever is still running at the end is ended."""
 
     runtime_dir: Path
-    hosts: list[XvncHost] = field(default_factory=list)
+    hosts: list[XvncBackend] = field(default_factory=list)
     started: list[Session] = field(default_factory=list)
     _next: int = 0
 
-    def host(self, tracking: str = "auto", **options: object) -> XvncHost:
-        host = XvncHost(self.runtime_dir, tracking=tracking, **options)  # type: ignore[arg-type]
+    def host(self, tracking: str = "auto", **options: object) -> XvncBackend:
+        host = XvncBackend(self.runtime_dir, tracking=tracking, **options)  # type: ignore[arg-type]
         self.hosts.append(host)
         return host
 
-    async def start(self, user: TestUser, host: XvncHost | None = None) -> Session:
+    async def start(self, user: TestUser, host: XvncBackend | None = None) -> Session:
         host = host or (self.hosts[0] if self.hosts else self.host())
         self._next += 1
         # Unique per test run: cgroups and markers are machine-wide.
@@ -132,7 +132,7 @@ class Sessions:
         session = Session(
             id=session_id, user=user.name, uid=user.uid, role=Role.STANDARD, host=host.name,
             state=SessionState.ACTIVE, logon_time=time.time(), display=started.display,
-            host_data=started.data,
+            backend_data=started.data,
         )
         self.started.append(session)
         return session
@@ -142,7 +142,7 @@ class Sessions:
 async def sessions(runtime_dir: Path) -> AsyncIterator[Sessions]:
     made = Sessions(runtime_dir)
     yield made
-    cleaner = made.hosts[0] if made.hosts else XvncHost(runtime_dir, tracking="marker")
+    cleaner = made.hosts[0] if made.hosts else XvncBackend(runtime_dir, tracking="marker")
     for session in made.started:
         await cleaner.end(session, kill_after=0)
     for host in made.hosts:
@@ -168,4 +168,4 @@ def rfb() -> Iterator[Callable[[str], RfbClient]]:
 
 # ---------------------------------------------------------------- logind (mocked) and Xvfb
 
-from tests.hosts.logind_fixtures import logind, screens  # noqa: E402, F401
+from tests.backends.logind_fixtures import logind, screens  # noqa: E402, F401

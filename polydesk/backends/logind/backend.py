@@ -36,15 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from polydesk.core.model import Account, EndReason, HostError, Session
-from polydesk.hosts import processes as procs
-from polydesk.hosts.base import Discovered, Endpoint, Recovered, Screen, Started
-from polydesk.hosts.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
-from polydesk.hosts.logind.dbus import Login1, Login1Error, SessionInfo
-from polydesk.hosts.logind.local import comm, find_screen, kind_of, session_pids, write_terminal
-from polydesk.hosts.x11 import client as x11
-from polydesk.hosts.x11 import xserver
-from polydesk.hosts.x11.xauth import X11Error
+from polydesk.backends.base import Discovered, Endpoint, Recovered, Screen, Started
+from polydesk.backends.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
+from polydesk.backends.logind.dbus import Login1, Login1Error, SessionInfo
+from polydesk.backends.logind.local import comm, find_screen, kind_of, session_pids, write_terminal
+from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.system import processes as procs
+from polydesk.system.x11 import client as x11
+from polydesk.system.x11 import xserver
+from polydesk.system.x11.xauth import X11Error
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ class Ref:
 
     @classmethod
     def of(cls, session: Session) -> Ref:
-        data = session.host_data
+        data = session.backend_data
         logind_id, path, key = data.get("logind_id"), data.get("logind_path"), data.get("key")
         if not isinstance(logind_id, str) or not SAFE_ID.fullmatch(logind_id) or not path or not key:
-            raise HostError(f"session {session.id} has no usable logind host data")
+            raise BackendError(f"session {session.id} has no usable logind host data")
         return cls(logind_id, str(path), str(key))
 
     @property
@@ -127,8 +127,8 @@ class _Live:
     screen_why: str | None = None
 
 
-class LogindHost:
-    """The SessionHost over systemd-logind: sessions started by the OS, not by Polydesk."""
+class LogindBackend:
+    """The SessionBackend over systemd-logind: sessions started by the OS, not by Polydesk."""
 
     name = "logind"
 
@@ -154,7 +154,7 @@ class LogindHost:
                 # Subscribed before the first listing, so no session starts unseen in between.
                 await self.login1.subscribe(self._on_new, self._on_removed)
             except Login1Error as exc:
-                raise HostError(f"logind host: {exc}") from exc
+                raise BackendError(f"logind host: {exc}") from exc
             self._opened = True
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:
@@ -240,12 +240,12 @@ class LogindHost:
         try:
             return await work
         except Login1Error as exc:
-            raise HostError(f"logind: {exc}") from exc
+            raise BackendError(f"logind: {exc}") from exc
 
-    # ------------------------------------------------------------ the SessionHost protocol
+    # ------------------------------------------------------------ the SessionBackend protocol
 
     async def start(self, session_id: str, account: Account) -> Started:
-        raise HostError("logind sessions are started by the system (a display manager, SSH, a "
+        raise BackendError("logind sessions are started by the system (a display manager, SSH, a "
                         "console log-in), not by Polydesk")
 
     async def recover(self) -> list[Recovered]:
@@ -255,7 +255,7 @@ class LogindHost:
         await self.open()
         try:
             return await self._current(Ref.of(session)) is not None
-        except HostError:
+        except BackendError:
             return False
 
     async def wait_ended(self, session: Session) -> EndReason:
@@ -268,14 +268,14 @@ class LogindHost:
             try:
                 if await self._current(ref) is None:
                     return EndReason.LOGOUT
-            except HostError as exc:  # the bus is unreachable: an unknown end is not an end
+            except BackendError as exc:  # the bus is unreachable: an unknown end is not an end
                 log.warning("cannot follow logind session %s: %s", ref.logind_id, exc)
                 await asyncio.sleep(5)
 
     async def processes(self, session: Session) -> list[int]:
         ref = Ref.of(session)
         live = self._live.get(ref.logind_id)
-        leader = live.info.leader if live else int(session.host_data.get("leader") or 0)
+        leader = live.info.leader if live else int(session.backend_data.get("leader") or 0)
         return await asyncio.to_thread(session_pids, ref.logind_id, leader)
 
     async def end(self, session: Session, kill_after: float) -> None:
@@ -288,13 +288,13 @@ class LogindHost:
                 await self.login1.terminate(ref.logind_id)
             except Login1Error as exc:
                 if not exc.gone:
-                    raise HostError(f"logind could not terminate session {ref.logind_id}: {exc}") from exc
+                    raise BackendError(f"logind could not terminate session {ref.logind_id}: {exc}") from exc
             if not await self._gone(ref, kill_after, closing_counts=False):
                 # systemd gives a scope 90 s to stop by default; our kill_after is the rule.
                 with contextlib.suppress(Login1Error):
                     await self.login1.kill(ref.logind_id, signal.SIGKILL)
                 if not await self._gone(ref, 5.0, closing_counts=True):
-                    raise HostError(f"logind session {ref.logind_id} is still there after "
+                    raise BackendError(f"logind session {ref.logind_id} is still there after "
                                     "TerminateSession and KillSession")
         await asyncio.to_thread(shutil.rmtree, folder, True)
         self._collect()
@@ -347,13 +347,13 @@ class LogindHost:
         ref = Ref.of(session)
         info = await self._current(ref)
         if info is None:
-            raise HostError(f"logind session {ref.logind_id} has ended")
+            raise BackendError(f"logind session {ref.logind_id} has ended")
         if not (info.remote and info.service in SSH_SERVICES):
-            raise HostError(f"disconnect is not supported for this session type ({describe(info)}): "
+            raise BackendError(f"disconnect is not supported for this session type ({describe(info)}): "
                             "only SSH sessions can be disconnected; log it off instead")
         leader = info.leader
         if leader <= 1 or comm(leader) not in SSH_LEADERS:
-            raise HostError(f"disconnect is not supported for this session: its leader (pid {leader}) "
+            raise BackendError(f"disconnect is not supported for this session: its leader (pid {leader}) "
                             "is not an sshd process")
         procs.send([leader], signal.SIGTERM)
 
@@ -361,10 +361,10 @@ class LogindHost:
         ref = Ref.of(session)
         info = await self._current(ref)
         if info is None:
-            raise HostError(f"logind session {ref.logind_id} has ended")
+            raise BackendError(f"logind session {ref.logind_id} has ended")
         screen = await self._screen(session)
         if screen is None and info.type != "wayland":
-            raise HostError(f"block is not supported for this session type ({describe(info)}): "
+            raise BackendError(f"block is not supported for this session type ({describe(info)}): "
                             f"{self._why(session) or 'no screen to cover'}")
         await self._translated(self.login1.lock(ref.logind_id))
         if screen is None:
@@ -373,7 +373,7 @@ class LogindHost:
         try:
             await self._helper(ref, screen, "cover", ["--message", message], helper_language(session),
                                wait_ready=True)
-        except HostError:
+        except BackendError:
             with contextlib.suppress(Login1Error):
                 await self.login1.unlock(ref.logind_id)
             raise
@@ -397,7 +397,7 @@ class LogindHost:
             await self.login1.unlock(ref.logind_id)
         except Login1Error as exc:
             if not exc.gone:
-                raise HostError(f"logind: {exc}") from exc
+                raise BackendError(f"logind: {exc}") from exc
         self._collect()
 
     async def message(self, session: Session, text: str, timeout: int | None) -> None:
@@ -415,13 +415,13 @@ class LogindHost:
     async def idle_seconds(self, session: Session) -> float | None:
         try:
             info = await self._current(Ref.of(session))
-        except HostError:
+        except BackendError:
             return None
         if info is None:
             return None
         screen = await self._screen(session)
         if screen is not None:
-            with contextlib.suppress(HostError):
+            with contextlib.suppress(BackendError):
                 return await _x(xserver.idle_ms, screen, session.id) / 1000
         if not info.idle_hint:
             return 0.0
@@ -433,7 +433,7 @@ class LogindHost:
         """Synchronous (thumbnail requests ask it often): cached for SCREEN_TTL seconds."""
         try:
             ref = Ref.of(session)
-        except HostError:
+        except BackendError:
             return None
         live = self._live.get(ref.logind_id)
         if live is None or live.key != ref.key:
@@ -470,7 +470,7 @@ class LogindHost:
         return self.runtime_dir / "logind" / ref.dirname
 
     def _why(self, session: Session) -> str | None:
-        with contextlib.suppress(HostError):
+        with contextlib.suppress(BackendError):
             live = self._live.get(Ref.of(session).logind_id)
             if live is not None:
                 return live.screen_why
@@ -483,15 +483,15 @@ class LogindHost:
         ref = Ref.of(session)
         info = await self._current(ref)
         if info is None:
-            raise HostError(f"logind session {ref.logind_id} has ended")
+            raise BackendError(f"logind session {ref.logind_id} has ended")
         # A graphical session's VT shows graphics: text written there would be shown to nobody.
         if info.type != "tty" or not info.tty:
-            raise HostError(f"messages are not supported for this session type ({describe(info)}): "
+            raise BackendError(f"messages are not supported for this session type ({describe(info)}): "
                             f"{self._why(session) or 'no X display and no terminal'}")
         try:
             await asyncio.to_thread(write_terminal, info.tty, text)
         except OSError as exc:
-            raise HostError(f"cannot write to /dev/{info.tty}: {exc.strerror or exc}") from exc
+            raise BackendError(f"cannot write to /dev/{info.tty}: {exc.strerror or exc}") from exc
 
     async def _helper(self, ref: Ref, screen: Screen, kind: str, args: list[str], language: str,
                       wait_ready: bool = False) -> None:
@@ -509,7 +509,7 @@ class LogindHost:
         proc.stdout.close()
         if line != b"ready\n":
             await asyncio.to_thread(stop_helpers, folder, kind)
-            raise HostError(f"logind session {ref.logind_id}: the {kind} window did not appear on "
+            raise BackendError(f"logind session {ref.logind_id}: the {kind} window did not appear on "
                             f"{screen.display}: {tail(folder / 'helpers.log')}")
 
     def _collect(self) -> None:
@@ -529,6 +529,6 @@ async def _x(function: Callable[[Screen], int], screen: Screen, session_id: str)
     try:
         return await asyncio.to_thread(function, screen)
     except (X11Error, OSError) as exc:
-        raise HostError(f"session {session_id}: {exc}") from exc
+        raise BackendError(f"session {session_id}: {exc}") from exc
     except Exception as exc:  # python-xlib raises its own zoo on a dying connection
-        raise HostError(f"session {session_id}: X error: {exc!r}") from exc
+        raise BackendError(f"session {session_id}: X error: {exc!r}") from exc

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.hosts import peer
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11 import xserver
-from polydesk.hosts.x11.xwire import MAX_REPLY, Wire, WireError
+from polydesk.backends.base import Screen
+from polydesk.system import peer
+from polydesk.system.x11 import xserver
+from polydesk.system.x11.xwire import MAX_REPLY, Wire, WireError
 
 
 def setup_reply() -> bytes:
@@ -77,7 +77,7 @@ def hostile_server(answer: Callable[[socket.socket], None]) -> Iterator[tuple[st
 
 @pytest.fixture
 def xauthority() -> Iterator[Path]:
-    from polydesk.hosts.x11 import xauth
+    from polydesk.system.x11 import xauth
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "Xauthority"
         xauth.write_xauthority(path, 0, xauth.new_cookie(), os.getuid(), os.getgid())
@@ -85,7 +85,7 @@ def xauthority() -> Iterator[Path]:
 
 
 def me() -> peer.Server:
-    from polydesk.hosts import processes
+    from polydesk.system import processes
     return peer.Server(os.getpid(), processes.start_time(os.getpid()))
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.hosts import cgroups
-from polydesk.hosts.cgroups import Limits, Mounts, Place, memory_size
-from tests.hosts.conftest import Sessions, live_pids
+from polydesk.system import cgroups
+from polydesk.system.cgroups import Limits, Mounts, Place, memory_size
+from tests.backends.conftest import Sessions, live_pids
 from tests.users import TestUser
 
 LIMITS = Limits(pids_max=256, memory_max=512 << 20, cpu_weight=100)
@@ -65,7 +65,7 @@ def test_missing_controllers_fall_back_to_v1_then_to_none_said_once(
     unified = fake_cgroup2(tmp_path / "unified", "hugetlb")  # as on this machine
     pids = tmp_path / "pids"
     pids.mkdir()
-    with caplog.at_level(logging.WARNING, logger="polydesk.hosts.cgroups"):
+    with caplog.at_level(logging.WARNING, logger="polydesk.system.cgroups"):
         plan = cgroups.plan(LIMITS, unified, {"pids": pids})
     assert plan.places == (Place("pids", pids, 1),)
     assert sorted(r.getMessage().split()[2] for r in caplog.records) == ["cpu", "memory"]
@@ -100,7 +100,7 @@ async def test_a_session_starts_inside_its_limits_and_leaves_no_cgroup(
     user = account("limits")
     host = sessions.host(limits=LIMITS)
     session = await sessions.start(user, host)
-    key = str(session.host_data["track_key"])
+    key = str(session.backend_data["track_key"])
     pids = live_pids(user.uid)
     assert pids
     for controller, (mount, version) in offers.items():

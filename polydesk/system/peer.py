@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from polydesk.hosts import processes as procs
+from polydesk.system import processes as procs
 
 X11_UNIX = Path("/tmp/.X11-unix")
 

@@ -2,7 +2,7 @@
 
 - an X11 session's display and cookie, from its processes' environment (``find_screen``);
 - a notice on a text session's terminal (``write_terminal``);
-- helper windows (cover, notice, message: ``python -m polydesk.hosts.x11.client``) and their records.
+- helper windows (cover, notice, message: ``python -m polydesk.system.x11.client``) and their records.
 
 Polydesk never reads a cookie file the session's user does not own: the user controls
 their processes' environment, so an ``XAUTHORITY`` naming someone else's file would
@@ -19,10 +19,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from polydesk.hosts import processes as procs
-from polydesk.hosts.base import Screen
-from polydesk.hosts.logind.dbus import SessionInfo
-from polydesk.hosts.x11 import xauth
+from polydesk.backends.base import Screen
+from polydesk.backends.logind.dbus import SessionInfo
+from polydesk.system import processes as procs
+from polydesk.system.x11 import xauth
 
 TTY_NAME = re.compile(r"(tty[0-9]+|pts/[0-9]+)")
 MAX_ENVIRON = 1 << 20

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from polydesk.hosts.peer import Server, connect_display
-from polydesk.hosts.x11.xauth import COOKIE_NAME, display_number, read_cookie
+from polydesk.system.peer import Server, connect_display
+from polydesk.system.x11.xauth import COOKIE_NAME, display_number, read_cookie
 
 REPLY, ERROR = 1, 0
 GENERIC_EVENT = 35

@@ -19,10 +19,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.x11.xauth import X11Error
-from polydesk.hosts.x11.xserver import wire
-from polydesk.hosts.x11.xwire import Wire, pad
+from polydesk.backends.base import Screen
+from polydesk.system.x11.xauth import X11Error
+from polydesk.system.x11.xserver import wire
+from polydesk.system.x11.xwire import Wire, pad
 
 # The daemon reads a whole screen in one GetImage reply, capped for 4096 x 4096 (xwire.MAX_REPLY).
 HARD_MAX = 4096

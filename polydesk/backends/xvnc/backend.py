@@ -38,14 +38,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from polydesk.core.model import Account, EndReason, HostError, Session
-from polydesk.hosts import peer
-from polydesk.hosts import processes as procs
-from polydesk.hosts.base import Endpoint, Recovered, Screen, Started
-from polydesk.hosts.cgroups import Limits
-from polydesk.hosts.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
-from polydesk.hosts.x11 import client as x11
-from polydesk.hosts.x11 import xauth, xserver
+from polydesk.backends.base import Endpoint, Recovered, Screen, Started
+from polydesk.backends.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
+from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.system import peer
+from polydesk.system import processes as procs
+from polydesk.system.cgroups import Limits
+from polydesk.system.x11 import client as x11
+from polydesk.system.x11 import xauth, xserver
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ LOCK_FILE = "/tmp/.X{}-lock"
 # What Xvnc says when a name of the display is already taken: try the next display.
 TAKEN = ("already active", "server already running", "Cannot establish any listening sockets")
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
-_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []  # see XvncHost.close
+_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []  # see XvncBackend.close
 T = TypeVar("T")
 
 
@@ -101,11 +101,11 @@ class Handle:
 
     @classmethod
     def from_session(cls, session: Session) -> Handle:
-        data = session.host_data
+        data = session.backend_data
         try:
             return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
         except TypeError as exc:
-            raise HostError(f"session {session.id} has no usable Xvnc host data: {exc}") from exc
+            raise BackendError(f"session {session.id} has no usable Xvnc host data: {exc}") from exc
 
     @property
     def dir(self) -> Path:
@@ -135,8 +135,8 @@ class Handle:
 # ---------------------------------------------------------------- the host
 
 
-class XvncHost:
-    """The SessionHost that runs sessions in TigerVNC Xvnc servers on this machine."""
+class XvncBackend:
+    """The SessionBackend that runs sessions in TigerVNC Xvnc servers on this machine."""
 
     name = "xvnc"
 
@@ -164,7 +164,7 @@ class XvncHost:
         try:
             self.tracking = procs.choose(tracking, limits=limits)  # limits: each session's cgroups
         except procs.TrackingError as exc:
-            raise HostError(f"cannot track session processes: {exc}") from exc
+            raise BackendError(f"cannot track session processes: {exc}") from exc
         self._reserved: set[int] = set()  # display numbers being started right now
         self._reserve_lock = threading.Lock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # ours to reap
@@ -183,7 +183,7 @@ class XvncHost:
             work.add_done_callback(self._abandon)  # the thread finishes anyway: end what it made
             raise
         except (OSError, ValueError) as exc:  # a bad session id, a full disk, a missing binary
-            raise HostError(f"cannot start session {session_id} for {account.name}: {exc}") from exc
+            raise BackendError(f"cannot start session {session_id} for {account.name}: {exc}") from exc
         for pid in (handle.xvnc_pid, handle.desktop_pid):
             if pid is not None:
                 self._watch_child(pid)
@@ -214,7 +214,7 @@ class XvncHost:
         session_dir = sessions / session_id
         rfb_socket = session_dir / "vnc" / "rfb.sock"
         if len(os.fsencode(rfb_socket)) > MAX_SOCKET_PATH:
-            raise HostError(f"runtime directory path too long for a Unix socket: {rfb_socket}")
+            raise BackendError(f"runtime directory path too long for a Unix socket: {rfb_socket}")
         _make_traversable(self.runtime_dir)
         _make_dir(sessions, 0o711)
         if session_dir.exists():
@@ -222,7 +222,7 @@ class XvncHost:
         try:
             tracker.create()
         except (procs.TrackingError, OSError) as exc:
-            raise HostError(f"session {session_id}: {exc}") from exc
+            raise BackendError(f"session {session_id}: {exc}") from exc
         tracking = self.tracking
         handle = Handle(
             session_id=session_id, user=account.name, uid=account.uid, gid=account.gid,
@@ -242,7 +242,7 @@ class XvncHost:
     def _clear_stale(self, session_id: str, session_dir: Path) -> None:
         """A directory left by a session whose end never ran (power cut, state lost)."""
         if self.tracking.tracker(session_id).pids():
-            raise HostError(f"session {session_id} still has processes from an earlier run")
+            raise BackendError(f"session {session_id} still has processes from an earlier run")
         shutil.rmtree(session_dir)
 
     def _start_xvnc(self, handle: Handle, account: Account, tracker: procs.Tracker) -> Handle:
@@ -260,7 +260,7 @@ class XvncHost:
             last_error = started
             if not any(words in started for words in TAKEN):
                 break
-        raise HostError(f"Xvnc did not start for {account.name}: {last_error}")
+        raise BackendError(f"Xvnc did not start for {account.name}: {last_error}")
 
     def _try_xvnc(self, handle: Handle, number: int, account: Account,
                   tracker: procs.Tracker) -> Handle | str:
@@ -284,7 +284,7 @@ class XvncHost:
         try:
             proc = _spawn(argv, account, env, "/", tracker, logfile)
         except OSError as exc:
-            raise HostError(f"cannot run {self.xvnc}: {exc}") from exc
+            raise BackendError(f"cannot run {self.xvnc}: {exc}") from exc
         self._own(proc)
         server = peer.Server(proc.pid, procs.start_time(proc.pid))
         try:
@@ -313,7 +313,7 @@ class XvncHost:
                 if xserver.handshake(display, cookie, server):
                     return True
             if time.monotonic() > deadline:
-                raise HostError(f"Xvnc {display} not ready after {self.start_timeout} s: {tail(logfile)}")
+                raise BackendError(f"Xvnc {display} not ready after {self.start_timeout} s: {tail(logfile)}")
             time.sleep(0.005)
 
     def _reserve_display(self) -> int:
@@ -338,7 +338,7 @@ class XvncHost:
         try:
             proc = _spawn(argv, account, env, cwd, tracker, handle.dir / "desktop.log")
         except OSError as exc:
-            raise HostError(f"cannot start the desktop {argv[0]} for {account.name}: {exc}") from exc
+            raise BackendError(f"cannot start the desktop {argv[0]} for {account.name}: {exc}") from exc
         self._own(proc)
         return _with(handle, desktop_pid=proc.pid, desktop_start=procs.start_time(proc.pid))
 
@@ -465,7 +465,7 @@ class XvncHost:
         try:
             await asyncio.to_thread(self._end, handle, kill_after)
         except OSError as exc:
-            raise HostError(f"ending session {session.id}: {exc}") from exc
+            raise BackendError(f"ending session {session.id}: {exc}") from exc
         finally:
             self._collect()
 
@@ -519,7 +519,7 @@ class XvncHost:
         handle = Handle.from_session(session)
         try:
             return await _x(xserver.idle_ms, handle) / 1000
-        except HostError:
+        except BackendError:
             return None
 
     async def disconnect(self, session: Session) -> None:
@@ -534,7 +534,7 @@ class XvncHost:
                                wait_ready=True)
         except Exception:
             if not session.blocked:  # all or nothing: input back on (a re-block keeps it off)
-                with contextlib.suppress(HostError):
+                with contextlib.suppress(BackendError):
                     await _x(_allow_input, handle)
             raise
 
@@ -583,21 +583,21 @@ class XvncHost:
     def screen(self, session: Session) -> Screen | None:
         try:
             handle = Handle.from_session(session)
-        except HostError:
+        except BackendError:
             return None
         return _screen(handle) if handle.display else None
 
     def rfb_socket(self, session: Session) -> Endpoint | None:
         try:
             handle = Handle.from_session(session)
-        except HostError:
+        except BackendError:
             return None
         return Endpoint(handle.rfb_socket, peer.Server(handle.xvnc_pid, handle.xvnc_start))
 
     def _live(self, session: Session) -> Handle:
         handle = Handle.from_session(session)
         if not handle.xvnc_running():
-            raise HostError(f"session {session.id}: its Xvnc is not running")
+            raise BackendError(f"session {session.id}: its Xvnc is not running")
         return handle
 
     async def _helper(self, handle: Handle, kind: str, args: list[str], language: str,
@@ -619,7 +619,7 @@ class XvncHost:
         proc.stdout.close()
         if line != b"ready\n":
             await asyncio.to_thread(stop_helpers, handle.dir, kind)
-            raise HostError(f"session {handle.session_id}: the {kind} window did not appear: "
+            raise BackendError(f"session {handle.session_id}: the {kind} window did not appear: "
                             f"{tail(handle.dir / 'helpers.log')}")
 
 
@@ -679,7 +679,7 @@ def _claim_names(number: int, server: peer.Server) -> None:
     holder = peer.abstract_listener(number)
     if holder is None or holder.pid != server.pid:
         who = "nobody" if holder is None else f"process {holder.pid} (uid {holder.uid})"
-        raise HostError(f"display :{number}: its abstract socket is held by {who}, not by its Xvnc")
+        raise BackendError(f"display :{number}: its abstract socket is held by {who}, not by its Xvnc")
     with peer.connect(str(x11_socket(number)), server, f"display :{number}", 1.0):
         pass
 
@@ -695,16 +695,16 @@ def _secure_rfb(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> No
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise HostError(f"Xvnc made no RFB socket at {path}")
+            raise BackendError(f"Xvnc made no RFB socket at {path}")
         time.sleep(0.005)
     _make_dir(path.parent, 0o700)  # first: then the user can no longer swap what is inside
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
-        raise HostError(f"{path} is not a socket")
+        raise BackendError(f"{path} is not a socket")
     os.chown(path, 0, 0, follow_symlinks=False)
     os.chmod(path, 0o600)
     connected = rfb_connections(path)
     if connected:
-        raise HostError(f"{connected} connection(s) reached {path} before it was secured")
+        raise BackendError(f"{connected} connection(s) reached {path} before it was secured")
 
 
 def rfb_connections(path: Path) -> int:
@@ -819,13 +819,13 @@ def _with(handle: Handle, **changes: Any) -> Handle:
 
 
 async def _x(function: Callable[[Screen], T], handle: Handle) -> T:
-    """Run an X call on the session's screen in a thread; X errors become HostError."""
+    """Run an X call on the session's screen in a thread; X errors become BackendError."""
     try:
         return await asyncio.to_thread(function, _screen(handle))
     except (xauth.X11Error, OSError) as exc:
-        raise HostError(f"session {handle.session_id}: {exc}") from exc
+        raise BackendError(f"session {handle.session_id}: {exc}") from exc
     except Exception as exc:  # python-xlib raises its own zoo on a dying connection
-        raise HostError(f"session {handle.session_id}: X error: {exc!r}") from exc
+        raise BackendError(f"session {handle.session_id}: X error: {exc!r}") from exc
 
 
 async def _wait_with_pidfds(handle: Handle) -> EndReason:

@@ -31,7 +31,7 @@ import pytest
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from polydesk.hosts.x11 import xauth
+from polydesk.system.x11 import xauth
 from tests.users import TestUser
 
 T = TypeVar("T")

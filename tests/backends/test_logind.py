@@ -3,7 +3,7 @@
 systemd-logind cannot run on this machine (no systemd as PID 1), so logind is mocked:
 python-dbusmock's ``logind`` template on a private dbus-daemon (see logind_fixtures).
 Every X11 session's screen is a real Xvfb display, found through a real leader
-process's environment. The first half drives LogindHost directly; the second half
+process's environment. The first half drives LogindBackend directly; the second half
 drives a real ``polydesk serve`` through the CLI and the REST API.
 """
 
@@ -28,16 +28,16 @@ from dbus_fast import Variant
 from PIL import Image
 from Xlib import X
 
-from polydesk.core.model import HostError, Role, Session, SessionState
-from polydesk.hosts import processes as procs
-from polydesk.hosts.base import Discovered, Screen
-from polydesk.hosts.logind.backend import LogindHost
-from polydesk.hosts.logind.local import write_terminal
-from polydesk.hosts.x11 import client as x11
+from polydesk.backends.base import Discovered, Screen
+from polydesk.backends.logind.backend import LogindBackend
+from polydesk.backends.logind.local import write_terminal
+from polydesk.core.model import BackendError, Role, Session, SessionState
+from polydesk.system import processes as procs
+from polydesk.system.x11 import client as x11
 from polydesk.thumbnails.feed import placeholder
+from tests.backends.conftest import await_for, wait_for
+from tests.backends.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
 from tests.conftest import Daemon
-from tests.hosts.conftest import await_for, wait_for
-from tests.hosts.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
 from tests.users import TestUser
 
 # ================================================================ the host on its own
@@ -61,21 +61,21 @@ class Found:
 
 def as_session(found: Discovered, session_id: str = "1") -> Session:
     """The session as the manager would record it."""
-    return Session(id=session_id, user=found.user, uid=found.uid, role=Role.STANDARD, host="logind",
+    return Session(id=session_id, user=found.user, uid=found.uid, role=Role.STANDARD, backend="logind",
                    state=SessionState.ACTIVE, logon_time=found.logon_time, display=found.display,
-                   client=found.client, host_data={**found.data, "key": found.key})
+                   client=found.client, backend_data={**found.data, "key": found.key})
 
 
 @pytest.fixture
-async def host(logind: MockLogind, runtime_dir: Path) -> AsyncIterator[LogindHost]:
-    made = LogindHost(runtime_dir, bus=logind.address)
+async def host(logind: MockLogind, runtime_dir: Path) -> AsyncIterator[LogindBackend]:
+    made = LogindBackend(runtime_dir, bus=logind.address)
     await made.open()
     yield made
     await made.close()
 
 
 @pytest.fixture
-async def found(host: LogindHost) -> AsyncIterator[Found]:
+async def found(host: LogindBackend) -> AsyncIterator[Found]:
     seen = Found()
     task = asyncio.create_task(host.discover(seen))
     yield seen
@@ -98,7 +98,7 @@ def helper_windows(screen: Screen) -> list[str]:
 
 
 async def test_lists_sessions_with_seat_tty_type_class_and_remote_host(
-        logind: MockLogind, host: LogindHost, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, account: Callable[[str], TestUser]) -> None:
     ana, bia = account("ana"), account("bia")
     local = logind.add_session(ana, seat="seat1", tty="tty7", type="x11", display=":5", announce=False)
     ssh = logind.add_session(bia, seat="", tty="pts/3", type="tty", remote=True,
@@ -125,7 +125,7 @@ async def test_lists_sessions_with_seat_tty_type_class_and_remote_host(
 
 
 async def test_follows_new_and_removed_sessions_from_signals(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     session_id = logind.add_session(ana, type="tty", tty="tty3")
     session = as_session(await found.wait(session_id))
@@ -142,7 +142,7 @@ async def test_follows_new_and_removed_sessions_from_signals(
 
 
 async def test_a_forged_session_removed_signal_is_not_believed(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     """Anyone on the bus may emit a signal; logind itself is asked before a session is ended."""
     ana = account("ana")
     session_id = logind.add_session(ana, type="tty", tty="tty4")
@@ -159,7 +159,7 @@ async def test_a_forged_session_removed_signal_is_not_believed(
 
 
 async def test_end_terminates_the_session_through_logind(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     keep, end = (logind.add_session(ana, type="tty", tty=f"tty{n}") for n in (5, 6))
     sessions = {sid: as_session(await found.wait(sid), sid) for sid in (keep, end)}
@@ -175,7 +175,7 @@ async def test_end_terminates_the_session_through_logind(
 
 
 async def test_a_session_outliving_terminate_is_killed(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     logind.set_method("TerminateSession", "s", INERT)
     logind.set_method("KillSession", "ssi", TERMINATE)
@@ -192,17 +192,17 @@ async def test_a_session_outliving_terminate_is_killed(
 
 
 async def test_a_session_logind_cannot_end_is_a_host_error(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     logind.set_method("TerminateSession", "s", INERT)
     session_id = logind.add_session(ana, type="tty", tty="tty9")
     session = as_session(await found.wait(session_id))
-    with pytest.raises(HostError, match="still there"):
+    with pytest.raises(BackendError, match="still there"):
         await host.end(session, kill_after=0.1)
 
 
 async def test_screen_of_an_x11_session_comes_from_its_leader(
-        logind: MockLogind, host: LogindHost, found: Found, screens: Screens,
+        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser], runtime_dir: Path) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)
@@ -223,7 +223,7 @@ async def test_screen_of_an_x11_session_comes_from_its_leader(
 
 
 async def test_a_cookie_file_of_another_user_is_never_used(
-        logind: MockLogind, host: LogindHost, found: Found, screens: Screens,
+        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     """ana's leader names bia's cookie file: that must not make bia's display ana's thumbnail."""
     ana, bia = account("ana"), account("bia")
@@ -236,7 +236,7 @@ async def test_a_cookie_file_of_another_user_is_never_used(
 
 
 async def test_wayland_and_text_sessions_have_no_screen_and_say_why(
-        logind: MockLogind, host: LogindHost, found: Found, screens: Screens,
+        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)  # even with a DISPLAY (Xwayland) in its environment
@@ -249,7 +249,7 @@ async def test_wayland_and_text_sessions_have_no_screen_and_say_why(
 
 
 async def test_block_locks_and_covers_an_x11_session_and_unblock_undoes_both(
-        logind: MockLogind, host: LogindHost, found: Found, screens: Screens,
+        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)
@@ -270,20 +270,20 @@ async def test_block_locks_and_covers_an_x11_session_and_unblock_undoes_both(
 
 
 async def test_wayland_block_is_logind_lock_only_and_text_block_is_refused(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     wayland_id = logind.add_session(ana, type="wayland")
     wayland = as_session(await found.wait(wayland_id))
     text = as_session(await found.wait(logind.add_session(ana, type="tty", tty="tty2")))
     await host.block(wayland, "blocked")
     assert logind.called_ids("LockSession") == [wayland_id]
-    with pytest.raises(HostError, match="not supported for this session type"):
+    with pytest.raises(BackendError, match="not supported for this session type"):
         await host.block(text, "blocked")
     assert logind.called_ids("LockSession") == [wayland_id]
 
 
 async def test_message_and_logoff_notice_on_an_x11_display(
-        logind: MockLogind, host: LogindHost, found: Found, screens: Screens,
+        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)
@@ -301,7 +301,7 @@ async def test_message_and_logoff_notice_on_an_x11_display(
 
 
 async def test_message_and_notice_on_a_text_session_go_to_its_terminal(
-        logind: MockLogind, host: LogindHost, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     master, slave = os.openpty()
     try:
@@ -319,12 +319,12 @@ async def test_message_and_notice_on_a_text_session_go_to_its_terminal(
     with pytest.raises(OSError, match="not a terminal name"):
         write_terminal("../etc/passwd", "no")
     wayland = as_session(await found.wait(logind.add_session(ana, type="wayland", tty="tty2")))
-    with pytest.raises(HostError, match="not supported for this session type"):
+    with pytest.raises(BackendError, match="not supported for this session type"):
         await host.message(wayland, "nobody would see this on a graphical VT", None)
 
 
 async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
-        logind: MockLogind, host: LogindHost, found: Found, screens: Screens,
+        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     sshd = screens.process(ana, name="sshd")  # stands for "sshd: ana [priv]"
@@ -336,9 +336,9 @@ async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
     odd = as_session(await found.wait(logind.add_session(
         ana, seat="", type="tty", remote=True, service="sshd", leader=not_sshd)))
 
-    with pytest.raises(HostError, match="not supported for this session type"):
+    with pytest.raises(BackendError, match="not supported for this session type"):
         await host.disconnect(seat)
-    with pytest.raises(HostError, match="not an sshd process"):
+    with pytest.raises(BackendError, match="not an sshd process"):
         await host.disconnect(odd)
     await host.disconnect(ssh)
 
@@ -349,7 +349,7 @@ async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
 def test_x_servers_with_other_extensions_do_not_break_each_other(
         screens: Screens, account: Callable[[str], TestUser]) -> None:
     """A daemon with logind talks to Xorg seats and to Xvnc; their extensions' event codes differ.
-    python-xlib shared one table of them per process (polydesk.hosts.x11.client gives each its own)."""
+    python-xlib shared one table of them per process (polydesk.system.x11.client gives each its own)."""
     ana = account("ana")
     plain, full = screens.xvfb(ana, args=("-extension", "XFIXES")), screens.xvfb(ana)
     for xs in (plain, full, plain, full):
@@ -377,13 +377,13 @@ def _read_all(fd: int) -> str:
 def logind_daemon(daemon_factory: Callable[..., Daemon], logind: MockLogind, extra: str = "") -> Daemon:
     """A real ``polydesk serve`` with both hosts, its logind on the private bus."""
     return daemon_factory(extra_config=f'logind_bus = "{logind.address}"\nkill_after = 1\n{extra}',
-                          hosts='["xvnc", "logind"]')
+                          backends='["xvnc", "logind"]')
 
 
 def sessions_by_logind_id(daemon: Daemon, user: TestUser | None = None) -> dict[str, dict[str, Any]]:
     """The daemon's logind sessions (``sessions --json``), by logind id."""
     return {s["details"]["logind_id"]: s for s in daemon.cli_json("sessions", user=user)
-            if s["host"] == "logind"}
+            if s["backend"] == "logind"}
 
 
 def wait_listed(daemon: Daemon, logind_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -418,10 +418,10 @@ def test_daemon_lists_logind_sessions_beside_its_own_and_follows_them(
     listed = wait_listed(daemon, [at_seat, ssh])
 
     rows = {row["id"]: row for row in daemon.sessions()}
-    assert rows[own]["host"] == "xvnc" and len(rows) == 3
+    assert rows[own]["backend"] == rows[own]["host"] == "xvnc" and len(rows) == 3  # "host": deprecated
     seat_row, ssh_row = listed[at_seat], listed[ssh]
-    assert (seat_row["host"], seat_row["user"], seat_row["role"], seat_row["display"], seat_row["client"]) \
-        == ("logind", ana.name, "standard", xs.display, "seat1 tty7")
+    assert (seat_row["backend"], seat_row["user"], seat_row["role"], seat_row["display"],
+            seat_row["client"]) == ("logind", ana.name, "standard", xs.display, "seat1 tty7")
     assert (ssh_row["user"], ssh_row["role"], ssh_row["client"]) == (teacher.name, "dashboard", "192.0.2.9")
     assert seat_row["details"] == {
         "logind_id": at_seat, "seat": "seat1", "tty": "tty7", "type": "x11", "class": "user",
@@ -582,7 +582,7 @@ def test_the_dashboard_shows_both_kinds_in_one_grid(
         listed = web.get("/api/v1/sessions").json()
     assert page.status_code == 200
     assert f'id="card-{own}"' in page.text and f'id="card-{at_seat}"' in page.text
-    assert {(s["id"], s["host"]) for s in listed} == {(own, "xvnc"), (at_seat, "logind")}
+    assert {(s["id"], s["backend"]) for s in listed} == {(own, "xvnc"), (at_seat, "logind")}
 
 
 def test_a_restarted_daemon_keeps_logind_ids_and_notices_what_ended_meanwhile(
@@ -611,7 +611,7 @@ def test_the_daemon_refuses_logind_where_there_is_none(
         daemon_factory: Callable[..., Daemon], where: str) -> None:
     with private_bus(with_logind=False) as bare:
         address = bare.address if where == "a bus without logind" else "unix:path=/nonexistent/bus"
-        daemon = daemon_factory(extra_config=f'logind_bus = "{address}"\n', hosts='["xvnc", "logind"]',
+        daemon = daemon_factory(extra_config=f'logind_bus = "{address}"\n', backends='["xvnc", "logind"]',
                                 start=False)
         result = subprocess.run([sys.executable, "-m", "polydesk", "serve"], env=daemon.env(),
                                 capture_output=True, text=True, timeout=60)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.hosts import processes
-from polydesk.hosts.processes import Mode, Mounts, Tracker, Tracking, TrackingError
-from tests.hosts.conftest import wait_for
+from polydesk.system import processes
+from polydesk.system.processes import Mode, Mounts, Tracker, Tracking, TrackingError
+from tests.backends.conftest import wait_for
 
 MACHINE = Mounts.read()
 

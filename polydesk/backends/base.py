@@ -1,4 +1,4 @@
-"""The SessionHost protocol: where sessions live. The manager knows hosts only through it."""
+"""The SessionBackend protocol: where sessions live. The manager knows hosts only through it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from polydesk.core.model import Account, EndReason, Session
-from polydesk.hosts.peer import Server
+from polydesk.system.peer import Server
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Endpoint:
     server: Server
 
 
-class SessionHost(Protocol):
+class SessionBackend(Protocol):
     """One place sessions run (the built-in Xvnc host, logind, a fake for tests).
 
     Every method but ``start`` receives the session as the store knows it.
@@ -113,7 +113,7 @@ class SessionHost(Protocol):
 
     async def block(self, session: Session, message: str) -> None:
         """Ignore viewer input at the display server and cover every screen with ``message``.
-        All or nothing: a HostError means the session is as it was (what was done is put back)."""
+        All or nothing: a BackendError means the session is as it was (what was done is put back)."""
         ...
 
     async def unblock(self, session: Session) -> None:
@@ -166,8 +166,8 @@ class Discovered:
 
 
 @runtime_checkable
-class DiscoveringHost(Protocol):
-    """A SessionHost whose sessions are not started by Polydesk but found (logind).
+class DiscoveringBackend(Protocol):
+    """A SessionBackend whose sessions are not started by Polydesk but found (logind).
 
     The manager opens it before re-adopting stored sessions, then runs ``discover``
     as a task for the daemon's life. A discovered session ends as any other does:
@@ -177,7 +177,7 @@ class DiscoveringHost(Protocol):
     name: str
 
     async def open(self) -> None:
-        """Connect; raise HostError when this host cannot run on this machine."""
+        """Connect; raise BackendError when this host cannot run on this machine."""
         ...
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:

@@ -6,7 +6,7 @@ Two halves:
   python-xlib connection to a session's own X server (``peer``) with its cookie,
   ask windows to close, count them;
 - small helper programs, each its own process so a slow or stuck X server never
-  stalls the daemon: ``python -m polydesk.hosts.x11.client notice|cover|message ...``.
+  stalls the daemon: ``python -m polydesk.system.x11.client notice|cover|message ...``.
   They run as root with the session's cookie under a memory limit, mark their
   windows so ``close_windows`` leaves them alone, and exit when the display goes away.
 
@@ -37,10 +37,10 @@ from Xlib import error as xerror
 from Xlib.protocol import event as xevent
 from Xlib.support import unix_connect
 
+from polydesk.backends.base import Screen
 from polydesk.core.i18n import DEFAULT, normalize, translations
-from polydesk.hosts.base import Screen
-from polydesk.hosts.peer import connect_display
-from polydesk.hosts.x11.xauth import COOKIE_NAME, X11Error, display_number, read_cookie
+from polydesk.system.peer import connect_display
+from polydesk.system.x11.xauth import COOKIE_NAME, X11Error, display_number, read_cookie
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
@@ -616,7 +616,7 @@ class Message:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m polydesk.hosts.x11.client")
+    parser = argparse.ArgumentParser(prog="python -m polydesk.system.x11.client")
     parser.add_argument("--display", required=True)
     parser.add_argument("--xauthority", required=True, type=Path)
     parser.add_argument("--server-pid", type=int, default=None, help="the X server that must answer")

@@ -14,10 +14,10 @@ import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from polydesk.hosts.base import Screen
-from polydesk.hosts.peer import PeerError, Server
-from polydesk.hosts.x11.xauth import X11Error
-from polydesk.hosts.x11.xwire import Wire, WireError, pad
+from polydesk.backends.base import Screen
+from polydesk.system.peer import PeerError, Server
+from polydesk.system.x11.xauth import X11Error
+from polydesk.system.x11.xwire import Wire, WireError, pad
 
 # The extension's name changed in TigerVNC 1.14; the requests used here did not.
 VNC_EXTENSIONS = ("VNC-EXTENSION", "TIGERVNC")

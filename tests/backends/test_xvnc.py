@@ -16,14 +16,14 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk.core.model import HostError, Session
-from polydesk.hosts import processes
-from polydesk.hosts.base import Screen
-from polydesk.hosts.peer import Server
-from polydesk.hosts.x11 import client as x11
-from polydesk.hosts.x11 import xauth, xserver
-from polydesk.hosts.xvnc.backend import XvncHost
-from tests.hosts.conftest import (
+from polydesk.backends.base import Screen
+from polydesk.backends.xvnc.backend import XvncBackend
+from polydesk.core.model import BackendError, Session
+from polydesk.system import processes
+from polydesk.system.peer import Server
+from polydesk.system.x11 import client as x11
+from polydesk.system.x11 import xauth, xserver
+from tests.backends.conftest import (
     RfbClient,
     Sessions,
     account_of,
@@ -49,7 +49,7 @@ exec openbox
 
 
 def data(session: Session, key: str) -> str:
-    return str(session.host_data[key])
+    return str(session.backend_data[key])
 
 
 def handshake(session: Session, cookie: bytes | None) -> bool:
@@ -69,18 +69,18 @@ def pid_file(user: TestUser, name: str) -> int | None:
 
 def nothing_left(session: Session, user: TestUser) -> list[str]:
     """Every trace a session could leave behind, named."""
-    number = session.host_data["display_number"]
+    number = session.backend_data["display_number"]
     traces = [f"pid {pid} {command_of(pid)}" for pid in live_pids(user.uid)]
     traces += display_files(number, user.uid)
     if os.path.lexists(data(session, "session_dir")):
         traces.append(data(session, "session_dir"))
-    cgroup = session.host_data.get("cgroup")
+    cgroup = session.backend_data.get("cgroup")
     if cgroup and os.path.exists(cgroup):
         traces.append(str(cgroup))
     return traces
 
 
-async def windows(host: XvncHost, session: Session, at_least: int = 1) -> None:
+async def windows(host: XvncBackend, session: Session, at_least: int = 1) -> None:
     async def count() -> int:
         return await host.open_windows(session)
 
@@ -145,7 +145,7 @@ async def test_files_sockets_and_owners(sessions: Sessions, account: Account) ->
 @pytest.mark.asyncio
 async def test_xvnc_opens_no_network_port(sessions: Sessions, account: Account) -> None:
     session = await sessions.start(account("tcp"))
-    xvnc = psutil.Process(int(session.host_data["xvnc_pid"]))
+    xvnc = psutil.Process(int(session.backend_data["xvnc_pid"]))
     assert xvnc.net_connections(kind="inet") == []
     unix = [c.laddr for c in xvnc.net_connections(kind="unix")]
     assert data(session, "rfb_socket") in unix
@@ -167,9 +167,9 @@ async def test_every_process_runs_as_the_user_in_the_session(sessions: Sessions,
     for pid in pids:
         process = psutil.Process(pid)
         assert process.uids().real == process.uids().effective == user.uid, command_of(pid)
-        assert process.environ()["POLYDESK_SESSION"] == session.host_data["track_key"]
-        assert session.host_data["track_key"].startswith(f"{session.id}-")
-    desktop = psutil.Process(int(session.host_data["desktop_pid"])).environ()
+        assert process.environ()["POLYDESK_SESSION"] == session.backend_data["track_key"]
+        assert session.backend_data["track_key"].startswith(f"{session.id}-")
+    desktop = psutil.Process(int(session.backend_data["desktop_pid"])).environ()
     assert desktop["DISPLAY"] == session.display
     assert desktop["XAUTHORITY"] == data(session, "xauthority")
     assert desktop["XDG_RUNTIME_DIR"] == data(session, "xdg_runtime_dir")
@@ -186,7 +186,7 @@ async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, ac
                                                           options: dict[str, object], why: str) -> None:
     user = account("fail")
     host = sessions.host(**options)
-    with pytest.raises(HostError, match=why):
+    with pytest.raises(BackendError, match=why):
         await host.start("failing-start", account_of(user))
     assert live_pids(user.uid) == []
     assert not (sessions.runtime_dir / "sessions" / "failing-start").exists()
@@ -198,7 +198,7 @@ async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, ac
 
 @pytest.mark.asyncio
 async def test_a_session_id_unfit_for_a_path_is_refused(sessions: Sessions, account: Account) -> None:
-    with pytest.raises(HostError, match="session id"):
+    with pytest.raises(BackendError, match="session id"):
         await sessions.host().start("../../etc", account_of(account("badid")))
 
 
@@ -218,8 +218,8 @@ async def test_end_leaves_nothing_even_escapers(sessions: Sessions, account: Acc
                     what="the escapers to start")
     escaper, stubborn = pid_file(user, "escaper.pid"), pid_file(user, "stubborn.pid")
     assert escaper is not None and stubborn is not None
-    assert psutil.Process(escaper).ppid() != int(session.host_data["desktop_pid"])  # it left the tree
-    assert os.getsid(escaper) != os.getsid(int(session.host_data["desktop_pid"]))  # and the session
+    assert psutil.Process(escaper).ppid() != int(session.backend_data["desktop_pid"])  # it left the tree
+    assert os.getsid(escaper) != os.getsid(int(session.backend_data["desktop_pid"]))  # and the session
     tracked = await host.processes(session)
     assert escaper in tracked and stubborn in tracked
 
@@ -254,7 +254,7 @@ async def test_end_after_xvnc_died_cleans_up(sessions: Sessions, account: Accoun
     user = account("died")
     host = sessions.host()
     session = await sessions.start(user, host)
-    os.kill(int(session.host_data["xvnc_pid"]), signal.SIGKILL)
+    os.kill(int(session.backend_data["xvnc_pid"]), signal.SIGKILL)
     await asyncio.wait_for(host.wait_ended(session), 5)
     await host.end(session, kill_after=0.5)
     assert nothing_left(session, user) == []
@@ -287,7 +287,7 @@ async def test_a_new_host_adopts_and_watches_a_running_session(sessions: Session
     watcher = asyncio.create_task(second.wait_ended(session))
     await asyncio.sleep(0.2)
     assert not watcher.done()
-    os.kill(int(session.host_data["xvnc_pid"]), signal.SIGKILL)
+    os.kill(int(session.backend_data["xvnc_pid"]), signal.SIGKILL)
     await asyncio.wait_for(watcher, 5)
     assert not await second.adopt(session)
     await second.end(session, kill_after=0.5)
@@ -312,9 +312,9 @@ async def test_unblock_works_after_a_daemon_restart(sessions: Sessions, account:
 @pytest.mark.asyncio
 async def test_adopt_refuses_a_reused_pid(sessions: Sessions, account: Account) -> None:
     session = await sessions.start(account("reuse"))
-    forged = session.with_(host_data={**session.host_data, "xvnc_start": 1})
+    forged = session.with_(backend_data={**session.backend_data, "xvnc_start": 1})
     assert not await sessions.hosts[0].adopt(forged)
-    other_boot = session.with_(host_data={**session.host_data, "boot_id": "another-boot"})
+    other_boot = session.with_(backend_data={**session.backend_data, "boot_id": "another-boot"})
     assert not await sessions.hosts[0].adopt(other_boot)
     assert await sessions.hosts[0].adopt(session)
 
@@ -496,7 +496,7 @@ async def test_idle_time_follows_input(sessions: Sessions, account: Account, rfb
     assert after is not None and after < idle
     await host.end(session, kill_after=0.5)
     assert await host.idle_seconds(session) is None
-    with pytest.raises(HostError):
+    with pytest.raises(BackendError):
         await host.block(session, "gone")
 
 

@@ -1,6 +1,6 @@
 """Helper windows: the small root processes that draw in a session (notice, cover, message).
 
-Each runs ``python -m polydesk.hosts.x11.client KIND`` with the session's cookie, in its own
+Each runs ``python -m polydesk.system.x11.client KIND`` with the session's cookie, in its own
 process session so it outlives a daemon restart, and leaves a record ``KIND-PID`` (pid and
 start time) in ``FOLDER/helpers`` so the next daemon can find and stop it. Shared by
 every host that has an X display to draw on.
@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import polydesk
+from polydesk.backends.base import Screen
 from polydesk.core import i18n
 from polydesk.core.model import Session
-from polydesk.hosts import processes as procs
-from polydesk.hosts.base import Screen
+from polydesk.system import processes as procs
 
 
 def helper_language(session: Session) -> str:
@@ -31,11 +31,11 @@ def helper_language(session: Session) -> str:
 
 def spawn_helper(folder: Path, screen: Screen, kind: str, args: list[str],
                  wait_ready: bool, language: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m polydesk.hosts.x11.client KIND`` (root, the copied cookie, its own session),
+    """Start ``python -m polydesk.system.x11.client KIND`` (root, the copied cookie, its own session),
     speaking ``language`` (helper_language)."""
     records = folder / "helpers"
     records.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv = [sys.executable, "-m", "polydesk.hosts.x11.client", "--display", screen.display,
+    argv = [sys.executable, "-m", "polydesk.system.x11.client", "--display", screen.display,
             "--xauthority", screen.xauthority]
     if screen.server_pid is not None:
         argv += ["--server-pid", str(screen.server_pid)]
