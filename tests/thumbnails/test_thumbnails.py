@@ -1,6 +1,6 @@
 """The thumbnailer: captures only while watched, one feed per session, only what changed.
 
-In-process with a stand-in screen (``Desk``) for the rules; tests/web/test_thumbnails_xvnc.py
+In-process with a stand-in screen (``Desk``) for the rules; tests/thumbnails/test_thumbnails_xvnc.py
 shows the same on real Xvnc sessions, in-process and through the daemon.
 """
 
@@ -18,9 +18,11 @@ from PIL import Image, ImageChops
 
 from polydesk.backends.base import Screen
 from polydesk.thumbnails import feed as thumbnails_module
-from polydesk.thumbnails.capture import Box, CaptureError, merge_boxes
+from polydesk.thumbnails.capture import CaptureError
 from polydesk.thumbnails.feed import Thumbnailer
-from polydesk.thumbnails.picture import SIZES, History, Scale, placeholder, same, thumb_size
+from polydesk.thumbnails.geometry import Box, merge_boxes
+from polydesk.thumbnails.patches import History
+from polydesk.thumbnails.picture import SIZES, Scale, placeholder, same, thumb_size
 
 SCREEN = Screen(display=":99", xauthority="/nonexistent")
 
