@@ -23,6 +23,7 @@ from polydesk.thumbnails.feed import Thumbnailer
 from polydesk.thumbnails.geometry import Box, merge_boxes
 from polydesk.thumbnails.patches import History
 from polydesk.thumbnails.picture import SIZES, Scale, placeholder, same, thumb_size
+from polydesk.thumbnails.watcher import Watcher
 
 SCREEN = Screen(display=":99", xauthority="/nonexistent")
 
@@ -116,6 +117,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> Non
         await asyncio.sleep(0.01)
 
 
+async def watching(desk: Desk, **timing: float) -> tuple[Thumbnailer, Watcher]:
+    """A thumbnailer on ``desk`` and a watcher of its session "1", past the first picture."""
+    thumbs = Thumbnailer(desk.open, **timing)
+    watcher = thumbs.watcher()
+    watcher.add("1", SCREEN)
+    await asyncio.wait_for(watcher.changed(), 3)
+    return thumbs, watcher
+
+
 def picture(jpeg: bytes) -> Image.Image:
     return Image.open(io.BytesIO(jpeg)).convert("RGB")
 
@@ -141,10 +151,7 @@ async def test_nothing_is_captured_until_someone_looks_and_after_they_stop() -> 
 
 async def test_a_still_screen_is_not_read_again() -> None:
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.02, linger=5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.02, linger=5)
     reads = desk.reads
     await asyncio.sleep(0.3)  # fifteen intervals: a poller would have read fifteen times
     assert desk.reads == reads
@@ -154,10 +161,7 @@ async def test_a_still_screen_is_not_read_again() -> None:
 
 async def test_only_the_changed_part_is_read_and_the_result_equals_a_full_scaling() -> None:
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.02, linger=5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.02, linger=5)
     for size in SIZES:
         await thumbs.get("1", SCREEN, size)  # every size in use
     await wait_until(lambda: not thumbs._feeds["1"].damaged)
@@ -231,10 +235,7 @@ async def test_one_feed_per_session_shared_by_every_watcher() -> None:
 
 async def test_the_next_picture_waits_until_the_last_one_was_taken() -> None:
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.01, linger=0, consume_wait=0.5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.01, linger=0, consume_wait=0.5)
     versions = [thumbs.version("1")]
     for i in range(20):  # nobody fetches: at most one new picture per consume_wait
         desk.paint((i * 10, 0, 0), (0, 0, 10, 10))
@@ -250,10 +251,7 @@ async def test_the_next_picture_waits_until_the_last_one_was_taken() -> None:
 
 async def test_a_screen_without_change_signal_is_polled() -> None:
     desk = Desk(signal=False)
-    thumbs = Thumbnailer(desk.open, interval=0.05, linger=5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.05, linger=5)
     await thumbs.get("1", SCREEN, "medium")  # taken: the next look is due
     await wait_until(lambda: desk.reads >= 4)
     desk.paint((0, 0, 0))
@@ -281,10 +279,7 @@ async def test_no_screen_or_a_failed_capture_gives_the_placeholder() -> None:
 async def test_a_server_that_stops_answering_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(thumbnails_module, "X_TIMEOUT_S", 0.2)
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.01, linger=0.5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.01, linger=0.5)
     await thumbs.get("1", SCREEN, "medium")
     desk.stuck = True
     desk.paint((1, 2, 3))
