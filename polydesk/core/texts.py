@@ -6,8 +6,6 @@ carriage return, and no lone surrogate. A NUL cannot go into a helper's argv (th
 fails), a lone surrogate cannot be encoded for argv or SQLite, and the other controls
 draw nothing a reader can see but can move a terminal's cursor. Pure: imports only ``model``.
 
-And ``wrap``, the one line breaker of text drawn in pixels (helper windows, thumbnail cards).
-
 The OpenAPI document states the same rule as a regular expression (``TEXT_PATTERN``,
 ``NOT_BLANK_PATTERN``) for clients and schemathesis; the check here is what holds.
 """
@@ -15,7 +13,6 @@ The OpenAPI document states the same rule as a regular expression (``TEXT_PATTER
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from polydesk.core.model import InvalidRequest
 
@@ -53,21 +50,3 @@ def check_text(field: str, value: object, *, max_length: int = MAX_TEXT,
     if required and not value.strip():
         raise InvalidRequest(f"{field}: the text is empty")
     return value
-
-
-def wrap(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
-    """Break ``text`` into lines no wider than ``width`` (keeping its own line breaks); ``measure``
-    gives a line's width in the same unit (a font's pixels). A word wider than ``width`` gets a
-    line of its own, uncut."""
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split(" "):
-            candidate = f"{line} {word}" if line else word
-            if line and measure(candidate) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = candidate
-        lines.append(line)
-    return lines

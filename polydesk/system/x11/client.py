@@ -38,7 +38,6 @@ from Xlib.protocol import event as xevent
 from Xlib.support import unix_connect
 
 from polydesk.backends.base import Screen
-from polydesk.core import texts
 from polydesk.core.i18n import DEFAULT, normalize, translations
 from polydesk.system.peer import connect_display
 from polydesk.system.x11.xauth import COOKIE_NAME, X11Error, display_number, read_cookie
@@ -284,7 +283,18 @@ def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.I
 
 def wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
     """Break ``text`` into lines no wider than ``width`` pixels (keeping its own line breaks)."""
-    return texts.wrap(text, width, font.getlength)
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and font.getlength(candidate) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return lines
 
 
 @dataclass(frozen=True)
