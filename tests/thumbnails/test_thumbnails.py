@@ -10,8 +10,11 @@ import asyncio
 import io
 import os
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
@@ -396,3 +399,13 @@ def test_history_says_what_changed_since_a_version_it_knows() -> None:
     assert history.changed_since(7) == (True, (32, 32, 48, 64))
     assert history.changed_since(12) == (True, None)
     assert history.changed_since(6) == (False, None)  # never heard of: the whole picture
+
+
+def test_importing_the_thumbnails_leaves_python_xlib_alone() -> None:
+    """The thumbnailer talks X through xwire: importing it loads (let alone patches) no
+    python-xlib in the process."""
+    code = ("import sys, polydesk.thumbnails.feed, polydesk.thumbnails.bases; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'Xlib'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parents[2])
+    assert done.stdout.strip() == "[]"
