@@ -8,7 +8,7 @@
 Run it with the venv's Python (Babel is a test requirement). Messages are found in:
 Python (``_()``, ``N_()``, ``gettext()``; and the docstrings of the CLI's commands, which are
 their help), the Jinja2 templates (``_()``), and the pages' own scripts (``gettext("...")``).
-tests/test_i18n.py runs ``problems()``: a missing, empty or mistranslated placeholder fails it.
+tests/core/test_i18n.py runs ``problems()``: a missing, empty or mistranslated placeholder fails it.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from polydesk.core.model import Target
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from tests.conftest import Daemon
+from tests.core.test_i18n import _helper_titles
 from tests.test_daemon import wait_for
-from tests.test_i18n import _helper_titles
 from tests.test_manager import ADMIN, ANA, TEACHER, lookup
 from tests.users import TestUser
 from tests.web.webclient import signin

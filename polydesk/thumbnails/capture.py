@@ -33,7 +33,7 @@ import ctypes.util
 import os
 import struct
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from PIL import Image
 
@@ -47,8 +47,7 @@ from polydesk.system.x11.xwire import (
     Wire,
     WireError,
 )
-
-Box = tuple[int, int, int, int]  # left, top, right, bottom (right and bottom excluded)
+from polydesk.thumbnails.geometry import Box, merge_boxes
 
 SHM_BYTES = 256 * 1024
 DAMAGE_REPORT_NON_EMPTY = 3
@@ -117,6 +116,30 @@ class Segment:
 
 
 # ---------------------------------------------------------------- the reader
+
+
+class Reader(Protocol):
+    """One session's screen as the thumbnailer uses it: ``ScreenReader``, a stand-in in tests."""
+
+    size: tuple[int, int]
+
+    def fileno(self) -> int | None:
+        """Readable when the screen may have changed; None: no such signal, poll."""
+        ...
+
+    def changes(self) -> list[Box] | None:
+        """What changed since the last call: boxes, [] for nothing, None for everything."""
+        ...
+
+    def settle(self) -> bool:
+        """True if the screen changed again since ``changes()``."""
+        ...
+
+    def read(self, box: Box | None = None) -> Image.Image: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class ScreenReader:
@@ -328,39 +351,3 @@ def _rawmode(setup: Setup) -> str:
     if bpp == 16 and depth == 16 and setup.lsb_first and masks == (0xF800, 0x7E0, 0x1F):
         return "BGR;16"
     raise CaptureError(f"unsupported pixel format: depth {depth}, {bpp} bits per pixel")
-
-
-# ---------------------------------------------------------------- boxes
-
-
-def area(box: Box) -> int:
-    return (box[2] - box[0]) * (box[3] - box[1])
-
-
-def union(a: Box, b: Box) -> Box:
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-
-
-def merge_boxes(boxes: list[Box], limit: int = 4, slack: int = 128 * 1024) -> list[Box]:
-    """Fewer, larger boxes: join two when their union wastes little, and until at most
-    ``limit`` remain (each box read costs a request and a scaling call)."""
-    if len(boxes) > 48:  # text drawn glyph by glyph: one box, do not spend time on it
-        merged = boxes[0]
-        for box in boxes[1:]:
-            merged = union(merged, box)
-        return [merged]
-    boxes = list(boxes)
-    while len(boxes) > 1:
-        best: tuple[int, int, int] | None = None
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                waste = area(union(boxes[i], boxes[j])) - area(boxes[i]) - area(boxes[j])
-                if best is None or waste < best[0]:
-                    best = (waste, i, j)
-        assert best is not None
-        waste, i, j = best
-        if waste > slack and len(boxes) <= limit:
-            break
-        boxes[i] = union(boxes[i], boxes[j])
-        del boxes[j]
-    return boxes

@@ -15,6 +15,10 @@ when someone asks. An unchanged screen costs nothing at all: no event, no wake-u
 Pacing, as Epoptes does it: after a new version, the next one is made only
 once someone fetched it (or ``consume_wait`` passed), so a Dashboard that
 cannot keep up, or hides that card, is not sent pictures it will not look at.
+
+The other modules here: ``capture`` reads a screen, ``bases`` brings a session's
+thumbnails up to date from it, ``picture`` scales and encodes, ``patches`` decides
+what a watcher is sent, ``watcher`` is a subscriber, ``geometry`` the boxes.
 """
 
 from __future__ import annotations
@@ -26,29 +30,27 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from PIL import Image
 
 from polydesk.backends.base import Screen
-from polydesk.thumbnails.capture import Box, CaptureError, ScreenReader
+from polydesk.thumbnails.bases import update
+from polydesk.thumbnails.capture import CaptureError, Reader, ScreenReader
+from polydesk.thumbnails.geometry import Box
+from polydesk.thumbnails.patches import History, Patch, histories, to_send
 from polydesk.thumbnails.picture import (
     PLACEHOLDER_TEXT,
     SIZES,
-    History,
-    Scale,
     Thumbnail,
     encode,
     jpeg_of,
-    mcu_aligned,
     placeholder,
     placeholder_size,
-    same,
-    thumb_size,
-    union,
 )
+from polydesk.thumbnails.watcher import Watcher
 
 __all__ = ["PLACEHOLDER_TEXT", "SIZES", "CaptureError", "Patch", "Reader", "Thumbnail", "Thumbnailer",
            "Watcher", "placeholder"]
@@ -61,90 +63,6 @@ RETRY_S = 2.0  # after a failed capture, while watched
 SIZE_LINGER_S = 60.0  # a thumbnail size nobody asked for this long is no longer kept up to date
 
 T = TypeVar("T")
-
-
-class Reader(Protocol):
-    """One session's screen (``capture.ScreenReader``; a stand-in in tests)."""
-
-    size: tuple[int, int]
-
-    def fileno(self) -> int | None:
-        """Readable when the screen may have changed; None: no such signal, poll."""
-        ...
-
-    def changes(self) -> list[Box] | None:
-        """What changed since the last call: boxes, [] for nothing, None for everything."""
-        ...
-
-    def settle(self) -> bool:
-        """True if the screen changed again since ``changes()``."""
-        ...
-
-    def read(self, box: Box | None = None) -> Image.Image: ...
-
-    def abort(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Watcher:
-    """One subscriber (a Dashboard page): the sessions it watches and those that changed since."""
-
-    def __init__(self, thumbnails: Thumbnailer) -> None:
-        self._thumbnails = thumbnails
-        self.sessions: set[str] = set()
-        self._changed: set[str] = set()
-        self._event = asyncio.Event()
-
-    def add(self, session_id: str, screen: Screen | None) -> None:
-        """Watch a session; one without a screen is only counted (its picture is a placeholder)."""
-        if session_id in self.sessions:
-            return
-        self.sessions.add(session_id)
-        if screen is not None:
-            self._thumbnails._attach(self, session_id, screen)
-
-    def remove(self, session_id: str) -> None:
-        if session_id in self.sessions:
-            self.sessions.discard(session_id)
-            self._changed.discard(session_id)
-            self._thumbnails._detach(self, session_id)
-
-    def close(self) -> None:
-        for session_id in list(self.sessions):
-            self.remove(session_id)
-
-    def touch(self, session_id: str) -> None:
-        """Count a watched session as changed: its subscriber wants its picture (again)."""
-        if session_id in self.sessions:
-            self._notify(session_id)
-
-    def _notify(self, session_id: str) -> None:
-        self._changed.add(session_id)
-        self._event.set()
-
-    async def changed(self) -> dict[str, int]:
-        """Wait for changes; {session id: newest version} of every watched session that
-        changed since the last call (several changes of one session come as one)."""
-        await self._event.wait()
-        self._event.clear()
-        changed, self._changed = self._changed, set()
-        return {sid: self._thumbnails.version(sid) for sid in changed}
-
-
-@dataclass(frozen=True)
-class Patch:
-    """What a watcher needs to bring its copy of a thumbnail up to date: a JPEG to draw at
-    ``box``'s top-left corner of a ``size`` picture (the whole picture when ``box`` is it)."""
-
-    version: int  # 0 for the placeholder
-    box: tuple[int, int, int, int]
-    size: tuple[int, int]
-    jpeg: bytes
-
-    @property
-    def whole(self) -> bool:
-        return self.box == (0, 0, *self.size)
 
 
 @dataclass
@@ -185,7 +103,7 @@ class Thumbnailer:
         self._feeds: dict[str, _Feed] = {}
         self._versions = itertools.count(1)
         # X work runs here, not in the default executor: a stuck X server must not starve
-        # the session host's threads. Two: a capture takes ~0.5 ms, more threads only fight
+        # the session backends' threads. Two: a capture takes ~0.5 ms, more threads only fight
         # over the GIL, and a server that stops answering holds one for X_TIMEOUT_S at most.
         self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="thumbnails")
         self.frames = 0  # thumbnails made (new versions), for the benchmark and metrics
@@ -234,11 +152,9 @@ class Thumbnailer:
                 return None
             card = placeholder_size(size)
             return Patch(0, (0, 0, *card), card, placeholder(size, no_picture).jpeg)
-        history = feed.history.get(size)
-        known, part = history.changed_since(since) if history and since else (False, None)
-        if known and part is None:
+        box = to_send(feed.history.get(size), since, base.size)
+        if box is None:
             return None
-        box = mcu_aligned(part, base.size) if known and part else (0, 0, *base.size)
         patch = feed.patches.get((size, box))  # emptied by every new version (_record)
         if patch is None:
             part_of = base if box == (0, 0, *base.size) else base.crop(box)
@@ -392,7 +308,7 @@ class Thumbnailer:
                     feed.reader = await self._in_pool(None, self._open, feed.screen)
                     feed.bases = {}
                 bases, parts, feed.damaged = await self._in_pool(
-                    feed.reader, _update, feed.reader, feed.bases, sizes)
+                    feed.reader, update, feed.reader, feed.bases, sizes)
                 feed.failed = False
             except CaptureError as exc:
                 log.info("no thumbnail for session %s: %s", feed.session_id, exc)
@@ -407,7 +323,11 @@ class Thumbnailer:
             if changed:
                 feed.version = next(self._versions)
                 self.frames += 1
-            _record(feed, bases, parts, changed)
+            # Publish the new bases, and what the version changed in each, for patches.
+            feed.history = histories(feed.bases, feed.history, feed.version, bases, parts, changed)
+            feed.bases = bases
+            if changed:
+                feed.patches = {}  # of the version before
             self._listen(feed)  # a request's refresh: the feed's own loop may be asleep
             if feed.damaged:
                 feed.wake.set()
@@ -450,60 +370,3 @@ class Thumbnailer:
             raise CaptureError(f"the X server did not answer within {X_TIMEOUT_S} s")
         return result
 
-
-def _record(feed: _Feed, bases: dict[str, Image.Image], parts: dict[str, Box | None], changed: bool) -> None:
-    """Publish new bases, and what the version changed in each, for patches."""
-    history: dict[str, History] = {}
-    for size, base in bases.items():
-        before, record = feed.bases.get(size), feed.history.get(size)
-        if before is None or before.size != base.size or record is None:
-            record = History(since=feed.version)  # a new picture: watchers of older ones get it whole
-        elif changed:
-            record.add(feed.version, parts.get(size))
-        history[size] = record
-    feed.bases, feed.history = bases, history
-    if changed:
-        feed.patches = {}
-
-
-def _update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]
-            ) -> tuple[dict[str, Image.Image], dict[str, Box | None], bool]:
-    """In a pool thread: (new bases for ``sizes``, the part of each that changed (None:
-    nothing), whether the screen changed again meanwhile). ``bases`` is left as it is: the
-    loop's thread may be encoding it."""
-    screen = reader.size
-    scales = {size: Scale(screen, thumb_size(screen, SIZES[size])) for size in sizes}
-    boxes = reader.changes()
-    screen = reader.size  # changes() notices a resize
-    if boxes is None or any(bases.get(s) is None or bases[s].size != scales[s].out for s in sizes):
-        scales = {size: Scale(screen, thumb_size(screen, SIZES[size])) for size in sizes}
-        image = reader.read()
-        new = {size: scale.whole(image) for size, scale in scales.items()}
-        # A size added to a picture already made is no change: the version names the screen.
-        whole: dict[str, Box | None] = {size: (0, 0, *new[size].size) for size in sizes}
-        if bases and not any(size in bases and not same(bases[size], new[size]) for size in sizes):
-            return {size: bases.get(size, new[size]) for size in sizes}, {}, reader.settle()
-        return new, whole, reader.settle()
-    new = {size: bases[size] for size in sizes}
-    parts: dict[str, Box | None] = {}
-    for box in boxes:
-        plans = {size: scale.regions(box) for size, scale in scales.items()}
-        area = _union(source for _, source in plans.values())
-        image = reader.read(area)
-        for size, (dest, _) in plans.items():
-            tile = scales[size].tile(image, area[:2], dest)
-            if same(tile, new[size].crop(dest)):
-                continue
-            if new[size] is bases[size]:
-                new[size] = new[size].copy()  # copy on write: published bases never change
-            new[size].paste(tile, dest[:2])
-            parts[size] = union(parts.get(size), dest)
-    return new, parts, reader.settle()
-
-
-def _union(boxes: Iterator[Box]) -> Box:
-    left, top, right, bottom = next(boxes)
-    for box in boxes:
-        left, top = min(left, box[0]), min(top, box[1])
-        right, bottom = max(right, box[2]), max(bottom, box[3])
-    return left, top, right, bottom

@@ -16,12 +16,12 @@ import functools
 import hashlib
 import io
 import math
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-Box = tuple[int, int, int, int]  # left, top, right, bottom (right and bottom excluded)
+from polydesk.thumbnails.geometry import Box
 
 SIZES: dict[str, int] = {"small": 160, "medium": 320, "large": 480}
 # Thumbnails are for telling screens apart, not reading them, and their bytes are most of
@@ -33,7 +33,6 @@ JPEG_QUALITY = 40
 JPEG_QUALITY_SMALL = 25  # up to the medium size
 PLACEHOLDER_TEXT = "no picture"
 _MARGIN = 1  # extra screen pixels around what a thumbnail pixel covers: float rounding
-_MCU = 16
 
 
 @dataclass(frozen=True)
@@ -155,52 +154,6 @@ def jpeg_of(image: Image.Image, thumb_width: int) -> bytes:
     return buffer.getvalue()
 
 
-def mcu_aligned(box: Box, size: tuple[int, int]) -> Box:
-    """``box`` grown to JPEG's 16-pixel blocks (4:2:0), within ``size``. A part of a thumbnail
-    cut there encodes to the very blocks the whole picture has, so a patch leaves no seam."""
-    left, top, right, bottom = box
-    return (left - left % _MCU, top - top % _MCU,
-            min(size[0], -(-right // _MCU) * _MCU), min(size[1], -(-bottom // _MCU) * _MCU))
-
-
-def union(a: Box | None, b: Box | None) -> Box | None:
-    """The smallest box holding both; None stands for nothing."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
-
-
-@dataclass
-class History:
-    """Which part of one size's thumbnail each of the last versions changed, so a watcher
-    that has version *v* can be sent only the part that differs from the newest.
-
-    ``since`` is the oldest version the record starts from; a watcher with an older one (or
-    none) needs the whole picture. Bounded: a watcher that far behind gets the whole too.
-    """
-
-    since: int
-    steps: list[tuple[int, Box | None]] = field(default_factory=list)  # (version, changed part)
-    LIMIT: ClassVar[int] = 16
-
-    def add(self, version: int, changed: Box | None) -> None:
-        self.steps.append((version, changed))
-        if len(self.steps) > self.LIMIT:
-            self.since = self.steps.pop(0)[0]
-
-    def changed_since(self, version: int) -> tuple[bool, Box | None]:
-        """(whether ``version`` is on record, the part changed since it: None for nothing)."""
-        if version != self.since and all(v != version for v, _ in self.steps):
-            return False, None
-        part: Box | None = None
-        for v, box in self.steps:
-            if v > version:
-                part = union(part, box)
-        return True, part
-
-
 def placeholder_size(size: str) -> tuple[int, int]:
     """The "no picture" card's size: 16:10, as most screens."""
     return SIZES[size], SIZES[size] * 10 // 16
@@ -208,7 +161,7 @@ def placeholder_size(size: str) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=64)
 def placeholder(size: str, text: str = PLACEHOLDER_TEXT) -> Thumbnail:
-    """A grey 16:10 card saying there is no picture, or why (a host's reason: a Wayland session)."""
+    """A grey 16:10 card saying there is no picture, or why (a backend's reason: a Wayland session)."""
     width, height = placeholder_size(size)
     image = Image.new("RGB", (width, height), (60, 64, 72))
     draw = ImageDraw.Draw(image)

@@ -118,7 +118,8 @@ def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..
     """The capture path on a real Xvnc: DAMAGE says exactly what changed, MIT-SHM reads it,
     nothing is read while the screen is still, and no shared memory is left behind."""
     from polydesk.backends.base import Screen
-    from polydesk.thumbnails.capture import ScreenReader, area
+    from polydesk.thumbnails.capture import ScreenReader
+    from polydesk.thumbnails.geometry import area
 
     a = logon(daemon, make_user("ana"))
     with socket_client(daemon) as root:

@@ -24,7 +24,7 @@ from tests.conftest import Daemon
 from tests.test_daemon import wait_for
 from tests.users import TestUser
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def _translations_script() -> ModuleType:

@@ -12,7 +12,7 @@ from polydesk.cli.main import app
 from polydesk.config.settings import load_settings, settings_markdown, settings_table
 from polydesk.core.model import InvalidRequest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def test_configuration_doc_is_generated_from_the_table() -> None:

@@ -1,6 +1,6 @@
 """The thumbnailer: captures only while watched, one feed per session, only what changed.
 
-In-process with a stand-in screen (``Desk``) for the rules; tests/web/test_thumbnails_xvnc.py
+In-process with a stand-in screen (``Desk``) for the rules; tests/thumbnails/test_thumbnails_xvnc.py
 shows the same on real Xvnc sessions, in-process and through the daemon.
 """
 
@@ -10,17 +10,23 @@ import asyncio
 import io
 import os
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
 
 from polydesk.backends.base import Screen
 from polydesk.thumbnails import feed as thumbnails_module
-from polydesk.thumbnails.capture import Box, CaptureError, merge_boxes
+from polydesk.thumbnails.capture import CaptureError
 from polydesk.thumbnails.feed import Thumbnailer
-from polydesk.thumbnails.picture import SIZES, History, Scale, placeholder, same, thumb_size
+from polydesk.thumbnails.geometry import Box, merge_boxes
+from polydesk.thumbnails.patches import History
+from polydesk.thumbnails.picture import SIZES, Scale, placeholder, same, thumb_size
+from polydesk.thumbnails.watcher import Watcher
 
 SCREEN = Screen(display=":99", xauthority="/nonexistent")
 
@@ -114,6 +120,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> Non
         await asyncio.sleep(0.01)
 
 
+async def watching(desk: Desk, **timing: float) -> tuple[Thumbnailer, Watcher]:
+    """A thumbnailer on ``desk`` and a watcher of its session "1", past the first picture."""
+    thumbs = Thumbnailer(desk.open, **timing)
+    watcher = thumbs.watcher()
+    watcher.add("1", SCREEN)
+    await asyncio.wait_for(watcher.changed(), 3)
+    return thumbs, watcher
+
+
 def picture(jpeg: bytes) -> Image.Image:
     return Image.open(io.BytesIO(jpeg)).convert("RGB")
 
@@ -139,10 +154,7 @@ async def test_nothing_is_captured_until_someone_looks_and_after_they_stop() -> 
 
 async def test_a_still_screen_is_not_read_again() -> None:
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.02, linger=5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.02, linger=5)
     reads = desk.reads
     await asyncio.sleep(0.3)  # fifteen intervals: a poller would have read fifteen times
     assert desk.reads == reads
@@ -152,10 +164,7 @@ async def test_a_still_screen_is_not_read_again() -> None:
 
 async def test_only_the_changed_part_is_read_and_the_result_equals_a_full_scaling() -> None:
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.02, linger=5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.02, linger=5)
     for size in SIZES:
         await thumbs.get("1", SCREEN, size)  # every size in use
     await wait_until(lambda: not thumbs._feeds["1"].damaged)
@@ -229,10 +238,7 @@ async def test_one_feed_per_session_shared_by_every_watcher() -> None:
 
 async def test_the_next_picture_waits_until_the_last_one_was_taken() -> None:
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.01, linger=0, consume_wait=0.5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.01, linger=0, consume_wait=0.5)
     versions = [thumbs.version("1")]
     for i in range(20):  # nobody fetches: at most one new picture per consume_wait
         desk.paint((i * 10, 0, 0), (0, 0, 10, 10))
@@ -248,10 +254,7 @@ async def test_the_next_picture_waits_until_the_last_one_was_taken() -> None:
 
 async def test_a_screen_without_change_signal_is_polled() -> None:
     desk = Desk(signal=False)
-    thumbs = Thumbnailer(desk.open, interval=0.05, linger=5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.05, linger=5)
     await thumbs.get("1", SCREEN, "medium")  # taken: the next look is due
     await wait_until(lambda: desk.reads >= 4)
     desk.paint((0, 0, 0))
@@ -279,10 +282,7 @@ async def test_no_screen_or_a_failed_capture_gives_the_placeholder() -> None:
 async def test_a_server_that_stops_answering_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(thumbnails_module, "X_TIMEOUT_S", 0.2)
     desk = Desk()
-    thumbs = Thumbnailer(desk.open, interval=0.01, linger=0.5)
-    watcher = thumbs.watcher()
-    watcher.add("1", SCREEN)
-    await asyncio.wait_for(watcher.changed(), 3)
+    thumbs, watcher = await watching(desk, interval=0.01, linger=0.5)
     await thumbs.get("1", SCREEN, "medium")
     desk.stuck = True
     desk.paint((1, 2, 3))
@@ -399,3 +399,13 @@ def test_history_says_what_changed_since_a_version_it_knows() -> None:
     assert history.changed_since(7) == (True, (32, 32, 48, 64))
     assert history.changed_since(12) == (True, None)
     assert history.changed_since(6) == (False, None)  # never heard of: the whole picture
+
+
+def test_importing_the_thumbnails_leaves_python_xlib_alone() -> None:
+    """The thumbnailer talks X through xwire: importing it loads (let alone patches) no
+    python-xlib in the process."""
+    code = ("import sys, polydesk.thumbnails.feed, polydesk.thumbnails.bases; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'Xlib'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parents[2])
+    assert done.stdout.strip() == "[]"

@@ -12,7 +12,9 @@ import pytest
 
 from polydesk.core.events import AuditRecord
 from polydesk.core.model import EndReason, LogoffPlan, Role, Session, SessionState, StoreError
-from polydesk.store.store import MIGRATIONS, RESERVE_BYTES, Priority, Store, essential
+from polydesk.store.schema import MIGRATIONS
+from polydesk.store.space import RESERVE_BYTES, Priority, essential
+from polydesk.store.store import Store
 
 
 def a_session(session_id: str) -> Session:
