@@ -26,10 +26,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(groups_app, name="groups")
 
 
-def _listing(ctx: typer.Context, path: str, as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
-    """The group's bare name lists; with a subcommand the subcommand alone runs."""
-    if ctx.invoked_subcommand is None:
-        list_lines(path, as_json, line)
+def _lists(group: typer.Typer, path: str, line: Callable[[dict[str, Any]], str]) -> None:
+    """The group's bare name lists (``polydesk stations [--json]``); with a subcommand, that alone runs."""
+    @group.callback()
+    def listing(ctx: typer.Context, as_json: Json = False) -> None:
+        if ctx.invoked_subcommand is None:
+            list_lines(path, as_json, line)
 
 
 def _station(r: dict[str, Any]) -> str:
@@ -41,10 +43,8 @@ def _group(r: dict[str, Any]) -> str:
     return f"{r['name']}\t{' '.join(r['members'])}"
 
 
-@stations_app.callback()
-def stations_list(ctx: typer.Context, as_json: Json = False) -> None:
-    """List the stations: id, name, who is at it (or "empty"), last use."""
-    _listing(ctx, "/stations", as_json, _station)
+_lists(stations_app, "/stations", _station)  # id, name, who is at it (or "empty"), last use
+_lists(groups_app, "/groups", _group)  # the saved groups and their members
 
 
 @stations_app.command("rename")
@@ -59,12 +59,6 @@ def stations_rename(
         show_json(row)
         return
     typer.echo(printable(f"{row['id']}\t{row['name']}"))
-
-
-@groups_app.callback()
-def groups_list(ctx: typer.Context, as_json: Json = False) -> None:
-    """List the saved groups and their members."""
-    _listing(ctx, "/groups", as_json, _group)
 
 
 @groups_app.command("save")
