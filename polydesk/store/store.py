@@ -434,12 +434,13 @@ class Store:
                                     (time.time(),)).fetchall()
         return [(str(sid), str(user), float(expires)) for sid, user, expires in rows]
 
-    def put_logon_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
+    # Web sign-in failures (web/signin.py); the table keeps its first name: databases in use have it.
+    def put_signin_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
         if rows or drop:
             self._write(*(("INSERT OR REPLACE INTO logon_failures VALUES (?, ?, ?)", row) for row in rows),
                         *(("DELETE FROM logon_failures WHERE key = ?", (key,)) for key in drop))
 
-    def logon_failures(self) -> list[tuple[str, int, float]]:
+    def signin_failures(self) -> list[tuple[str, int, float]]:
         with _translated(self.path):
             rows = self._db.execute("SELECT key, failures, last FROM logon_failures").fetchall()
         return [(str(key), int(failures), float(last)) for key, failures, last in rows]
