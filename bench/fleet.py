@@ -3,7 +3,7 @@
     python -m bench.fleet [--hosts 100] [--sessions 50] [--requests 200] [--window 30]
 
 Starts nats-server (JetStream, loopback ports, a temporary store) and one real
-daemon in fleet mode (the in-memory session host; it trusts every simulated
+daemon in fleet mode (the in-memory backend, fake; it trusts every simulated
 host's key). Then N simulated hosts publish into the bucket exactly what a
 daemon publishes, with its default timings: a heartbeat (the host's record)
 every 2 s, every session once at start, each session again every third of
@@ -57,7 +57,7 @@ class SimulatedHost:
         self.started = time.time()
         self.sessions = [Session(
             id=str(i + 1), user=f"student{number:03d}{i:02d}", uid=20000 + i, role=Role.STANDARD,
-            host="xvnc", state=SessionState.ACTIVE, logon_time=self.started - random.uniform(0, 3600),
+            backend="xvnc", state=SessionState.ACTIVE, logon_time=self.started - random.uniform(0, 3600),
             display=f":{10 + i}", client="10.1.2.3",
         ) for i in range(sessions)]
 

@@ -1,16 +1,19 @@
-"""``polydesk stations`` and ``polydesk groups``: named stations, saved groups of students."""
+"""``polydesk stations`` and ``polydesk groups``: named stations, saved groups of students.
+
+Each is a group whose bare name lists (``polydesk stations``) and whose subcommands change.
+"""
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
+from polydesk.cli.client import connect
+from polydesk.cli.output import Json, list_lines, printable, show_json, when
 from polydesk.core.i18n import _
-
-Json = Annotated[bool, typer.Option("--json", help=_("Machine-readable output."))]
 
 stations_app = typer.Typer(help=_("Stations, in use or empty; administrators rename them."),
                            invoke_without_command=True)
@@ -23,25 +26,25 @@ def register(app: typer.Typer) -> None:
     app.add_typer(groups_app, name="groups")
 
 
-def _when(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch)) if epoch else "-"
+def _lists(group: typer.Typer, path: str, line: Callable[[dict[str, Any]], str]) -> None:
+    """The group's bare name lists (``polydesk stations [--json]``); with a subcommand, that alone runs."""
+    @group.callback()
+    def listing(ctx: typer.Context, as_json: Json = False) -> None:
+        if ctx.invoked_subcommand is None:
+            list_lines(path, as_json, line)
 
 
-@stations_app.callback()
-def stations_list(ctx: typer.Context, as_json: Json = False) -> None:
-    """List the stations: id, name, who is at it (or "empty"), last use."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from polydesk.cli.main import client, printable
+def _station(r: dict[str, Any]) -> str:
+    at = f"{r['user']} ({r['session_id']})" if r["session_id"] else _("empty")
+    return f"{r['id']}\t{r['name']}\t{at}\t{when(r['last_used'])}\t{r['last_user'] or '-'}"
 
-    rows = client().call("GET", "/stations")
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for r in rows:
-        at = f"{r['user']} ({r['session_id']})" if r["session_id"] else _("empty")
-        last = f"{_when(r['last_used'])}\t{r['last_user'] or '-'}"
-        typer.echo(printable(f"{r['id']}\t{r['name']}\t{at}\t{last}"))
+
+def _group(r: dict[str, Any]) -> str:
+    return f"{r['name']}\t{' '.join(r['members'])}"
+
+
+_lists(stations_app, "/stations", _station)  # id, name, who is at it (or "empty"), last use
+_lists(groups_app, "/groups", _group)  # the saved groups and their members
 
 
 @stations_app.command("rename")
@@ -51,25 +54,11 @@ def stations_rename(
     as_json: Json = False,
 ) -> None:
     """Rename a station (administrators)."""
-    from polydesk.cli.main import client, printable
-
-    row = client().call("PATCH", f"/stations/{station_id}", json={"name": name})
-    typer.echo(json.dumps(row, indent=2) if as_json else printable(f"{row['id']}\t{row['name']}"))
-
-
-@groups_app.callback()
-def groups_list(ctx: typer.Context, as_json: Json = False) -> None:
-    """List the saved groups and their members."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from polydesk.cli.main import client, printable
-
-    rows = client().call("GET", "/groups")
+    row = connect().call("PATCH", f"/stations/{station_id}", json={"name": name})
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        show_json(row)
         return
-    for r in rows:
-        typer.echo(printable(f"{r['name']}\t{' '.join(r['members'])}"))
+    typer.echo(printable(f"{row['id']}\t{row['name']}"))
 
 
 @groups_app.command("save")
@@ -78,21 +67,16 @@ def groups_save(
     users: Annotated[list[str], typer.Argument(help=_("Its members' user names."), show_default=False)],
 ) -> None:
     """Make a group, or replace its members."""
-    from polydesk.cli.main import client, printable
-
-    row = client().call("PUT", f"/groups/{_path(name)}", json={"members": users})
-    typer.echo(printable(f"{row['name']}\t{' '.join(row['members'])}"))
+    row = connect().call("PUT", f"/groups/{_path(name)}", json={"members": users})
+    typer.echo(printable(_group(row)))
 
 
 @groups_app.command("delete")
 def groups_delete(name: Annotated[str, typer.Argument(help=_("Group name."))]) -> None:
     """Delete a group (its members' sessions are not touched)."""
-    from polydesk.cli.main import client
-
-    client().call("DELETE", f"/groups/{_path(name)}")
+    connect().call("DELETE", f"/groups/{_path(name)}")
 
 
 def _path(name: str) -> str:
-    from urllib.parse import quote
-
+    """A group's name as one path segment (it may hold spaces, slashes, anything)."""
     return quote(name, safe="")

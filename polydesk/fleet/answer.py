@@ -1,7 +1,7 @@
 """Answering the fleet: requests for this host, carried out by its own Manager with its own rules.
 
 Each request on ``<prefix>.cmd.<host>.<action>`` must be signed by a trusted host
-(fleet_wire); the caller it names gets the account of that name on *this* host
+(fleet.wire); the caller it names gets the account of that name on *this* host
 and the role *this* host's groups give it, whatever role the asking host saw.
 Refusals are answered and audited; every answer is signed.
 """

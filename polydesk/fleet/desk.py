@@ -39,7 +39,10 @@ from polydesk.manager.manager import Manager
 
 
 class HostUnreachable(BackendError):
-    """Another host of the fleet cannot be asked (offline, silent, or its answer not believed)."""
+    """Another host of the fleet cannot be asked (offline, silent, or its answer not believed).
+
+    A host is not a session backend: it is answered as one that failed (502, code ``host-error``),
+    because to the caller both are "the place that would do it could not"."""
 
 
 class Link(Protocol):
@@ -58,7 +61,7 @@ class FleetSession:
     host: str  # the fleet host that runs it
     online: bool  # whether that host answers now
     session: dict[str, Any]  # as events.public_session, with the host's own id
-    fragment: bytes | None = None  # another host's session: its listing JSON, made once (fleet_state)
+    fragment: bytes | None = None  # another host's session: its listing JSON, made once (fleet.state)
 
     @property
     def id(self) -> str:

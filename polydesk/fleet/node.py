@@ -7,9 +7,9 @@ goes on serving whatever NATS does:
   tell it is alive) and its sessions, one key each, as they change (the
   manager's events), all of them again after a reconnect, and each at least
   every third of ``stale_after`` so that live entries never expire;
-- mirrors the bucket into memory (``fleet_state.FleetMirror``) for listing;
+- mirrors the bucket into memory (``state.FleetMirror``) for listing;
 - answers signed requests for this host on ``<prefix>.cmd.<host>.<action>``
-  (fleet_answer), and asks other hosts for FleetDesk (``request``).
+  (``answer.Answers``), and asks other hosts for FleetDesk (``request``).
 """
 
 from __future__ import annotations

@@ -44,12 +44,13 @@ class AccessTables(Database):
         rows = self.read("SELECT sid, user, expires FROM signins WHERE expires >= ?", (time.time(),))
         return [(str(sid), str(user), float(expires)) for sid, user, expires in rows]
 
-    def put_logon_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
+    # Web sign-in failures (web/signin.py); the table keeps its first name: databases in use have it.
+    def put_signin_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
         if rows or drop:
             self.write(*(("INSERT OR REPLACE INTO logon_failures VALUES (?, ?, ?)", row) for row in rows),
                        *(("DELETE FROM logon_failures WHERE key = ?", (key,)) for key in drop))
 
-    def logon_failures(self) -> list[tuple[str, int, float]]:
+    def signin_failures(self) -> list[tuple[str, int, float]]:
         rows = self.read("SELECT key, failures, last FROM logon_failures")
         return [(str(key), int(failures), float(last)) for key, failures, last in rows]
 

@@ -43,7 +43,7 @@ from polydesk.web.routes.rooms import StationCookies, rooms_router
 from polydesk.web.routes.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.routes.vncproxy import vnc_router
 from polydesk.web.security import SecurityHeaders
-from polydesk.web.signin import DeviceCookies, FailureLimiter, LogonChecker, TooManyAttempts
+from polydesk.web.signin import DeviceCookies, FailureLimiter, SigninChecker, TooManyAttempts
 
 if TYPE_CHECKING:
     from polydesk.fleet.node import FleetNode  # imports nats: only in fleet mode
@@ -95,7 +95,7 @@ def create_app(
     manager: Manager,
     settings: Settings,
     thumbnails: Thumbnailer | None = None,
-    logon: LogonChecker | None = None,
+    signin: SigninChecker | None = None,
     fleet: FleetNode | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -124,7 +124,7 @@ def create_app(
     app.include_router(vnc_router(manager, auth, station_cookies))
     app.include_router(rooms_router(manager))
     app.include_router(privacy_router(manager.settings, manager.store))
-    checker = logon or LogonChecker(limiter=FailureLimiter(manager.store))
+    checker = signin or SigninChecker(limiter=FailureLimiter(manager.store))
     holds = HoldsDesk(manager, checker.limiter)
     app.include_router(holds_router(holds))
     app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret), holds, station_cookies))

@@ -1,10 +1,10 @@
-"""Who is calling: the Unix socket's peer credentials, a bearer token, or a web log-on.
+"""Who is calling: the Unix socket's peer credentials, a bearer token, or a web sign-in.
 
 The caller's role is worked out on every request from the account's current
 groups (read at most ``role_cache_seconds`` ago), so removing someone from
 polydesk-dashboard takes effect within seconds, whichever way they call.
 
-Web log-ons live in a signed cookie (Starlette's SessionMiddleware, HttpOnly,
+Web sign-ins live in a signed cookie (Starlette's SessionMiddleware, HttpOnly,
 SameSite=Strict, Secure over https) holding the user, a random session id and
 the CSRF token of that web session. A cookie works only while its session id is
 in the state database's sign-ins: signing out deletes it there, so a copy of the
@@ -154,9 +154,9 @@ class Authenticator:
     # web sessions
 
     def sign_in(self, conn: HTTPConnection, user: str) -> None:
-        """A fresh web session (new id and CSRF token): nothing from before the log-on survives."""
+        """A fresh web session (new id and CSRF token): nothing from before the sign-in survives."""
         sid, now = secrets.token_urlsafe(18), time.time()
-        self.records.add_signin(sid, user, now + SESSION_MAX_AGE)  # a full disk refuses the log-on
+        self.records.add_signin(sid, user, now + SESSION_MAX_AGE)  # a full disk refuses the sign-in
         self._signins = {s: v for s, v in self._signins.items() if v[1] > now}
         self._signins[sid] = (user, now + SESSION_MAX_AGE)
         conn.session.clear()
@@ -191,7 +191,7 @@ class Authenticator:
 
 
 def csrf_token(conn: HTTPConnection) -> str:
-    """This browser's CSRF token, made on first use (before log-on too: the log-on form needs one)."""
+    """This browser's CSRF token, made on first use (before sign-in too: the sign-in form needs one)."""
     token = conn.session.get(CSRF_KEY)
     if not isinstance(token, str):
         token = secrets.token_urlsafe(24)

@@ -6,7 +6,7 @@ anonymous request had its JSON parsed (and got 400 for bad JSON, which tells a p
 the route wants). So this middleware, inside the cookie middleware and before any route:
 
 - answers 401 to a request that carries a body but no caller (no peer credentials, token or
-  web sign-in), without reading a byte of the body; only the log-on and sign-out forms take
+  web sign-in), without reading a byte of the body; only the sign-in and sign-out forms take
   anonymous bodies, of at most ``ANONYMOUS_LIMIT`` bytes;
 - answers 413 to a body declared (Content-Length) or found (chunked) larger than the
   ``max_request_body`` setting, reading at most that much.
@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polydesk.web.auth import Authenticator
 
-ANONYMOUS_PATHS = frozenset({"/login", "/logout"})  # the forms someone not signed in may send
+ANONYMOUS_PATHS = frozenset({"/signin", "/signout"})  # the forms someone not signed in may send
 ANONYMOUS_LIMIT = 16 * 1024  # a user name, a password and a CSRF token
 
 

@@ -1,11 +1,11 @@
-"""Web log-on: passwords checked by PAM; guessing slowed down without locking the real user out.
+"""Web sign-in: passwords checked by PAM; guessing slowed down without locking the real user out.
 
 PAM service "login": on Debian it stacks common-auth and common-account, so
 expired or locked accounts are refused as at a console. Never "su": as root it
 lets anyone in (pam_rootok).
 
 Who is guessing is told apart by *client*: the browser's device cookie when it holds one for
-the account (set after that account's last good log-on there, signed by the daemon), else the
+the account (set after that account's last good sign-in there, signed by the daemon), else the
 address (the peer's, or what a ``trusted_proxies`` proxy says). The limits, all in
 docs/security.md:
 
@@ -88,9 +88,9 @@ def _client_label(client: str) -> str:
 class FailureRecords(Protocol):
     """Where the counters outlive the daemon (the Store)."""
 
-    def logon_failures(self) -> list[tuple[str, int, float]]: ...
+    def signin_failures(self) -> list[tuple[str, int, float]]: ...
 
-    def put_logon_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None: ...
+    def put_signin_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None: ...
 
 
 def wait_after(failures: int, free: int) -> float:
@@ -113,7 +113,7 @@ class FailureLimiter:
         self._counts: dict[str, list[float]] = {}
         if records is not None:
             now = clock()
-            self._counts = {key: [n, last] for key, n, last in records.logon_failures()
+            self._counts = {key: [n, last] for key, n, last in records.signin_failures()
                             if now - last < FORGET_S}
 
     @staticmethod
@@ -186,7 +186,7 @@ class FailureLimiter:
         for key in dropped:
             del self._counts[key]
         if self.records is not None and dropped:
-            self.records.put_logon_failures([], dropped)  # a full disk says so: not cleared after a restart
+            self.records.put_signin_failures([], dropped)  # a full disk says so: not cleared after a restart
         return len(dropped)
 
     def _prune(self, now: float) -> list[str]:
@@ -203,11 +203,11 @@ class FailureLimiter:
         rows = [(key, int(self._counts[key][0]), self._counts[key][1]) for key in changed]
         # On a full disk the counters in memory still hold; only a restart then forgets them.
         with contextlib.suppress(StoreError):
-            self.records.put_logon_failures(rows, dropped)
+            self.records.put_signin_failures(rows, dropped)
 
 
 class DeviceCookies:
-    """The signed cookie a browser gets for an account after a good log-on there."""
+    """The signed cookie a browser gets for an account after a good sign-in there."""
 
     def __init__(self, secret: str) -> None:
         self._signer = itsdangerous.Signer(secret, salt="polydesk-device")
@@ -227,8 +227,8 @@ class DeviceCookies:
         return device if owner == user and device else None
 
 
-class LogonChecker:
-    """Checks one log-on attempt: limits first (so a held-back guess never reaches PAM), then PAM."""
+class SigninChecker:
+    """Checks one sign-in attempt: limits first (so a held-back guess never reaches PAM), then PAM."""
 
     def __init__(
         self,

@@ -194,7 +194,7 @@ def make_fleet(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Callabl
     """Daemons joined to ``nats`` as hosts named by ``names``, each trusting all the others."""
 
     def make(nats: Nats, names: tuple[str, ...] = ("A", "B"), replicas: int = 1,
-             hosts: str = '["xvnc"]', seeds: dict[str, Path] | None = None, settings: str = "",
+             backends: str = '["xvnc"]', seeds: dict[str, Path] | None = None, settings: str = "",
              **extra: Any) -> list[Host]:
         seeds = seeds or make_seeds(tmp_path, names)
         keys = {name: Signer(path.read_bytes()).public_key for name, path in seeds.items()}
@@ -202,7 +202,7 @@ def make_fleet(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Callabl
         for number, name in enumerate(names):
             config = fleet_config(name, seeds[name], nats.urls, keys, first_display=30 + 20 * number,
                                   replicas=replicas, settings=settings, **extra)
-            daemon = daemon_factory(extra_config=config, hosts=hosts)
+            daemon = daemon_factory(extra_config=config, backends=backends)
             made.append(Host(name, daemon, seeds[name], keys[name]))
         # Each sees every other online (heartbeats arrived both ways).
         for host in made:

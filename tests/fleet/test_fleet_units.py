@@ -1,5 +1,5 @@
 """Fleet pieces without processes: the [fleet] settings, the mirror's judgement of hosts, and
-FleetDesk's routing of ids to hosts (over a fake link and the in-memory session host)."""
+FleetDesk's routing of ids to hosts (over a fake link and the in-memory backend, fake)."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def test_when_the_reserve_runs_low_only_what_takes_power_away_may_use_the_rest(t
         subprocess.run(["umount", str(fs)], check=False)
 
 
-def test_signins_and_logon_failures_survive_reopen_and_an_older_database_is_migrated(tmp_path: Path) -> None:
+def test_signins_and_failed_signins_survive_reopen_and_an_older_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "polydesk.db"
     old = sqlite3.connect(path)  # a database from before these tables (three migrations)
     for number, script in enumerate(MIGRATIONS[:3], start=1):
@@ -112,10 +112,10 @@ def test_signins_and_logon_failures_survive_reopen_and_an_older_database_is_migr
     store.add_signin("sid-old", "bia", time.time() - 1)  # ended: never read back
     store.add_signin("sid-out", "caio", time.time() + 60)
     store.drop_signin("sid-out")
-    store.put_logon_failures([("pair\0ana\0addr:10.0.0.1", 4, 123.0), ("*", 9, 100.0)], drop=[])
-    store.put_logon_failures([], drop=["*"])
+    store.put_signin_failures([("pair\0ana\0addr:10.0.0.1", 4, 123.0), ("*", 9, 100.0)], drop=[])
+    store.put_signin_failures([], drop=["*"])
     store.close()
     again = Store(path)
     assert [(sid, user) for sid, user, _ in again.signins()] == [("sid-live", "ana")]
-    assert again.logon_failures() == [("pair\0ana\0addr:10.0.0.1", 4, 123.0)]
+    assert again.signin_failures() == [("pair\0ana\0addr:10.0.0.1", 4, 123.0)]
     again.close()

@@ -49,14 +49,14 @@ def assert_accessible(page: Page) -> None:
     assert not found, "\n".join(found)
 
 
-def test_login_page_has_no_serious_violation(room: Room, browser: Browser) -> None:
+def test_signin_page_has_no_serious_violation(room: Room, browser: Browser) -> None:
     page = new_page(browser)
-    page.goto(room.daemon.url + "/login")
+    page.goto(room.daemon.url + "/signin")
     assert_accessible(page)
     page.fill("#user", room.ana.name)
     page.fill("#password", "wrong password")
-    page.click("#login-submit")
-    expect(page.locator("#login-error")).to_be_visible()
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_be_visible()
     assert_accessible(page)  # with the error shown
 
 

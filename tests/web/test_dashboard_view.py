@@ -99,7 +99,7 @@ def test_own_page_starts_a_session_and_shows_it_live(room: Room, browser: Browse
     # A log-off signs the station out (issue 14.1: the next child at a lab PC gets the log-on
     # form): the next click lands there, and only a new sign-in starts the session again.
     page.click("#own-logon")
-    expect(page).to_have_url(room.daemon.url + "/login")
+    expect(page).to_have_url(room.daemon.url + "/signin")
     assert [s["user"] for s in room.daemon.sessions()] == []
     sign_in(page, room.daemon, room.ana)
     expect(page.locator("#station")).to_have_attribute("data-state", "ended")  # started, no screen
@@ -108,7 +108,7 @@ def test_own_page_starts_a_session_and_shows_it_live(room: Room, browser: Browse
     expect(page.locator("#own-actions")).to_be_visible()
     assert [s["user"] for s in room.daemon.sessions()] == [room.ana.name]
     page.click("#sign-out")
-    expect(page).to_have_url(room.daemon.url + "/login")
+    expect(page).to_have_url(room.daemon.url + "/signin")
     assert page.request.get(room.daemon.url + "/api/v1/whoami").status == 401
     # the only errors: the browser and noVNC saying the station's WebSocket was refused (409)
     errors = [e for e in page.errors if not ("WebSocket" in e or "Connection closed" in e)]  # type: ignore[attr-defined]

@@ -74,17 +74,17 @@ def pt_daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
     return daemon_factory('language = "pt_BR"')
 
 
-def test_login_page_in_portuguese(fake_daemon: Daemon, browser: Browser,
+def test_signin_page_in_portuguese(fake_daemon: Daemon, browser: Browser,
                                   make_user: Callable[..., TestUser]) -> None:
     page = pt_page(browser)
-    page.goto(fake_daemon.url + "/login")
+    page.goto(fake_daemon.url + "/signin")
     expect(page.locator("html")).to_have_attribute("lang", "pt-BR")
-    expect(page.locator("#login-submit")).to_have_text("Fazer logon")
+    expect(page.locator("#signin-submit")).to_have_text("Fazer logon")
     assert english_left(page) == []
     page.fill("#user", "pdt-nobody")
     page.fill("#password", "wrong")
-    page.click("#login-submit")
-    expect(page.locator("#login-error")).to_have_text("Nome de usuário ou senha incorretos.")
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_have_text("Nome de usuário ou senha incorretos.")
     assert english_left(page) == []
 
 

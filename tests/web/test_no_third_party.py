@@ -42,7 +42,7 @@ def test_no_page_references_another_origin_and_each_has_a_csp(room: Room) -> Non
     logon(room.daemon, room.ana)
     with httpx.Client(base_url=room.daemon.url, timeout=30) as anonymous:
         check(anonymous, "/api/v1/docs", status=404)  # no API explorer: the document is all there is
-        check(anonymous, "/login")
+        check(anonymous, "/signin")
         assert anonymous.get("/api/v1/openapi.json").json()["openapi"].startswith("3.")
     with signin(room.daemon, room.admin) as admin:
         for path in ("/", "/desktop", "/session", "/static/dashboard.css", "/static/station.css",

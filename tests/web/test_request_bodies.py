@@ -122,7 +122,7 @@ def test_an_anonymous_request_never_has_its_json_parsed(fake_daemon: Daemon) -> 
 def test_the_log_on_form_takes_only_a_small_anonymous_body(fake_daemon: Daemon) -> None:
     with PeakRss(fake_daemon) as rss:
         status, answer, took = post_raw(
-            tcp(fake_daemon), head("/login", HUGE, "application/x-www-form-urlencoded"), HUGE)
+            tcp(fake_daemon), head("/signin", HUGE, "application/x-www-form-urlencoded"), HUGE)
     assert status == 413 and b"too large" in answer, answer[:300]
     assert took < 5 and rss.grown_mib < 30
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.conftest import Daemon
 from tests.users import TestUser
-from tests.web.test_logon_attacks import attempt
+from tests.web.test_signin_attacks import attempt
 from tests.web.webclient import sign_in
 
 TITLE = {"en-US": "Log-on holds", "pt-BR": "Bloqueios de logon"}

@@ -95,7 +95,7 @@ def test_half_sent_requests_on_the_web_port_are_closed_and_the_cli_answers(
     grown = daemon.log.stat().st_size - log_before
     assert grown < 64 * 1024, f"the log grew {grown} bytes: {daemon.log.read_text()[-2000:]}"
     # and the web port serves again
-    assert httpx.get(daemon.url + "/login", timeout=10).status_code == 200
+    assert httpx.get(daemon.url + "/signin", timeout=10).status_code == 200
 
 
 SOCKET_ATTACKER = """

@@ -137,7 +137,7 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
 
     # Disconnect in the toolbar: back to the log-on page, the session keeps running
     third.click("#station-disconnect")
-    expect(third).to_have_url(daemon.url + "/login?then=disconnected")
+    expect(third).to_have_url(daemon.url + "/signin?then=disconnected")
     expect(third.locator("#farewell")).to_contain_text("Your session keeps running")
     wait_for(lambda: session_of(daemon, ana)["state"] == "disconnected", timeout=10,
              what="the session to be disconnected")
@@ -150,7 +150,7 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
     fourth.click("#station-logoff")
     expect(fourth.locator("#logoff-confirm")).to_be_visible()
     fourth.click("#logoff-ok")
-    expect(fourth).to_have_url(daemon.url + "/login?then=logged-off", timeout=60_000)
+    expect(fourth).to_have_url(daemon.url + "/signin?then=logged-off", timeout=60_000)
     expect(fourth.locator("#farewell")).to_have_text("You are logged off.")
     assert daemon.sessions() == []
     wait_for(lambda: user_pids(ana.uid) == [], timeout=10, what="every process of the session to end")

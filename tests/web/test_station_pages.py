@@ -32,22 +32,22 @@ def test_standard_users_land_on_their_desktop_the_others_on_the_dashboard(room: 
     with httpx.Client(base_url=room.daemon.url) as anonymous:
         for path in ("/desktop", "/session"):
             answer = anonymous.get(path)
-            assert answer.status_code == 303 and answer.headers["location"] == "/login"
+            assert answer.status_code == 303 and answer.headers["location"] == "/signin"
 
 
 def test_the_log_on_page_says_why_a_station_signed_out(room: Room) -> None:
     with signin(room.daemon, room.ana) as ana:
         csrf = csrf_of(ana.get("/").text)
-        answer = ana.post("/logout", data={"csrf_token": csrf, "then": "disconnected"})
-        assert answer.status_code == 303 and answer.headers["location"] == "/login?then=disconnected"
-        page = ana.get("/login?then=disconnected").text
+        answer = ana.post("/signout", data={"csrf_token": csrf, "then": "disconnected"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/signin?then=disconnected"
+        page = ana.get("/signin?then=disconnected").text
         assert 'id="farewell"' in page and "Your session keeps running" in page
-        assert "You are logged off." in ana.get("/login?then=logged-off").text
-        assert 'id="farewell"' not in ana.get("/login?then=<script>").text  # only known words
+        assert "You are logged off." in ana.get("/signin?then=logged-off").text
+        assert 'id="farewell"' not in ana.get("/signin?then=<script>").text  # only known words
     with signin(room.daemon, room.bia) as bia:
         csrf = csrf_of(bia.get("/").text)
-        answer = bia.post("/logout", data={"csrf_token": csrf, "then": "https://evil.example"})
-        assert answer.headers["location"] == "/login"
+        answer = bia.post("/signout", data={"csrf_token": csrf, "then": "https://evil.example"})
+        assert answer.headers["location"] == "/signin"
 
 
 def test_monitoring_off_means_no_view_or_control_of_others(

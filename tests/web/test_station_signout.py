@@ -63,9 +63,9 @@ def sessions_of(daemon: Daemon, user: TestUser) -> list[dict[str, Any]]:
     return [s for s in daemon.sessions() if s["user"] == user.name]
 
 
-def at_logon_form(page: Page, daemon: Daemon, then: str | None, locale: str) -> None:
-    expect(page.locator("#login-form")).to_be_visible(timeout=CONNECT_MS)
-    assert page.url.startswith(daemon.url + "/login"), page.url
+def at_signin_form(page: Page, daemon: Daemon, then: str | None, locale: str) -> None:
+    expect(page.locator("#signin-form")).to_be_visible(timeout=CONNECT_MS)
+    assert page.url.startswith(daemon.url + "/signin"), page.url
     if then is not None:
         expect(page.locator("#farewell")).to_have_text(FAREWELL[(locale, then)])
     expect(page.locator("#station-resume")).to_have_count(0)
@@ -76,15 +76,15 @@ def try_everything(page: Page, daemon: Daemon, locale: str) -> None:
     page.mouse.click(400, 300)
     page.keyboard.press("Enter")
     page.reload()
-    at_logon_form(page, daemon, None, locale)
+    at_signin_form(page, daemon, None, locale)
     page.go_back()
     page.wait_for_timeout(1500)  # a page from the history would start its script now
-    at_logon_form(page, daemon, None, locale)
+    at_signin_form(page, daemon, None, locale)
     page.go_back()
     page.wait_for_timeout(1500)
-    assert "/station" not in page.url or page.locator("#login-form").count() == 1
+    assert "/station" not in page.url or page.locator("#signin-form").count() == 1
     page.goto(daemon.url + "/")
-    at_logon_form(page, daemon, None, locale)
+    at_signin_form(page, daemon, None, locale)
     # the old cookie is worthless: the API says not signed in
     assert page.request.get(daemon.url + "/api/v1/sessions").status == 401
 
@@ -102,7 +102,7 @@ def test_log_off_or_disconnect_by_the_teacher_signs_the_station_out(
     connected(page)
     [session] = sessions_of(daemon, ana)
     assert daemon.cli("logoff", session["id"], "--grace", "0", "--yes").returncode == 0
-    at_logon_form(page, daemon, "session-ended", locale)
+    at_signin_form(page, daemon, "session-ended", locale)
     try_everything(page, daemon, locale)
     time.sleep(2)
     assert sessions_of(daemon, ana) == [], "a session started with no password"
@@ -113,7 +113,7 @@ def test_log_off_or_disconnect_by_the_teacher_signs_the_station_out(
     [session] = sessions_of(daemon, ana)
     answer = daemon.cli("disconnect", session["id"], "--json")
     assert answer.returncode == 0, answer.stderr
-    at_logon_form(page, daemon, "session-disconnected", locale)
+    at_signin_form(page, daemon, "session-disconnected", locale)
     try_everything(page, daemon, locale)
     time.sleep(2)
     [still] = sessions_of(daemon, ana)

@@ -120,9 +120,9 @@ def test_expired_invalid_and_signed_out_cookies_are_refused(room: Room) -> None:
                 assert answer.status_code == 401, value
                 assert answer.json()["error"]["code"] == "not-signed-in"
                 page = other.get("/", follow_redirects=False)
-                assert page.status_code == 303 and page.headers["location"] == "/login"
+                assert page.status_code == 303 and page.headers["location"] == "/signin"
         # signing out revokes the web session: a copy of the cookie stops working too
-        answer = teacher.post("/logout", data={"csrf_token": teacher.headers["X-CSRF-Token"]})
+        answer = teacher.post("/signout", data={"csrf_token": teacher.headers["X-CSRF-Token"]})
         assert answer.status_code == 303
         with httpx.Client(base_url=daemon.url) as copy:
             copy.cookies.set(COOKIE, good)

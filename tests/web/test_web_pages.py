@@ -1,4 +1,4 @@
-"""The log-on page (real PAM passwords), cookies, failed-attempt limits, security headers, pages by role."""
+"""The sign-in page (real PAM passwords), cookies, failed-attempt limits, security headers, pages by role."""
 
 from __future__ import annotations
 
@@ -14,48 +14,58 @@ from tests.web.webclient import COOKIE, Room, csrf_of, logon, signin
 
 def _try(daemon: Daemon, user: str, password: str) -> httpx.Response:
     with httpx.Client(base_url=daemon.url, timeout=60) as client:
-        form = client.get("/login")
-        return client.post("/login", data={"user": user, "password": password,
+        form = client.get("/signin")
+        return client.post("/signin", data={"user": user, "password": password,
                                            "csrf_token": csrf_of(form.text)})
 
 
-def test_logon_with_the_real_password_sets_a_fresh_strict_cookie(room: Room) -> None:
+def test_signin_with_the_real_password_sets_a_fresh_strict_cookie(room: Room) -> None:
     with httpx.Client(base_url=room.daemon.url) as client:
-        form = client.get("/login")
+        form = client.get("/signin")
         assert form.status_code == 200 and 'name="password"' in form.text
         before = client.cookies[COOKIE]
-        answer = client.post("/login", data={"user": room.teacher.name, "password": room.teacher.password,
+        answer = client.post("/signin", data={"user": room.teacher.name, "password": room.teacher.password,
                                              "csrf_token": csrf_of(form.text)})
         assert answer.status_code == 303 and answer.headers["location"] == "/"
-        # the session's cookie (beside it comes the device cookie that the log-on limits know it by)
+        # the session's cookie (beside it comes the device cookie that the sign-in limits know it by)
         cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}="))
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite=strict", "path=/"} <= flags
         assert "secure" not in flags  # plain http here; over https the cookie is Secure
         device = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("polydesk_device="))
         device_flags = {part.strip().lower() for part in device.split(";")}
-        assert {"httponly", "samesite=strict", "path=/login"} <= device_flags
+        assert {"httponly", "samesite=strict", "path=/signin"} <= device_flags
         # session fixation: the signed-in session is a new one, with a new CSRF token
         after = client.cookies[COOKIE]
         assert after != before
         home = client.get("/")
         assert csrf_of(home.text) != csrf_of(form.text)
         assert "Log off users" in home.text and "Log off selected users" in home.text
-        # the CSRF token of the log-on form does not work in the signed-in session
+        # the CSRF token of the sign-in form does not work in the signed-in session
         stale = client.post("/api/v1/sessions/block", json={"all": True},
                             headers={"X-CSRF-Token": csrf_of(form.text)})
         assert stale.status_code == 403
+
+
+def test_the_old_address_of_the_sign_in_page_leads_to_it(room: Room) -> None:
+    # GET /login was the sign-in page's address: lab PCs keep it as a bookmark
+    with httpx.Client(base_url=room.daemon.url) as client:
+        for old, new in (("/login", "/signin"), ("/login?then=disconnected", "/signin?then=disconnected")):
+            moved = client.get(old)
+            assert moved.status_code == 303 and moved.headers["location"] == new
+        followed = client.get("/login", follow_redirects=True)
+        assert followed.url.path == "/signin" and 'name="password"' in followed.text
 
 
 def test_over_https_the_cookie_is_secure(daemon_factory: Callable[..., Daemon]) -> None:
     # X-Forwarded-Proto is believed from the TLS proxies in trusted_proxies, and from nobody else
     daemon = daemon_factory('trusted_proxies = ["127.0.0.1"]', backends='["fake"]')
     with httpx.Client(base_url=daemon.url, headers={"X-Forwarded-Proto": "https"}) as client:
-        form = client.get("/login")
+        form = client.get("/signin")
         assert "secure" in form.headers["set-cookie"].lower()
     with httpx.Client(base_url=daemon.url, headers={"X-Forwarded-Proto": "https"},
                       transport=httpx.HTTPTransport(local_address="127.0.0.2")) as client:
-        assert "secure" not in client.get("/login").headers["set-cookie"].lower()
+        assert "secure" not in client.get("/signin").headers["set-cookie"].lower()
 
 
 def test_wrong_password_and_unknown_account_are_refused(room: Room) -> None:
@@ -64,11 +74,11 @@ def test_wrong_password_and_unknown_account_are_refused(room: Room) -> None:
         assert answer.status_code == 401, (user, answer.text)
         assert "Wrong user name or password." in answer.text
     with httpx.Client(base_url=room.daemon.url) as client:
-        form = client.get("/login")
-        wrong = client.post("/login", data={"user": room.ana.name, "password": "nope",
+        form = client.get("/signin")
+        wrong = client.post("/signin", data={"user": room.ana.name, "password": "nope",
                                              "csrf_token": csrf_of(form.text)})
         assert wrong.status_code == 401 and client.get("/api/v1/whoami").status_code == 401
-        forged = client.post("/login", data={"user": room.ana.name, "password": room.ana.password,
+        forged = client.post("/signin", data={"user": room.ana.name, "password": room.ana.password,
                                               "csrf_token": "forged"})
         assert forged.status_code == 403 and "expired" in forged.text
         assert client.get("/api/v1/whoami").status_code == 401
@@ -99,7 +109,7 @@ def test_failed_attempts_are_limited_per_address(room: Room) -> None:
 def test_security_headers_and_no_inline_code(room: Room) -> None:
     logon(room.daemon, room.ana)
     with signin(room.daemon, room.admin) as admin:
-        for path in ("/", "/login", "/api/v1/sessions", "/static/dashboard.js"):
+        for path in ("/", "/signin", "/api/v1/sessions", "/static/dashboard.js"):
             answer = admin.get(path)
             csp = answer.headers["content-security-policy"]
             assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
@@ -116,8 +126,8 @@ def test_security_headers_and_no_inline_code(room: Room) -> None:
 def test_user_text_is_escaped(fake_daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     admin = make_user("adm", "admin")
     with httpx.Client(base_url=fake_daemon.url) as client:
-        form = client.get("/login")
-        answer = client.post("/login", data={"user": '<script>alert(1)</script>', "password": "x",
+        form = client.get("/signin")
+        answer = client.post("/signin", data={"user": '<script>alert(1)</script>', "password": "x",
                                              "csrf_token": csrf_of(form.text)})
         assert "<script>alert(1)</script>" not in answer.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in answer.text

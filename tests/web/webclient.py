@@ -38,8 +38,8 @@ def csrf_of(html: str) -> str:
 def signin(daemon: Daemon, user: TestUser) -> Iterator[httpx.Client]:
     """A browser-like client signed in with ``user``'s real password; sends its CSRF token."""
     with httpx.Client(base_url=daemon.url, timeout=60) as client:
-        page = client.get("/login")
-        answer = client.post("/login", data={"user": user.name, "password": user.password,
+        page = client.get("/signin")
+        answer = client.post("/signin", data={"user": user.name, "password": user.password,
                                              "csrf_token": csrf_of(page.text)})
         assert answer.status_code == 303, answer.text
         home = client.get("/")
@@ -66,12 +66,12 @@ class Room:
 
 
 def sign_in(page: Page, daemon: Daemon, user: TestUser) -> None:
-    """Log on at the real log-on page in the browser, with the account's real password."""
+    """Sign in at the real sign-in page in the browser, with the account's real password."""
     page.goto(daemon.url + "/")
-    expect(page).to_have_url(daemon.url + "/login")
+    expect(page).to_have_url(daemon.url + "/signin")
     page.fill("#user", user.name)
     page.fill("#password", user.password)
-    page.click("#login-submit")
+    page.click("#signin-submit")
     expect(page).to_have_url(daemon.url + "/")
 
 

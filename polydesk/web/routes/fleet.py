@@ -160,7 +160,7 @@ def fleet_page_router(manager: Manager, auth: Authenticator, fleet: FleetNode | 
     async def fleet_page(request: Request) -> Response:
         caller = auth.identify(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
+            return RedirectResponse("/signin", status_code=303)
         if fleet is None or caller.role == Role.STANDARD:
             return RedirectResponse("/", status_code=303)
         language = i18n.negotiate(request.headers.get("accept-language", ""), i18n.server_language())

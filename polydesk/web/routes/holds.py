@@ -1,6 +1,6 @@
-"""What holds people back at the log-on page, for administrators to see and clear (issue 14.7).
+"""What holds people back at the sign-in page, for administrators to see and clear (issue 14.7).
 
-The limiter (logon.FailureLimiter) slows guessing per account and client, per address and
+The limiter (signin.FailureLimiter) slows guessing per account and client, per address and
 server-wide. A real user can still be caught by it (a classmate guessed their password from
 the same PC), so administrators list the counters and clear them: ``GET /api/v1/signin/holds``,
 ``POST /api/v1/signin/unlock``, ``polydesk signin holds|unlock`` and the Dashboard's

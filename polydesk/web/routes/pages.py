@@ -1,4 +1,4 @@
-"""The web pages: log-on, the Dashboard (Dashboard users, administrators), a standard user's own page.
+"""The web pages: sign-in, the Dashboard (Dashboard users, administrators), a standard user's own page.
 
 Server-rendered with Jinja2 (autoescaped); htmx and static/dashboard.js do the
 rest in the browser over the same REST API and events socket as every other
@@ -33,7 +33,7 @@ from polydesk.web.signin import (
     DEVICE_MAX_AGE,
     Client,
     DeviceCookies,
-    LogonChecker,
+    SigninChecker,
     TooManyAttempts,
 )
 
@@ -55,7 +55,7 @@ ROLE_LABELS = {"admin": N_("administrator"), "dashboard": N_("Dashboard user"),
                "standard": N_("standard user")}
 
 
-# What the log-on page says after a station signed out (?then=...).
+# What the sign-in page says after a station signed out (?then=...).
 FAREWELLS = {
     "disconnected": N_("Disconnected. Your session keeps running: log on again, here or anywhere, to "
                        "resume it."),
@@ -99,7 +99,7 @@ def make_templates() -> Jinja2Templates:
 
 
 def _too_many(what: str, minutes: int) -> str:
-    """The refusal of a held-back log-on, in the page's language."""
+    """The refusal of a held-back sign-in, in the page's language."""
     if what == "account":
         return i18n.ngettext("Too many failed log-on attempts for this account. Try again in %(n)d minute.",
                              "Too many failed log-on attempts for this account. Try again in %(n)d minutes.",
@@ -113,7 +113,7 @@ def _too_many(what: str, minutes: int) -> str:
                          minutes) % {"n": minutes}
 
 
-def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
+def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
                  devices: DeviceCookies, holds: HoldsDesk,
                  stations: StationCookies | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
@@ -164,7 +164,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         """A standard user lands on their desktop (MultiPoint's station); the others on the Dashboard."""
         caller = auth.identify(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
+            return RedirectResponse("/signin", status_code=303)
         if caller.role == Role.STANDARD:
             return station(request, caller)
         sessions = await manager.list_sessions(caller)
@@ -179,7 +179,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         """Anyone's own desktop (Dashboard users and administrators open theirs from the Dashboard)."""
         caller = auth.identify(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
+            return RedirectResponse("/signin", status_code=303)
         return station(request, caller)
 
     @router.get("/session", response_class=HTMLResponse)
@@ -187,26 +187,33 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         """The caller's own sessions as cards, with Start, Disconnect and Log off buttons."""
         caller = auth.identify(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
+            return RedirectResponse("/signin", status_code=303)
         own = [s for s in await manager.list_sessions(caller) if policy.owns(caller, s)]
         return render(request, "own.html", caller=caller,
                       cards=[card_context(caller, s, "large") for s in own],
                       notice=privacy.due(caller, settings, manager.store), privacy_text=privacy.TEXT)
 
-    @router.get("/login", response_class=HTMLResponse)
-    async def login_page(request: Request, then: str = "") -> Response:
+    @router.get("/signin", response_class=HTMLResponse)
+    async def signin_page(request: Request, then: str = "") -> Response:
         if auth.identify(request) is not None:
             return RedirectResponse("/", status_code=303)
-        return render(request, "login.html", farewell=FAREWELLS.get(then))
+        return render(request, "signin.html", farewell=FAREWELLS.get(then))
 
-    @router.post("/login", response_class=HTMLResponse)
-    async def login(request: Request) -> Response:
+    @router.get("/login")
+    async def old_signin_address(request: Request) -> Response:
+        """The sign-in page's address before it was /signin: lab PCs keep it as a bookmark.
+        Not a permanent redirect, which browsers would keep even if this daemon were downgraded."""
+        query = request.url.query
+        return RedirectResponse("/signin" + (f"?{query}" if query else ""), status_code=303)
+
+    @router.post("/signin", response_class=HTMLResponse)
+    async def signin(request: Request) -> Response:
         form = await request.form()
         user, password = str(form.get("user", "")).strip(), str(form.get("password", ""))
         try:
             check_csrf(request, str(form.get(CSRF_FIELD, "")))
         except CsrfError:
-            return render(request, "login.html", status=403, user=user,
+            return render(request, "signin.html", status=403, user=user,
                           error=N_("The log-on form had expired. Please enter your password again."))
         # The peer's address, or what a proxy of trusted_proxies says (uvicorn, server.py).
         address = request.client.host if request.client else "unknown"
@@ -214,39 +221,39 @@ def pages_router(manager: Manager, auth: Authenticator, checker: LogonChecker,
         try:
             ok = await checker.check(user, password, client)
         except TooManyAttempts as exc:
-            log.warning("web log-on of %r from %s refused: %s", user, address, exc)
+            log.warning("web sign-in of %r from %s refused: %s", user, address, exc)
             with i18n.using(language(request)):
                 minutes = max(1, -(-exc.retry_after // 60))
                 error = _too_many(exc.what, minutes)
-            response = render(request, "login.html", status=429, error=error, user=user)
+            response = render(request, "signin.html", status=429, error=error, user=user)
             response.headers["Retry-After"] = str(exc.retry_after)
             return response
         if not ok:
-            log.info("web log-on of %r from %s failed", user, address)
-            return render(request, "login.html", status=401, user=user,
+            log.info("web sign-in of %r from %s failed", user, address)
+            return render(request, "signin.html", status=401, user=user,
                           error=N_("Wrong user name or password."))
         auth.sign_in(request, user)
-        log.info("web log-on of %r from %s", user, address)
+        log.info("web sign-in of %r from %s", user, address)
         signed_in = RedirectResponse("/", status_code=303)
         # This browser is now known for this account: others' guessing does not hold it back.
-        signed_in.set_cookie(DEVICE_COOKIE, devices.issue(user), max_age=DEVICE_MAX_AGE, path="/login",
+        signed_in.set_cookie(DEVICE_COOKIE, devices.issue(user), max_age=DEVICE_MAX_AGE, path="/signin",
                              httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return signed_in
 
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
+    @router.post("/signout")
+    async def signout(request: Request) -> Response:
         form = await request.form()
         if auth.identify(request) is not None:
             check_csrf(request, str(form.get(CSRF_FIELD, "")))
             auth.sign_out(request)
-        then = str(form.get("then", ""))  # the station says why it signs out: the log-on page tells
-        return RedirectResponse(f"/login?then={then}" if then in FAREWELLS else "/login", status_code=303)
+        then = str(form.get("then", ""))  # the station says why it signs out: the sign-in page tells
+        return RedirectResponse(f"/signin?then={then}" if then in FAREWELLS else "/signin", status_code=303)
 
     @router.get("/signin-holds", response_class=HTMLResponse)
     async def holds_page(request: Request, cleared: int | None = None) -> Response:
         caller = auth.identify(request)
         if caller is None:
-            return RedirectResponse("/login", status_code=303)
+            return RedirectResponse("/signin", status_code=303)
         try:
             rows = holds.holds(caller)
         except NotPermitted:

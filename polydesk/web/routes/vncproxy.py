@@ -249,7 +249,7 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
         return CLOSE_SCREEN_GONE, station.close_reason or "Disconnected: the session's screen closed"
 
     def hang_up() -> tuple[int | None, str]:
-        # A station whose sign-in was ended goes to the log-on form: it says so by its code
+        # A station whose sign-in was ended goes to the sign-in form: it says so by its code
         code = CLOSE_SIGNED_OUT if station.signed_out else CLOSE_STATION
         return code, station.close_reason or "Disconnected"
 

@@ -422,7 +422,7 @@
       body: JSON.stringify(body),
     });
     if (response.status === 401) {
-      window.location.assign("/login");
+      window.location.assign("/signin");
       throw new Error(gettext("You are signed out."));
     }
     let data = null;
@@ -805,9 +805,9 @@
   }
 
   document.body.addEventListener("htmx:afterRequest", (event) => {
-    // a sign-in ended meanwhile (a log-off signs the station out): back to the log-on form
+    // a sign-in ended meanwhile (a log-off signs the station out): back to the sign-in form
     if (event.detail && event.detail.xhr && event.detail.xhr.status === 401) {
-      window.location.assign("/login");
+      window.location.assign("/signin");
       return;
     }
     // the own page's buttons answer with a results fragment; the socket updates the card itself

@@ -31,7 +31,7 @@
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (response.status === 401) {
-      window.location.assign("/login");
+      window.location.assign("/signin");
       throw new Error(gettext("You are signed out."));
     }
     let data = null;

@@ -44,7 +44,7 @@ async function api(method, path, body) {
     throw error;
   }
   if (response.status === 401) {
-    window.location.assign("/login");
+    window.location.assign("/signin");
     throw new Error(gettext("You are signed out."));
   }
   let data = null;
@@ -200,7 +200,7 @@ function stationPage(root) {
     }, ended);
   }
 
-  // The station's session is gone: back to the log-on form, as MultiPoint's station does. The
+  // The station's session is gone: back to the sign-in form, as MultiPoint's station does. The
   // daemon has ended this browser's sign-in already when someone else ended it; this is for the rest.
   function sessionOver() {
     window.sessionStorage.removeItem("polydesk.station");
@@ -234,7 +234,7 @@ function stationPage(root) {
       const then = how.reason.includes("ended") ? "session-ended"
         : how.reason.includes("was disconnected") ? "session-disconnected" : "";
       leaving = "signed-out";
-      window.location.replace("/login" + (then ? "?then=" + then : ""));
+      window.location.replace("/signin" + (then ? "?then=" + then : ""));
       return;
     }
     if (how.code === CLOSE_STATION || how.code === CLOSE_SCREEN_GONE) {

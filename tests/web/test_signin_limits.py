@@ -1,4 +1,4 @@
-"""The failed log-on limiter on its own: growing waits per account and client, per address, a
+"""The failed sign-in limiter on its own: growing waits per account and client, per address, a
 cap for the whole server, known browsers never held back by others, bounded memory."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from polydesk.web.signin import (
     Client,
     DeviceCookies,
     FailureLimiter,
-    LogonChecker,
+    SigninChecker,
     TooManyAttempts,
 )
 
@@ -36,10 +36,10 @@ class Records:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[int, float]] = {}
 
-    def logon_failures(self) -> list[tuple[str, int, float]]:
+    def signin_failures(self) -> list[tuple[str, int, float]]:
         return [(key, n, last) for key, (n, last) in self.rows.items()]
 
-    def put_logon_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
+    def put_signin_failures(self, rows: list[tuple[str, int, float]], drop: list[str]) -> None:
         self.rows.update({key: (n, last) for key, n, last in rows})
         for key in drop:
             self.rows.pop(key, None)
@@ -134,7 +134,7 @@ async def test_checker_refuses_before_asking_pam() -> None:
         asked.append(user)
         return password == "right"
 
-    checker = LogonChecker(fake_pam, FailureLimiter())
+    checker = SigninChecker(fake_pam, FailureLimiter())
     assert await checker.check("ana", "right", A) is True
     assert await checker.check("ana", "", A) is False  # empty: refused without PAM
     for _ in range(PAIR_FREE - 1):

@@ -1,4 +1,4 @@
-"""Guessing passwords at the log-on page of a real daemon (real PAM passwords), and what survives
+"""Guessing passwords at the sign-in page of a real daemon (real PAM passwords), and what survives
 a restart (issue 13, points 10 and 11): forged X-Forwarded-For is not believed, a guesser is
 slowed down without locking the real user out, the limits and a sign-out outlive the daemon."""
 
@@ -17,14 +17,14 @@ from tests.web.webclient import COOKIE, csrf_of, signin
 
 def attempt(daemon: Daemon, user: str, password: str, source: str = "127.0.0.1",
             headers: dict[str, str] | None = None, client: httpx.Client | None = None) -> httpx.Response:
-    """One log-on at the real page, from the loopback address ``source``."""
+    """One sign-in at the real page, from the loopback address ``source``."""
     own = client is None
     if client is None:
         client = httpx.Client(base_url=daemon.url, timeout=60,
                               transport=httpx.HTTPTransport(local_address=source))
     try:
-        form = client.get("/login")
-        return client.post("/login", data={"user": user, "password": password,
+        form = client.get("/signin")
+        return client.post("/signin", data={"user": user, "password": password,
                                            "csrf_token": csrf_of(form.text)}, headers=headers or {})
     finally:
         if own:
@@ -32,7 +32,7 @@ def attempt(daemon: Daemon, user: str, password: str, source: str = "127.0.0.1",
 
 
 def sign_out(browser: httpx.Client) -> None:
-    assert browser.post("/logout", data={"csrf_token": csrf_of(browser.get("/").text)}).status_code == 303
+    assert browser.post("/signout", data={"csrf_token": csrf_of(browser.get("/").text)}).status_code == 303
 
 
 def test_forged_forwarded_for_does_not_hide_a_guesser(fake_daemon: Daemon) -> None:
@@ -90,7 +90,7 @@ def test_the_whole_server_caps_guessing_from_many_addresses(fake_daemon: Daemon,
 
 
 def guess_until_held(daemon: Daemon, user: str, failures: int) -> int:
-    """Make ``failures`` failed log-ons, waiting out each hold (Retry-After); the last hold's
+    """Make ``failures`` failed sign-ins, waiting out each hold (Retry-After); the last hold's
     Retry-After. Stops early at a hold too long to wait out."""
     made = 0
     while True:
@@ -119,7 +119,7 @@ def test_signing_out_survives_a_restart(fake_daemon: Daemon, make_user: Callable
     ana, bia = make_user("ana"), make_user("bia")
     with signin(fake_daemon, ana) as out, signin(fake_daemon, bia) as stays:
         copied = out.cookies[COOKIE]
-        assert out.post("/logout", data={"csrf_token": out.headers["X-CSRF-Token"]}).status_code == 303
+        assert out.post("/signout", data={"csrf_token": out.headers["X-CSRF-Token"]}).status_code == 303
         fake_daemon.stop()
         fake_daemon.start()
         replay = httpx.get(fake_daemon.url + "/api/v1/whoami", cookies={COOKIE: copied})

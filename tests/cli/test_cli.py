@@ -1,6 +1,6 @@
 """The CLI against a real daemon over its Unix socket, run as real users.
 
-These use the daemon's in-memory host for speed; tests/test_daemon.py repeats
+These use the daemon's in-memory backend (fake) for speed; tests/test_daemon.py repeats
 what matters on real Xvnc sessions.
 """
 
