@@ -155,6 +155,22 @@ def _groups_of(user: TestUser) -> list[int]:
     return [gid for gid in os.getgrouplist(user.name, user.gid) if gid != user.gid]
 
 
+# The tests' daemons check passwords with real PAM and pam_unix, but without the fixed wait after
+# a failure that Debian's `login` service adds (3 s per wrong password, minutes over the suite):
+# what the tests check is the daemon's own holding back (web/signin.py), which stays the same.
+PAM_SERVICE = "polydesk-test"
+PAM_FILE = Path("/etc/pam.d") / PAM_SERVICE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pam_service() -> Iterator[str]:
+    PAM_FILE.write_text("# Polydesk's tests (removed after them): passwords without a wait after a failure\n"
+                        "auth     required  pam_unix.so nodelay\n"
+                        "account  required  pam_unix.so\n")
+    yield PAM_SERVICE
+    PAM_FILE.unlink(missing_ok=True)
+
+
 def make_daemon_dirs(extra_config: str = "", backends: str = '["xvnc"]') -> Daemon:
     base = Path(tempfile.mkdtemp(prefix="pdt-daemon-"))
     os.chmod(base, 0o755)  # test users reach the API socket inside
@@ -164,7 +180,7 @@ def make_daemon_dirs(extra_config: str = "", backends: str = '["xvnc"]') -> Daem
     config.write_text(
         f'listen = "127.0.0.1:{port}"\n'
         f'admin_group = "{ADMIN_GROUP}"\ndashboard_group = "{DASHBOARD_GROUP}"\n'
-        f"backends = {backends}\n{extra_config}\n"
+        f'backends = {backends}\npam_service = "{PAM_SERVICE}"\n{extra_config}\n'
     )
     return Daemon(state, runtime, port, config)
 

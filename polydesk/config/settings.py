@@ -35,6 +35,11 @@ class Settings:
     )
     admin_group: str = _setting("polydesk-admin", "Unix group whose members are administrators.")
     dashboard_group: str = _setting("polydesk-dashboard", "Unix group whose members are Dashboard users.")
+    pam_service: str = _setting(
+        "login", "PAM service (/etc/pam.d/NAME) that checks web sign-in passwords. Polydesk holds back "
+        "repeated failures itself (security.md), so a service with no fixed delay after a failure "
+        "answers a wrong password at once; Debian's `login` waits 3 s (pam_faildelay)."
+    )
     role_cache_seconds: float = _setting(
         5.0, "Roles follow the Unix groups: a change of an account's groups counts for its requests and "
         "its sessions within this many seconds, without signing in again; 0 = read the groups every time."

@@ -124,7 +124,7 @@ def create_app(
     app.include_router(vnc_router(manager, auth, station_cookies))
     app.include_router(rooms_router(manager))
     app.include_router(privacy_router(manager.settings, manager.store))
-    checker = signin or SigninChecker(limiter=FailureLimiter(manager.store))
+    checker = signin or SigninChecker(limiter=FailureLimiter(manager.store), service=settings.pam_service)
     holds = HoldsDesk(manager, checker.limiter)
     app.include_router(holds_router(holds))
     app.include_router(pages_router(manager, auth, checker, DeviceCookies(secret), holds, station_cookies))

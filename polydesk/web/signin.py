@@ -36,7 +36,6 @@ import itsdangerous
 
 from polydesk.core.model import PolydeskError, StoreError
 
-PAM_SERVICE = "login"
 PAIR_FREE = 3
 ADDRESS_FREE = 30  # a classroom behind one NAT address must not slow itself down
 MAX_DELAY_S = 900.0
@@ -98,7 +97,7 @@ def wait_after(failures: int, free: int) -> float:
     return 0.0 if failures < free else min(MAX_DELAY_S, 2.0 ** (failures - free))
 
 
-def pam_authenticate(user: str, password: str, service: str = PAM_SERVICE) -> bool:
+def pam_authenticate(user: str, password: str, service: str) -> bool:
     """True if PAM accepts ``password`` for ``user`` (authentication and account checks)."""
     import pam
 
@@ -234,7 +233,7 @@ class SigninChecker:
         self,
         authenticate: Callable[[str, str, str], bool] = pam_authenticate,
         limiter: FailureLimiter | None = None,
-        service: str = PAM_SERVICE,
+        service: str = "login",
     ) -> None:
         self._authenticate = authenticate
         self.limiter = limiter or FailureLimiter()
