@@ -1,4 +1,4 @@
-"""The SessionBackend protocol: where sessions live. The manager knows hosts only through it."""
+"""The SessionBackend protocol: where sessions live. The manager knows backends only through it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from polydesk.core.model import Account, EndReason, Session
-from polydesk.system.peer import Server
+from polydesk.core.screen import Endpoint, Screen
 
 
 @dataclass(frozen=True)
@@ -29,30 +29,6 @@ class Recovered:
     user: str
     started: Started
     logon_time: float
-
-
-@dataclass(frozen=True)
-class Screen:
-    """Where a session's pixels can be read: an X display, the cookie file that opens it,
-    and the X server process that must be the one answering (pid and start time; None
-    where the host cannot know it, as for a display manager's own X server)."""
-
-    display: str
-    xauthority: str
-    server_pid: int | None = None
-    server_start: int | None = None
-
-    @property
-    def server(self) -> Server:
-        return Server(self.server_pid, self.server_start)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A session's RFB server: its Unix socket, and the process that must be listening."""
-
-    path: str
-    server: Server
 
 
 class SessionBackend(Protocol):

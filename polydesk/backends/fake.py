@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from polydesk.backends.base import Endpoint, Recovered, Screen, Started
+from polydesk.backends.base import Recovered, Started
 from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.core.screen import Endpoint, Screen
 
 
 @dataclass

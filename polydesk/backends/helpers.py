@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import polydesk
-from polydesk.backends.base import Screen
 from polydesk.core import i18n
 from polydesk.core.model import Session
+from polydesk.core.screen import Screen
 from polydesk.system import processes as procs
 
 

@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from polydesk.core.screen import Server
 from polydesk.system import processes as procs
 
 X11_UNIX = Path("/tmp/.X11-unix")
@@ -23,14 +24,6 @@ X11_UNIX = Path("/tmp/.X11-unix")
 
 class PeerError(ConnectionError):
     """The socket answered, but not from the server the session runs."""
-
-
-@dataclass(frozen=True)
-class Server:
-    """The process that must be listening: pid and start time (None: any, see ``connect``)."""
-
-    pid: int | None = None
-    start: int | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Protocol, TypeVar
 
 from PIL import Image
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.thumbnails.capture import Box, CaptureError, ScreenReader
 from polydesk.thumbnails.picture import (
     PLACEHOLDER_TEXT,

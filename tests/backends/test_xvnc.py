@@ -16,11 +16,10 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk.backends.base import Screen
 from polydesk.backends.xvnc.backend import XvncBackend
 from polydesk.core.model import BackendError, Session
+from polydesk.core.screen import Screen, Server
 from polydesk.system import processes
-from polydesk.system.peer import Server
 from polydesk.system.x11 import client as x11
 from polydesk.system.x11 import xauth, xserver
 from tests.backends.conftest import (

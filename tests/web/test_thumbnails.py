@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 from PIL import Image, ImageChops
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.thumbnails import feed as thumbnails_module
 from polydesk.thumbnails.capture import Box, CaptureError, merge_boxes
 from polydesk.thumbnails.feed import Thumbnailer

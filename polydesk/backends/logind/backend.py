@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from polydesk.backends.base import Discovered, Endpoint, Recovered, Screen, Started
+from polydesk.backends.base import Discovered, Recovered, Started
 from polydesk.backends.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
 from polydesk.backends.logind.dbus import Login1, Login1Error, SessionInfo
 from polydesk.backends.logind.local import comm, find_screen, kind_of, session_pids, write_terminal
 from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.core.screen import Endpoint, Screen
 from polydesk.system import processes as procs
 from polydesk.system.x11 import client as x11
 from polydesk.system.x11 import xserver

@@ -19,8 +19,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from polydesk.backends.base import Screen
 from polydesk.backends.logind.dbus import SessionInfo
+from polydesk.core.screen import Screen
 from polydesk.system import processes as procs
 from polydesk.system.x11 import xauth
 

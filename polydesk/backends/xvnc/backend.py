@@ -38,9 +38,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from polydesk.backends.base import Endpoint, Recovered, Screen, Started
+from polydesk.backends.base import Recovered, Started
 from polydesk.backends.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
 from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.core.screen import Endpoint, Screen, Server
 from polydesk.system import peer
 from polydesk.system import processes as procs
 from polydesk.system.cgroups import Limits
@@ -286,7 +287,7 @@ class XvncBackend:
         except OSError as exc:
             raise BackendError(f"cannot run {self.xvnc}: {exc}") from exc
         self._own(proc)
-        server = peer.Server(proc.pid, procs.start_time(proc.pid))
+        server = Server(proc.pid, procs.start_time(proc.pid))
         try:
             if not self._wait_ready(proc, f":{number}", cookie, server, logfile):
                 return f"exit status {proc.returncode}: {tail(logfile)}"
@@ -301,7 +302,7 @@ class XvncBackend:
                      xvnc_start=server.start)
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], display: str, cookie: bytes,
-                    server: peer.Server, logfile: Path) -> bool:
+                    server: Server, logfile: Path) -> bool:
         """Poll until the display accepts our cookie (True) or Xvnc exits (False)."""
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -592,7 +593,7 @@ class XvncBackend:
             handle = Handle.from_session(session)
         except BackendError:
             return None
-        return Endpoint(handle.rfb_socket, peer.Server(handle.xvnc_pid, handle.xvnc_start))
+        return Endpoint(handle.rfb_socket, Server(handle.xvnc_pid, handle.xvnc_start))
 
     def _live(self, session: Session) -> Handle:
         handle = Handle.from_session(session)
@@ -673,7 +674,7 @@ def ensure_x11_unix() -> None:
         os.close(fd)
 
 
-def _claim_names(number: int, server: peer.Server) -> None:
+def _claim_names(number: int, server: Server) -> None:
     """Both names of the display must be Xvnc's: a free abstract name is one another user
     could bind, and every X client of the session would hand its cookie to them."""
     holder = peer.abstract_listener(number)

@@ -37,8 +37,8 @@ from Xlib import error as xerror
 from Xlib.protocol import event as xevent
 from Xlib.support import unix_connect
 
-from polydesk.backends.base import Screen
 from polydesk.core.i18n import DEFAULT, normalize, translations
+from polydesk.core.screen import Screen
 from polydesk.system.peer import connect_display
 from polydesk.system.x11.xauth import COOKIE_NAME, X11Error, display_number, read_cookie
 

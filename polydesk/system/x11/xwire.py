@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from polydesk.system.peer import Server, connect_display
+from polydesk.core.screen import Server
+from polydesk.system.peer import connect_display
 from polydesk.system.x11.xauth import COOKIE_NAME, display_number, read_cookie
 
 REPLY, ERROR = 1, 0
