@@ -1,8 +1,8 @@
 """An in-memory SessionBackend for fast unit tests of the manager and policy.
 
-Like httpx's MockTransport: shipped beside the real host, and it records what
+Like httpx's MockTransport: shipped beside the real backend, and it records what
 was asked of it so tests can assert on calls. Every behaviour it shows is
-also proven against the real Xvnc host.
+also proven against the real Xvnc backend.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ sockets: they may rename a socket file and put up a server of their own in its p
 any local user may bind an abstract name nobody holds. The daemon runs as root and talks
 to these servers with the session's cookie, so it must know it reached the real one: every
 connection here checks the listening process (``SO_PEERCRED``: the pid that called
-``listen``) against the server the host started, and its start time, so a reused pid is
+``listen``) against the server the backend started, and its start time, so a reused pid is
 not mistaken for it.
 """
 

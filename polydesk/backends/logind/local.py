@@ -1,8 +1,8 @@
-"""What the logind host reads and starts on this machine, beside D-Bus.
+"""What the logind backend reads and starts on this machine, beside D-Bus.
 
 - an X11 session's display and cookie, from its processes' environment (``find_screen``);
 - a notice on a text session's terminal (``write_terminal``);
-- helper windows (cover, notice, message: ``python -m polydesk.system.x11.client``) and their records.
+- helper windows (cover, notice, message: ``python -m polydesk.system.x11.windows``) and their records.
 
 Polydesk never reads a cookie file the session's user does not own: the user controls
 their processes' environment, so an ``XAUTHORITY`` naming someone else's file would
