@@ -36,8 +36,8 @@ from polydesk.core.screen import Screen
 from polydesk.system import processes as procs
 from polydesk.system.x11 import client as x11
 from polydesk.thumbnails.feed import placeholder
-from tests.backends.conftest import await_for, wait_for
 from tests.backends.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
+from tests.backends.sessions import await_for, wait_for
 from tests.conftest import Daemon
 from tests.users import TestUser
 
