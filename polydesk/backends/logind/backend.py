@@ -31,21 +31,13 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from polydesk.backends.base import Discovered, Recovered, Started
 from polydesk.backends.helpers import helper_language, helpers, on_screen, show_helper, stop_helpers
-from polydesk.backends.logind.dbus import Login1, Login1Error, SessionInfo
+from polydesk.backends.logind.dbus import Login1, Login1Error
+from polydesk.backends.logind.follow import Follower, translated
 from polydesk.backends.logind.local import comm, find_screen, session_pids, write_terminal
-from polydesk.backends.logind.sessions import (
-    SAFE_ID,
-    SCREEN_TTL,
-    Live,
-    Ref,
-    describe,
-    discovered,
-    session_key,
-)
+from polydesk.backends.logind.sessions import SCREEN_TTL, Ref, describe
 from polydesk.core.model import Account, BackendError, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
 from polydesk.system import processes as procs
@@ -55,10 +47,8 @@ from polydesk.system.x11 import xserver
 
 log = logging.getLogger(__name__)
 
-REPORTED_CLASSES = frozenset({"user"})  # not greeters, lock screens or background (cron) sessions
 SSH_SERVICES = frozenset({"sshd"})
 SSH_LEADERS = frozenset({"sshd", "sshd-session"})  # OpenSSH >= 9.8 runs "sshd-session"
-T = TypeVar("T")
 
 
 class LogindBackend:
@@ -68,114 +58,17 @@ class LogindBackend:
 
     def __init__(self, runtime_dir: Path, bus: str = "system") -> None:
         self.runtime_dir = Path(runtime_dir)
-        self.login1 = Login1(bus)
-        self._boot_id = procs.boot_id()
-        self._live: dict[str, Live] = {}  # logind session id -> what we know
-        self._new: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._follow = Follower(Login1(bus), procs.boot_id())
+        self.login1 = self._follow.login1
         self._children = Children()
-        self._opened = False
-        self._open_lock = asyncio.Lock()
 
-    # ------------------------------------------------------------ finding sessions
+    # ------------------------------------------------------------ finding sessions (``follow``)
 
     async def open(self) -> None:
-        async with self._open_lock:
-            if self._opened and self.login1.connected:
-                return
-            try:
-                await self.login1.connect()
-                # Subscribed before the first listing, so no session starts unseen in between.
-                await self.login1.subscribe(self._on_new, self._on_removed)
-            except Login1Error as exc:
-                # "logind host": the words the daemon has always said here, and tests look for
-                raise BackendError(f"logind host: {exc}") from exc
-            self._opened = True
+        await self._follow.open()
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:
-        await self.open()
-        for _, path in await self._translated(self.login1.list_sessions()):
-            await self._report(path, found)
-        while True:
-            _, path = await self._new.get()
-            await self._report(path, found)
-
-    async def _report(self, path: str, found: Callable[[Discovered], Awaitable[None]]) -> None:
-        try:
-            info = await self.login1.session(path)
-        except Login1Error as exc:
-            log.warning("logind session %s: %s", path, exc)
-            return
-        if info is None or info.state == "closing" or info.session_class not in REPORTED_CLASSES:
-            return
-        if not SAFE_ID.fullmatch(info.id) or not info.user:
-            log.warning("logind session %r at %s has an unusable id or no user", info.id, path)
-            return
-        live = self._register(info)
-        if live.ended.is_set():
-            return
-        try:
-            await found(discovered(info, self._boot_id))
-        except Exception:  # the manager failed to record it (a full disk); keep following the rest
-            log.exception("could not record logind session %s", info.id)
-
-    def _register(self, info: SessionInfo) -> Live:
-        key = session_key(info, self._boot_id)
-        live = self._live.get(info.id)
-        if live is None or live.key != key:
-            if live is not None:
-                live.ended.set()  # the same id again after a reboot: not the same session
-            live = self._live[info.id] = Live(info, key)
-        else:
-            live.info = info
-        return live
-
-    def _on_new(self, session_id: str, path: str) -> None:
-        self._new.put_nowait((session_id, path))
-
-    def _on_removed(self, session_id: str, path: str) -> None:
-        if session_id in self._live:
-            self._spawn(self._confirm_removed(session_id, path))
-
-    async def _confirm_removed(self, session_id: str, path: str) -> None:
-        """Believe a SessionRemoved only once logind itself no longer has the session."""
-        try:
-            info = await self.login1.session(path)
-        except Login1Error as exc:
-            log.warning("logind session %s: %s", session_id, exc)
-            return
-        live = self._live.get(session_id)
-        if live is not None and (info is None or info.state == "closing"
-                                 or session_key(info, self._boot_id) != live.key):
-            self._ended(session_id)
-
-    def _ended(self, session_id: str) -> None:
-        live = self._live.pop(session_id, None)
-        if live is not None:
-            live.ended.set()
-
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _current(self, ref: Ref) -> SessionInfo | None:
-        """The session as logind has it now; None once it is gone or closing."""
-        info = await self._translated(self.login1.session(ref.path))
-        if info is None or info.state == "closing" or session_key(info, self._boot_id) != ref.key:
-            live = self._live.get(ref.logind_id)
-            if live is not None and live.key == ref.key:
-                self._ended(ref.logind_id)
-            return None
-        live = self._register(info)
-        live.info = info
-        return info
-
-    async def _translated(self, work: Awaitable[T]) -> T:
-        try:
-            return await work
-        except Login1Error as exc:
-            raise BackendError(f"logind: {exc}") from exc
+        await self._follow.discover(found)
 
     # ------------------------------------------------------------ the SessionBackend protocol
 
@@ -189,19 +82,19 @@ class LogindBackend:
     async def adopt(self, session: Session) -> bool:
         await self.open()
         try:
-            return await self._current(Ref.of(session)) is not None
+            return await self._follow.current(Ref.of(session)) is not None
         except BackendError:
             return False
 
     async def wait_ended(self, session: Session) -> EndReason:
         ref = Ref.of(session)
         while True:
-            live = self._live.get(ref.logind_id)
+            live = self._follow.live.get(ref.logind_id)
             if live is not None and live.key == ref.key:
                 await live.ended.wait()
                 return EndReason.LOGOUT
             try:
-                if await self._current(ref) is None:
+                if await self._follow.current(ref) is None:
                     return EndReason.LOGOUT
             except BackendError as exc:  # the bus is unreachable: an unknown end is not an end
                 log.warning("cannot follow logind session %s: %s", ref.logind_id, exc)
@@ -209,7 +102,7 @@ class LogindBackend:
 
     async def processes(self, session: Session) -> list[int]:
         ref = Ref.of(session)
-        live = self._live.get(ref.logind_id)
+        live = self._follow.live.get(ref.logind_id)
         leader = live.info.leader if live else int(session.backend_data.get("leader") or 0)
         return await asyncio.to_thread(session_pids, ref.logind_id, leader)
 
@@ -218,7 +111,7 @@ class LogindBackend:
         ref = Ref.of(session)
         folder = self._dir(ref)
         await asyncio.to_thread(stop_helpers, folder)
-        if await self._current(ref) is not None:
+        if await self._follow.current(ref) is not None:
             try:
                 await self.login1.terminate(ref.logind_id)
             except Login1Error as exc:
@@ -239,7 +132,7 @@ class LogindBackend:
         logind signals no change of State (a session may linger in "closing")."""
         deadline = time.monotonic() + seconds
         while True:
-            live = self._live.get(ref.logind_id)
+            live = self._follow.live.get(ref.logind_id)
             if live is None or live.key != ref.key:
                 return True
             try:
@@ -247,7 +140,7 @@ class LogindBackend:
             except Login1Error:
                 info = live.info
             if info is None or (closing_counts and info.state == "closing"):
-                self._ended(ref.logind_id)
+                self._follow.ended(ref.logind_id)
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
@@ -280,7 +173,7 @@ class LogindBackend:
     async def disconnect(self, session: Session) -> None:
         """Only an SSH session has a connection to drop: its leader is sshd's process for it."""
         ref = Ref.of(session)
-        info = await self._current(ref)
+        info = await self._follow.current(ref)
         if info is None:
             raise BackendError(f"logind session {ref.logind_id} has ended")
         if not (info.remote and info.service in SSH_SERVICES):
@@ -294,14 +187,14 @@ class LogindBackend:
 
     async def block(self, session: Session, message: str) -> None:
         ref = Ref.of(session)
-        info = await self._current(ref)
+        info = await self._follow.current(ref)
         if info is None:
             raise BackendError(f"logind session {ref.logind_id} has ended")
         screen = await self._screen(session)
         if screen is None and info.type != "wayland":
             raise BackendError(f"block is not supported for this session type ({describe(info)}): "
                             f"{self._why(session) or 'no screen to cover'}")
-        await self._translated(self.login1.lock(ref.logind_id))
+        await translated(self.login1.lock(ref.logind_id))
         if screen is None:
             return  # Wayland: the compositor's own lock screen is all there is
         await asyncio.to_thread(stop_helpers, self._dir(ref), "cover")
@@ -349,7 +242,7 @@ class LogindBackend:
 
     async def idle_seconds(self, session: Session) -> float | None:
         try:
-            info = await self._current(Ref.of(session))
+            info = await self._follow.current(Ref.of(session))
         except BackendError:
             return None
         if info is None:
@@ -370,7 +263,7 @@ class LogindBackend:
             ref = Ref.of(session)
         except BackendError:
             return None
-        live = self._live.get(ref.logind_id)
+        live = self._follow.live.get(ref.logind_id)
         if live is None or live.key != ref.key:
             return None
         now = time.monotonic()
@@ -389,11 +282,7 @@ class LogindBackend:
         return None  # stations of logind sessions are their own seats or remote clients
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.login1.close()
-        self._opened = False
+        await self._follow.close()
         # Still running on purpose (a cover stays while the daemon restarts): parked, not dropped.
         self._children.close()
 
@@ -404,7 +293,7 @@ class LogindBackend:
 
     def _why(self, session: Session) -> str | None:
         with contextlib.suppress(BackendError):
-            live = self._live.get(Ref.of(session).logind_id)
+            live = self._follow.live.get(Ref.of(session).logind_id)
             if live is not None:
                 return live.screen_why
         return None
@@ -414,7 +303,7 @@ class LogindBackend:
 
     async def _to_terminal(self, session: Session, text: str) -> None:
         ref = Ref.of(session)
-        info = await self._current(ref)
+        info = await self._follow.current(ref)
         if info is None:
             raise BackendError(f"logind session {ref.logind_id} has ended")
         # A graphical session's VT shows graphics: text written there would be shown to nobody.
