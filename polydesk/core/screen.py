@@ -21,16 +21,18 @@ class Server:
 @dataclass(frozen=True)
 class Screen:
     """Where a session's pixels can be read: an X display, the cookie file that opens it,
-    and the X server process that must be the one answering (pid and start time; None
-    where the backend cannot know it, as for a display manager's own X server)."""
+    and the X server process that must be the one answering."""
 
     display: str
     xauthority: str
+    # The server's pid and start time; None where the backend cannot know them, as for a
+    # display manager's own X server (then whoever answers at the display is taken).
     server_pid: int | None = None
     server_start: int | None = None
 
     @property
     def server(self) -> Server:
+        """The X server that must answer at the display (any, without a pid)."""
         return Server(self.server_pid, self.server_start)
 
 

@@ -110,7 +110,7 @@ class Launcher:
             cgroup=str(tracker.cgroup) if tracker.cgroup else None, track_key=track_key,
         )
         files.make_dir(session_dir, 0o711)
-        files.make_dir(handle.helpers_dir, 0o700)
+        files.make_dir(session_dir / "helpers", 0o700)  # records of helper windows: root only
         for private in (rfb_socket.parent, Path(handle.xdg_runtime_dir)):
             files.make_dir(private, 0o700, account.uid, account.gid)
         return handle

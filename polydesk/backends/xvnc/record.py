@@ -71,10 +71,6 @@ class Handle:
         return Path(self.session_dir)
 
     @property
-    def helpers_dir(self) -> Path:
-        return self.dir / "helpers"
-
-    @property
     def screen(self) -> Screen:
         return Screen(self.display, self.xauthority, self.xvnc_pid, self.xvnc_start)
 
