@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from bench.dashboard import Dashboard, Fetched
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system.x11.client import open_display
 from polydesk.thumbnails.picture import SIZES, thumb_size
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.rfb import RfbClient

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system import peer
 from polydesk.system.x11 import xserver
 from tests.conftest import Daemon

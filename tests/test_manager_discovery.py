@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.backends.base import Discovered, DiscoveringBackend, Recovered, Screen, Started
+from polydesk.backends.base import Discovered, DiscoveringBackend, Recovered, Started
 from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
 from polydesk.core.model import Account, BackendError, EndReason, Role, Session, Status, Target
+from polydesk.core.screen import Screen
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from tests.test_manager import ADMIN, ANA, lookup

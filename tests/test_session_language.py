@@ -118,7 +118,7 @@ def _helper_texts(session: dict[str, object]) -> list[str]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         argv = process.info["cmdline"] or []
-        if "polydesk.system.x11.client" in argv and str(session["display"]) in argv:
+        if "polydesk.system.x11.windows" in argv and str(session["display"]) in argv:
             for flag in ("--text", "--message"):
                 if flag in argv:
                     found.append(argv[argv.index(flag) + 1])

@@ -1,4 +1,4 @@
-"""The SessionBackend protocol: where sessions live. The manager knows hosts only through it."""
+"""The SessionBackend protocol: where sessions live. The manager knows backends only through it."""
 
 from __future__ import annotations
 
@@ -7,23 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from polydesk.core.model import Account, EndReason, Session
-from polydesk.system.peer import Server
+from polydesk.core.screen import Endpoint, Screen
 
 
 @dataclass(frozen=True)
 class Started:
-    """What a host reports once a session's display is usable."""
+    """What a backend reports once a session's display is usable."""
 
     display: str | None
-    # Opaque to everyone but the host; JSON-serialisable. The store keeps it and
-    # the manager hands it back (as Session.host_data) on every later call,
-    # including after a daemon restart, so the host can re-adopt the session.
+    # Opaque to everyone but the backend; JSON-serialisable. The store keeps it and
+    # the manager hands it back (as Session.backend_data) on every later call,
+    # including after a daemon restart, so the backend can re-adopt the session.
     data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Recovered:
-    """A live session found by the host itself, for rebuilding a lost state database."""
+    """A live session found by the backend itself, for rebuilding a lost state database."""
 
     session_id: str
     user: str
@@ -31,32 +31,8 @@ class Recovered:
     logon_time: float
 
 
-@dataclass(frozen=True)
-class Screen:
-    """Where a session's pixels can be read: an X display, the cookie file that opens it,
-    and the X server process that must be the one answering (pid and start time; None
-    where the host cannot know it, as for a display manager's own X server)."""
-
-    display: str
-    xauthority: str
-    server_pid: int | None = None
-    server_start: int | None = None
-
-    @property
-    def server(self) -> Server:
-        return Server(self.server_pid, self.server_start)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A session's RFB server: its Unix socket, and the process that must be listening."""
-
-    path: str
-    server: Server
-
-
 class SessionBackend(Protocol):
-    """One place sessions run (the built-in Xvnc host, logind, a fake for tests).
+    """One place sessions run (the built-in Xvnc backend, logind, a fake for tests).
 
     Every method but ``start`` receives the session as the store knows it.
     Methods that end or change a session are idempotent: the manager may call
@@ -74,12 +50,12 @@ class SessionBackend(Protocol):
         ...
 
     async def recover(self) -> list[Recovered]:
-        """Every session of this host still running, found without the state database."""
+        """Every session of this backend still running, found without the state database."""
         ...
 
     async def wait_ended(self, session: Session) -> EndReason:
         """Return when the session's display server has exited, saying why: LOGOUT when
-        the user's desktop ended first (the host then stops the display), else CRASHED."""
+        the user's desktop ended first (the backend then stops the display), else CRASHED."""
         ...
 
     async def notify_logoff(self, session: Session, seconds: int, text: str) -> None:
@@ -125,7 +101,7 @@ class SessionBackend(Protocol):
         ...
 
     async def idle_seconds(self, session: Session) -> float | None:
-        """Seconds since the last input, or None when the host cannot tell."""
+        """Seconds since the last input, or None when the backend cannot tell."""
         ...
 
     def screen(self, session: Session) -> Screen | None:
@@ -149,19 +125,19 @@ class SessionBackend(Protocol):
 @dataclass(frozen=True)
 class Discovered:
     """A session that something else started (the OS: a display manager, SSH, a getty),
-    as a discovering host reports it to the manager."""
+    as a discovering backend reports it to the manager."""
 
-    # Names the session for good: unique on this host and stable across daemon restarts
+    # Names the session for good: unique on this machine and stable across daemon restarts
     # (logind: boot id, logind session id and creation time). The manager keeps it as
-    # host_data["key"] and gives a session it already knows under that key its old id.
+    # backend_data["key"] and gives a session it already knows under that key its old id.
     key: str
     user: str
     uid: int
     logon_time: float
     display: str | None = None
     client: str | None = None
-    # Becomes Session.host_data (plus "key"); its "details" entry, if any, is public
-    # (the API shows it): everything else stays the host's.
+    # Becomes Session.backend_data (plus "key"); its "details" entry, if any, is public
+    # (the API shows it): everything else stays the backend's.
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,13 +147,13 @@ class DiscoveringBackend(Protocol):
 
     The manager opens it before re-adopting stored sessions, then runs ``discover``
     as a task for the daemon's life. A discovered session ends as any other does:
-    the host's ``wait_ended`` returns.
+    the backend's ``wait_ended`` returns.
     """
 
     name: str
 
     async def open(self) -> None:
-        """Connect; raise BackendError when this host cannot run on this machine."""
+        """Connect; raise BackendError when this backend cannot run on this machine."""
         ...
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:

@@ -1,8 +1,8 @@
 """An in-memory SessionBackend for fast unit tests of the manager and policy.
 
-Like httpx's MockTransport: shipped beside the real host, and it records what
+Like httpx's MockTransport: shipped beside the real backend, and it records what
 was asked of it so tests can assert on calls. Every behaviour it shows is
-also proven against the real Xvnc host.
+also proven against the real Xvnc backend.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from polydesk.backends.base import Endpoint, Recovered, Screen, Started
+from polydesk.backends.base import Recovered, Started
 from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.core.screen import Endpoint, Screen
 
 
 @dataclass

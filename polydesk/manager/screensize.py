@@ -129,7 +129,7 @@ class ScreenSizes:
         session = self.ports.session_now(session_id)
         if session is None or stored_size(session) == now:
             return  # the same size again (a reload, a resume): nothing new to remember or audit
-        self.ports.save(session.with_(host_data={**session.backend_data, STORED_KEY: list(now)}))
+        self.ports.save(session.with_(backend_data={**session.backend_data, STORED_KEY: list(now)}))
         self.ports.audit(caller, session, asked, now)
 
     async def wait(self, session_id: str) -> None:

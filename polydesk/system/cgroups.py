@@ -1,7 +1,7 @@
 """cgroup trees: where they are mounted, a session's directory in them, and the per-session
 resource limits written there (processes, memory and CPU weight).
 
-Each limit is written where this machine's kernel offers its controller, chosen once per host:
+Each limit is written where this machine's kernel offers its controller, chosen once per backend:
 
 - cgroup2, when the unified tree has the controller: ``pids.max``, ``memory.max`` (and
   ``memory.high`` a tenth below it, so a session is slowed down before it is killed) and
@@ -10,7 +10,7 @@ Each limit is written where this machine's kernel offers its controller, chosen 
 - else a cgroup v1 hierarchy of the controller: ``pids.max``, ``memory.limit_in_bytes`` and
   ``cpu.shares`` in ``<v1 mount>/polydesk/session-<key>``, a cgroup that the session's
   processes join beside their tracking cgroup (``Tracker.join``, between fork and exec);
-- else nowhere: said once in the log when the host starts; the session runs without it.
+- else nowhere: said once in the log when the backend starts; the session runs without it.
 
 Not RLIMIT_NPROC: the kernel counts it per real uid over the whole machine, so it would
 count the user's SSH logins and cron jobs and every other session of theirs against
@@ -127,7 +127,7 @@ class Place:
 
 @dataclass(frozen=True)
 class LimitPlan:
-    """A host's choice, made once: which cgroup carries each limit."""
+    """A backend's choice, made once: which cgroup carries each limit."""
 
     limits: Limits
     places: tuple[Place, ...]

@@ -5,7 +5,7 @@ sockets: they may rename a socket file and put up a server of their own in its p
 any local user may bind an abstract name nobody holds. The daemon runs as root and talks
 to these servers with the session's cookie, so it must know it reached the real one: every
 connection here checks the listening process (``SO_PEERCRED``: the pid that called
-``listen``) against the server the host started, and its start time, so a reused pid is
+``listen``) against the server the backend started, and its start time, so a reused pid is
 not mistaken for it.
 """
 
@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from polydesk.core.screen import Server
 from polydesk.system import processes as procs
 
 X11_UNIX = Path("/tmp/.X11-unix")
@@ -23,14 +24,6 @@ X11_UNIX = Path("/tmp/.X11-unix")
 
 class PeerError(ConnectionError):
     """The socket answered, but not from the server the session runs."""
-
-
-@dataclass(frozen=True)
-class Server:
-    """The process that must be listening: pid and start time (None: any, see ``connect``)."""
-
-    pid: int | None = None
-    start: int | None = None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Protocol, cast
 
 from PIL import Image
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system.x11.xwire import (
     CONFIGURE_NOTIFY,
     CW_EVENT_MASK,

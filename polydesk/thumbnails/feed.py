@@ -36,7 +36,7 @@ from typing import TypeVar
 
 from PIL import Image
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.thumbnails.bases import update
 from polydesk.thumbnails.capture import CaptureError, Reader, ScreenReader
 from polydesk.thumbnails.geometry import Box

@@ -17,10 +17,11 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from polydesk.system.x11.drawing import wrap
 from polydesk.thumbnails.geometry import Box
 
 SIZES: dict[str, int] = {"small": 160, "medium": 320, "large": 480}
@@ -167,7 +168,7 @@ def placeholder(size: str, text: str = PLACEHOLDER_TEXT) -> Thumbnail:
     draw = ImageDraw.Draw(image)
     short = text == PLACEHOLDER_TEXT
     font = ImageFont.load_default(size=max(10, width // (12 if short else 18)))
-    lines = _wrap(draw, text, font, width - 16)
+    lines = wrap(text, font, width - 16)
     step = font.size * 1.25 if isinstance(font, ImageFont.FreeTypeFont) else 12
     top = width * 5 / 16 - step * (len(lines) - 1) / 2
     for number, line in enumerate(lines):
@@ -176,13 +177,3 @@ def placeholder(size: str, text: str = PLACEHOLDER_TEXT) -> Thumbnail:
     image.save(buffer, "JPEG", quality=JPEG_QUALITY)
     jpeg = buffer.getvalue()
     return Thumbnail(jpeg, f'"p-{hashlib.blake2b(jpeg, digest_size=12).hexdigest()}"', 0)
-
-
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    return lines or [""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 
 if TYPE_CHECKING:
     from polydesk.thumbnails.feed import Thumbnailer

@@ -28,15 +28,16 @@ from dbus_fast import Variant
 from PIL import Image
 from Xlib import X
 
-from polydesk.backends.base import Discovered, Screen
+from polydesk.backends.base import Discovered
 from polydesk.backends.logind.backend import LogindBackend
 from polydesk.backends.logind.local import write_terminal
 from polydesk.core.model import BackendError, Role, Session, SessionState
+from polydesk.core.screen import Screen
 from polydesk.system import processes as procs
 from polydesk.system.x11 import client as x11
 from polydesk.thumbnails.feed import placeholder
-from tests.backends.conftest import await_for, wait_for
 from tests.backends.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
+from tests.backends.sessions import await_for, wait_for
 from tests.conftest import Daemon
 from tests.users import TestUser
 

@@ -16,20 +16,21 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk.backends.base import Screen
-from polydesk.backends.xvnc.backend import XvncBackend
 from polydesk.core.model import BackendError, Session
+from polydesk.core.screen import Screen, Server
 from polydesk.system import processes
-from polydesk.system.peer import Server
 from polydesk.system.x11 import client as x11
 from polydesk.system.x11 import xauth, xserver
-from tests.backends.conftest import (
+from tests.backends.sessions import (
     RfbClient,
     Sessions,
     account_of,
     await_for,
     command_of,
+    data,
     live_pids,
+    typing_reaches_the_shell,
+    windows,
     write_xsession,
 )
 from tests.users import TestUser, display_files
@@ -46,10 +47,6 @@ sh -c 'trap "" TERM; echo $$ > "$HOME/stubborn.pid"; while :; do sleep 1; done' 
 xterm -e sh &
 exec openbox
 """
-
-
-def data(session: Session, key: str) -> str:
-    return str(session.backend_data[key])
 
 
 def handshake(session: Session, cookie: bytes | None) -> bool:
@@ -78,16 +75,6 @@ def nothing_left(session: Session, user: TestUser) -> list[str]:
     if cgroup and os.path.exists(cgroup):
         traces.append(str(cgroup))
     return traces
-
-
-async def windows(host: XvncBackend, session: Session, at_least: int = 1) -> None:
-    async def count() -> int:
-        return await host.open_windows(session)
-
-    deadline = time.monotonic() + 10
-    while await count() < at_least:
-        assert time.monotonic() < deadline, "the desktop's windows never appeared"
-        await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------- start
@@ -320,18 +307,6 @@ async def test_adopt_refuses_a_reused_pid(sessions: Sessions, account: Account) 
 
 
 # ---------------------------------------------------------------- viewers, input, windows
-
-
-async def typing_reaches_the_shell(client: RfbClient, user: TestUser, name: str, timeout: float) -> bool:
-    """Type a command into the focused xterm; True if the file it makes appears."""
-    marker = Path(user.home) / name
-    client.type(f"touch {name}\n")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if marker.exists():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 @pytest.mark.asyncio

@@ -8,8 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.backends.conftest import RfbClient, Sessions, write_xsession
-from tests.backends.test_xvnc import data, typing_reaches_the_shell, windows
+from tests.backends.sessions import (
+    RfbClient,
+    Sessions,
+    data,
+    typing_reaches_the_shell,
+    windows,
+    write_xsession,
+)
 from tests.users import TestUser
 
 

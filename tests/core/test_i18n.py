@@ -17,8 +17,8 @@ import pytest
 from Xlib import X
 from Xlib.error import XError
 
-from polydesk.backends.base import Screen
 from polydesk.core import i18n
+from polydesk.core.screen import Screen
 from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.test_daemon import wait_for

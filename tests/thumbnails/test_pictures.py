@@ -89,7 +89,7 @@ def connect_url(url: str, headers: dict[str, str]) -> Iterator[ClientConnection]
 
 def fill(daemon: Daemon, session_id: str, display: str, box: tuple[int, int, int, int], pixel: int) -> None:
     """Paint a rectangle straight onto the root window, as root with the session's cookie."""
-    from polydesk.backends.base import Screen
+    from polydesk.core.screen import Screen
     from polydesk.system.x11.client import connection
 
     xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.thumbnails import feed as thumbnails_module
 from polydesk.thumbnails.capture import CaptureError
 from polydesk.thumbnails.feed import Thumbnailer

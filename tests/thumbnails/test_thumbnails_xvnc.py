@@ -77,7 +77,7 @@ def daemon_x_clients(daemon: Daemon, session_id: str, display: str) -> int:
     """How many X connections the daemon has open to the display (X-Resource: client pids)."""
     from Xlib.ext import res
 
-    from polydesk.backends.base import Screen
+    from polydesk.core.screen import Screen
     from polydesk.system.x11.client import connection
 
     assert daemon.proc is not None
@@ -117,7 +117,7 @@ def test_one_capture_connection_for_every_dashboard_and_none_without(
 def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     """The capture path on a real Xvnc: DAMAGE says exactly what changed, MIT-SHM reads it,
     nothing is read while the screen is still, and no shared memory is left behind."""
-    from polydesk.backends.base import Screen
+    from polydesk.core.screen import Screen
     from polydesk.thumbnails.capture import ScreenReader
     from polydesk.thumbnails.geometry import area
 

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import unix_connect
 from Xlib import X
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system.x11 import client as x11
 from tests.conftest import Daemon
 from tests.rfb import RfbClient

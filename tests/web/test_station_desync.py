@@ -20,7 +20,7 @@ from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system.x11 import xserver
 from tests.conftest import Daemon
 from tests.rfb import hidden_one_byte_ahead, key_events

@@ -1,8 +1,8 @@
-"""The logind host: the sessions this machine already has (seats, display managers, SSH).
+"""The logind backend: the sessions this machine already has (seats, display managers, SSH).
 
 systemd-logind knows every login session: a station of a multiseat lab (a seat),
-a GDM or LightDM desktop, a getty, an SSH or xrdp connection. This host lists them
-over D-Bus (``dbus_login1``), follows ``SessionNew`` / ``SessionRemoved`` live and
+a GDM or LightDM desktop, a getty, an SSH or xrdp connection. This backend lists them
+over D-Bus (``dbus``), follows ``SessionNew`` / ``SessionRemoved`` live and
 acts on them:
 
 - log off: a countdown notice (on the session's X display, else on its terminal),
@@ -14,7 +14,7 @@ acts on them:
 - disconnect: only an SSH session (its connection is closed; what ignores SIGHUP,
   such as tmux, keeps running); every other kind says it is not supported;
 - thumbnails: the X display and cookie of an X11 session, found in the environment of
-  its leader (or of its other processes: ``logind_local``); Wayland and text sessions
+  its leader (or of its other processes: ``local``); Wayland and text sessions
   have no picture, and the placeholder says why.
 
 Files: ``<runtime_dir>/logind/<id>-<start>/`` (root, 0700) holds the daemon's copy of
@@ -26,105 +26,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-from polydesk.backends.base import Discovered, Endpoint, Recovered, Screen, Started
-from polydesk.backends.helpers import helper_language, helpers, spawn_helper, stop_helpers, tail
-from polydesk.backends.logind.dbus import Login1, Login1Error, SessionInfo
-from polydesk.backends.logind.local import comm, find_screen, kind_of, session_pids, write_terminal
+from polydesk.backends.base import Discovered, Recovered, Started
+from polydesk.backends.helpers import helper_language, helpers, on_screen, show_helper, stop_helpers
+from polydesk.backends.logind.dbus import Login1, Login1Error
+from polydesk.backends.logind.follow import Follower, translated
+from polydesk.backends.logind.local import comm, find_screen, session_pids, write_terminal
+from polydesk.backends.logind.sessions import SCREEN_TTL, Ref, describe
 from polydesk.core.model import Account, BackendError, EndReason, Session
+from polydesk.core.screen import Endpoint, Screen
 from polydesk.system import processes as procs
+from polydesk.system.children import Children
 from polydesk.system.x11 import client as x11
 from polydesk.system.x11 import xserver
-from polydesk.system.x11.xauth import X11Error
 
 log = logging.getLogger(__name__)
 
-REPORTED_CLASSES = frozenset({"user"})  # not greeters, lock screens or background (cron) sessions
 SSH_SERVICES = frozenset({"sshd"})
 SSH_LEADERS = frozenset({"sshd", "sshd-session"})  # OpenSSH >= 9.8 runs "sshd-session"
-SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-SCREEN_TTL = 10.0  # seconds a found (or missing) X display is trusted before looking again
-_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []  # helper windows outliving a closed host
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------- a session's identity
-
-
-@dataclass(frozen=True)
-class Ref:
-    """Which logind session a Polydesk session is, from its host_data."""
-
-    logind_id: str
-    path: str
-    key: str
-
-    @classmethod
-    def of(cls, session: Session) -> Ref:
-        data = session.backend_data
-        logind_id, path, key = data.get("logind_id"), data.get("logind_path"), data.get("key")
-        if not isinstance(logind_id, str) or not SAFE_ID.fullmatch(logind_id) or not path or not key:
-            raise BackendError(f"session {session.id} has no usable logind host data")
-        return cls(logind_id, str(path), str(key))
-
-    @property
-    def dirname(self) -> str:
-        """A file name unique to this session, even across reboots (the key's tail is its start time)."""
-        return f"{self.logind_id}-{self.key.rsplit('/', 1)[-1]}"
-
-
-def session_key(info: SessionInfo, boot_id: str) -> str:
-    return f"{boot_id}/{info.id}/{info.timestamp_us}"
-
-
-def client_of(info: SessionInfo) -> str | None:
-    if info.remote:
-        return info.remote_host or "remote"
-    return " ".join(part for part in (info.seat, info.tty) if part) or None
-
-
-def discovered(info: SessionInfo, boot_id: str) -> Discovered:
-    return Discovered(
-        key=session_key(info, boot_id), user=info.user, uid=info.uid,
-        logon_time=info.timestamp_us / 1e6 if info.timestamp_us > 0 else time.time(),
-        display=info.display or None, client=client_of(info),
-        data={
-            "logind_id": info.id, "logind_path": info.path, "seat": info.seat, "tty": info.tty,
-            "type": kind_of(info), "class": info.session_class, "remote": info.remote,
-            "remote_host": info.remote_host, "remote_user": info.remote_user,
-            "service": info.service, "leader": info.leader, "vtnr": info.vtnr,
-            "desktop": info.desktop,
-            "details": {  # shown by the API and the CLI (Session.host_data is otherwise private)
-                "logind_id": info.id, "seat": info.seat, "tty": info.tty, "type": kind_of(info),
-                "class": info.session_class, "remote": info.remote, "remote_host": info.remote_host,
-                "service": info.service,
-            },
-        },
-    )
-
-
-# ---------------------------------------------------------------- the host
-
-
-@dataclass
-class _Live:
-    """A logind session this host watches."""
-
-    info: SessionInfo
-    key: str
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    screen_at: float = -SCREEN_TTL
-    screen: Screen | None = None
-    screen_why: str | None = None
 
 
 class LogindBackend:
@@ -134,113 +58,17 @@ class LogindBackend:
 
     def __init__(self, runtime_dir: Path, bus: str = "system") -> None:
         self.runtime_dir = Path(runtime_dir)
-        self.login1 = Login1(bus)
-        self._boot_id = procs.boot_id()
-        self._live: dict[str, _Live] = {}  # logind session id -> what we know
-        self._new: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._children: list[subprocess.Popen[bytes]] = []
-        self._opened = False
-        self._open_lock = asyncio.Lock()
+        self._follow = Follower(Login1(bus), procs.boot_id())
+        self.login1 = self._follow.login1
+        self._children = Children()
 
-    # ------------------------------------------------------------ finding sessions
+    # ------------------------------------------------------------ finding sessions (``follow``)
 
     async def open(self) -> None:
-        async with self._open_lock:
-            if self._opened and self.login1.connected:
-                return
-            try:
-                await self.login1.connect()
-                # Subscribed before the first listing, so no session starts unseen in between.
-                await self.login1.subscribe(self._on_new, self._on_removed)
-            except Login1Error as exc:
-                raise BackendError(f"logind host: {exc}") from exc
-            self._opened = True
+        await self._follow.open()
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:
-        await self.open()
-        for _, path in await self._translated(self.login1.list_sessions()):
-            await self._report(path, found)
-        while True:
-            _, path = await self._new.get()
-            await self._report(path, found)
-
-    async def _report(self, path: str, found: Callable[[Discovered], Awaitable[None]]) -> None:
-        try:
-            info = await self.login1.session(path)
-        except Login1Error as exc:
-            log.warning("logind session %s: %s", path, exc)
-            return
-        if info is None or info.state == "closing" or info.session_class not in REPORTED_CLASSES:
-            return
-        if not SAFE_ID.fullmatch(info.id) or not info.user:
-            log.warning("logind session %r at %s has an unusable id or no user", info.id, path)
-            return
-        live = self._register(info)
-        if live.ended.is_set():
-            return
-        try:
-            await found(discovered(info, self._boot_id))
-        except Exception:  # the manager failed to record it (a full disk); keep following the rest
-            log.exception("could not record logind session %s", info.id)
-
-    def _register(self, info: SessionInfo) -> _Live:
-        key = session_key(info, self._boot_id)
-        live = self._live.get(info.id)
-        if live is None or live.key != key:
-            if live is not None:
-                live.ended.set()  # the same id again after a reboot: not the same session
-            live = self._live[info.id] = _Live(info, key)
-        else:
-            live.info = info
-        return live
-
-    def _on_new(self, session_id: str, path: str) -> None:
-        self._new.put_nowait((session_id, path))
-
-    def _on_removed(self, session_id: str, path: str) -> None:
-        if session_id in self._live:
-            self._spawn(self._confirm_removed(session_id, path))
-
-    async def _confirm_removed(self, session_id: str, path: str) -> None:
-        """Believe a SessionRemoved only once logind itself no longer has the session."""
-        try:
-            info = await self.login1.session(path)
-        except Login1Error as exc:
-            log.warning("logind session %s: %s", session_id, exc)
-            return
-        live = self._live.get(session_id)
-        if live is not None and (info is None or info.state == "closing"
-                                 or session_key(info, self._boot_id) != live.key):
-            self._ended(session_id)
-
-    def _ended(self, session_id: str) -> None:
-        live = self._live.pop(session_id, None)
-        if live is not None:
-            live.ended.set()
-
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _current(self, ref: Ref) -> SessionInfo | None:
-        """The session as logind has it now; None once it is gone or closing."""
-        info = await self._translated(self.login1.session(ref.path))
-        if info is None or info.state == "closing" or session_key(info, self._boot_id) != ref.key:
-            live = self._live.get(ref.logind_id)
-            if live is not None and live.key == ref.key:
-                self._ended(ref.logind_id)
-            return None
-        live = self._register(info)
-        live.info = info
-        return info
-
-    async def _translated(self, work: Awaitable[T]) -> T:
-        try:
-            return await work
-        except Login1Error as exc:
-            raise BackendError(f"logind: {exc}") from exc
+        await self._follow.discover(found)
 
     # ------------------------------------------------------------ the SessionBackend protocol
 
@@ -254,19 +82,19 @@ class LogindBackend:
     async def adopt(self, session: Session) -> bool:
         await self.open()
         try:
-            return await self._current(Ref.of(session)) is not None
+            return await self._follow.current(Ref.of(session)) is not None
         except BackendError:
             return False
 
     async def wait_ended(self, session: Session) -> EndReason:
         ref = Ref.of(session)
         while True:
-            live = self._live.get(ref.logind_id)
+            live = self._follow.live.get(ref.logind_id)
             if live is not None and live.key == ref.key:
                 await live.ended.wait()
                 return EndReason.LOGOUT
             try:
-                if await self._current(ref) is None:
+                if await self._follow.current(ref) is None:
                     return EndReason.LOGOUT
             except BackendError as exc:  # the bus is unreachable: an unknown end is not an end
                 log.warning("cannot follow logind session %s: %s", ref.logind_id, exc)
@@ -274,7 +102,7 @@ class LogindBackend:
 
     async def processes(self, session: Session) -> list[int]:
         ref = Ref.of(session)
-        live = self._live.get(ref.logind_id)
+        live = self._follow.live.get(ref.logind_id)
         leader = live.info.leader if live else int(session.backend_data.get("leader") or 0)
         return await asyncio.to_thread(session_pids, ref.logind_id, leader)
 
@@ -283,7 +111,7 @@ class LogindBackend:
         ref = Ref.of(session)
         folder = self._dir(ref)
         await asyncio.to_thread(stop_helpers, folder)
-        if await self._current(ref) is not None:
+        if await self._follow.current(ref) is not None:
             try:
                 await self.login1.terminate(ref.logind_id)
             except Login1Error as exc:
@@ -297,14 +125,14 @@ class LogindBackend:
                     raise BackendError(f"logind session {ref.logind_id} is still there after "
                                     "TerminateSession and KillSession")
         await asyncio.to_thread(shutil.rmtree, folder, True)
-        self._collect()
+        self._children.collect()
 
     async def _gone(self, ref: Ref, seconds: float, closing_counts: bool) -> bool:
         """Wait up to ``seconds`` for SessionRemoved; look at the state now and then, since
         logind signals no change of State (a session may linger in "closing")."""
         deadline = time.monotonic() + seconds
         while True:
-            live = self._live.get(ref.logind_id)
+            live = self._follow.live.get(ref.logind_id)
             if live is None or live.key != ref.key:
                 return True
             try:
@@ -312,7 +140,7 @@ class LogindBackend:
             except Login1Error:
                 info = live.info
             if info is None or (closing_counts and info.state == "closing"):
-                self._ended(ref.logind_id)
+                self._follow.ended(ref.logind_id)
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
@@ -336,16 +164,16 @@ class LogindBackend:
 
     async def close_windows(self, session: Session) -> int:
         screen = await self._screen(session)
-        return 0 if screen is None else await _x(x11.close_windows, screen, session.id)
+        return 0 if screen is None else await on_screen(x11.close_windows, screen, session.id)
 
     async def open_windows(self, session: Session) -> int:
         screen = await self._screen(session)
-        return 0 if screen is None else await _x(x11.open_windows, screen, session.id)
+        return 0 if screen is None else await on_screen(x11.open_windows, screen, session.id)
 
     async def disconnect(self, session: Session) -> None:
         """Only an SSH session has a connection to drop: its leader is sshd's process for it."""
         ref = Ref.of(session)
-        info = await self._current(ref)
+        info = await self._follow.current(ref)
         if info is None:
             raise BackendError(f"logind session {ref.logind_id} has ended")
         if not (info.remote and info.service in SSH_SERVICES):
@@ -359,14 +187,14 @@ class LogindBackend:
 
     async def block(self, session: Session, message: str) -> None:
         ref = Ref.of(session)
-        info = await self._current(ref)
+        info = await self._follow.current(ref)
         if info is None:
             raise BackendError(f"logind session {ref.logind_id} has ended")
         screen = await self._screen(session)
         if screen is None and info.type != "wayland":
             raise BackendError(f"block is not supported for this session type ({describe(info)}): "
                             f"{self._why(session) or 'no screen to cover'}")
-        await self._translated(self.login1.lock(ref.logind_id))
+        await translated(self.login1.lock(ref.logind_id))
         if screen is None:
             return  # Wayland: the compositor's own lock screen is all there is
         await asyncio.to_thread(stop_helpers, self._dir(ref), "cover")
@@ -398,7 +226,7 @@ class LogindBackend:
         except Login1Error as exc:
             if not exc.gone:
                 raise BackendError(f"logind: {exc}") from exc
-        self._collect()
+        self._children.collect()
 
     async def message(self, session: Session, text: str, timeout: int | None) -> None:
         ref = Ref.of(session)
@@ -414,7 +242,7 @@ class LogindBackend:
 
     async def idle_seconds(self, session: Session) -> float | None:
         try:
-            info = await self._current(Ref.of(session))
+            info = await self._follow.current(Ref.of(session))
         except BackendError:
             return None
         if info is None:
@@ -422,7 +250,7 @@ class LogindBackend:
         screen = await self._screen(session)
         if screen is not None:
             with contextlib.suppress(BackendError):
-                return await _x(xserver.idle_ms, screen, session.id) / 1000
+                return await on_screen(xserver.idle_ms, screen, session.id) / 1000
         if not info.idle_hint:
             return 0.0
         if info.idle_since_us <= 0:
@@ -435,7 +263,7 @@ class LogindBackend:
             ref = Ref.of(session)
         except BackendError:
             return None
-        live = self._live.get(ref.logind_id)
+        live = self._follow.live.get(ref.logind_id)
         if live is None or live.key != ref.key:
             return None
         now = time.monotonic()
@@ -454,15 +282,9 @@ class LogindBackend:
         return None  # stations of logind sessions are their own seats or remote clients
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.login1.close()
-        self._opened = False
-        self._collect()
+        await self._follow.close()
         # Still running on purpose (a cover stays while the daemon restarts): parked, not dropped.
-        _LEFT_RUNNING.extend(proc for proc in self._children if proc.returncode is None)
-        self._children.clear()
+        self._children.close()
 
     # ------------------------------------------------------------ helpers
 
@@ -471,7 +293,7 @@ class LogindBackend:
 
     def _why(self, session: Session) -> str | None:
         with contextlib.suppress(BackendError):
-            live = self._live.get(Ref.of(session).logind_id)
+            live = self._follow.live.get(Ref.of(session).logind_id)
             if live is not None:
                 return live.screen_why
         return None
@@ -481,7 +303,7 @@ class LogindBackend:
 
     async def _to_terminal(self, session: Session, text: str) -> None:
         ref = Ref.of(session)
-        info = await self._current(ref)
+        info = await self._follow.current(ref)
         if info is None:
             raise BackendError(f"logind session {ref.logind_id} has ended")
         # A graphical session's VT shows graphics: text written there would be shown to nobody.
@@ -495,40 +317,5 @@ class LogindBackend:
 
     async def _helper(self, ref: Ref, screen: Screen, kind: str, args: list[str], language: str,
                       wait_ready: bool = False) -> None:
-        self._collect()
-        folder = self._dir(ref)
-        proc = await asyncio.to_thread(spawn_helper, folder, screen, kind, args, wait_ready, language)
-        self._children.append(proc)
-        if proc.stdout is None:
-            return
-        reader = asyncio.ensure_future(asyncio.to_thread(proc.stdout.readline))
-        done, _ = await asyncio.wait({reader}, timeout=10)
-        if not done:
-            await asyncio.to_thread(stop_helpers, folder, kind)  # its pipe closes: the read ends
-        line = await reader
-        proc.stdout.close()
-        if line != b"ready\n":
-            await asyncio.to_thread(stop_helpers, folder, kind)
-            raise BackendError(f"logind session {ref.logind_id}: the {kind} window did not appear on "
-                            f"{screen.display}: {tail(folder / 'helpers.log')}")
-
-    def _collect(self) -> None:
-        for proc in [*self._children, *_LEFT_RUNNING]:
-            proc.poll()
-        self._children = [proc for proc in self._children if proc.returncode is None]
-        _LEFT_RUNNING[:] = [proc for proc in _LEFT_RUNNING if proc.returncode is None]
-
-
-def describe(info: SessionInfo) -> str:
-    where = "remote" if info.remote else "local"
-    service = f", {info.service}" if info.service else ""
-    return f"{where} {kind_of(info)}{service}"
-
-
-async def _x(function: Callable[[Screen], int], screen: Screen, session_id: str) -> int:
-    try:
-        return await asyncio.to_thread(function, screen)
-    except (X11Error, OSError) as exc:
-        raise BackendError(f"session {session_id}: {exc}") from exc
-    except Exception as exc:  # python-xlib raises its own zoo on a dying connection
-        raise BackendError(f"session {session_id}: X error: {exc!r}") from exc
+        await show_helper(self._dir(ref), screen, kind, args, language, self._children,
+                          f"logind session {ref.logind_id}", wait_ready)

@@ -3,7 +3,7 @@
 Raw messages rather than dbus-fast proxy objects: no introspection round trip, and
 the handful of calls Polydesk makes are spelled out here with their signatures.
 Every dbus-fast error (no bus, auth refused, a D-Bus error reply, a timeout) becomes
-``Login1Error`` at this boundary, so the host only ever sees one kind of failure.
+``Login1Error`` at this boundary, so the backend only ever sees one kind of failure.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class Login1:
     async def subscribe(self, on_new: SignalHandler, on_removed: SignalHandler) -> None:
         """Call ``on_new`` / ``on_removed`` (in the loop's thread) for each SessionNew / SessionRemoved.
 
-        Anyone on the bus may emit a signal that looks like logind's; the host checks
+        Anyone on the bus may emit a signal that looks like logind's; the backend checks
         with logind itself before believing one.
         """
         bus = self._need_bus()

@@ -1,8 +1,8 @@
-"""What the logind host reads and starts on this machine, beside D-Bus.
+"""What the logind backend reads and starts on this machine, beside D-Bus.
 
 - an X11 session's display and cookie, from its processes' environment (``find_screen``);
 - a notice on a text session's terminal (``write_terminal``);
-- helper windows (cover, notice, message: ``python -m polydesk.system.x11.client``) and their records.
+- helper windows (cover, notice, message: ``python -m polydesk.system.x11.windows``) and their records.
 
 Polydesk never reads a cookie file the session's user does not own: the user controls
 their processes' environment, so an ``XAUTHORITY`` naming someone else's file would
@@ -19,8 +19,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from polydesk.backends.base import Screen
 from polydesk.backends.logind.dbus import SessionInfo
+from polydesk.core.screen import Screen
 from polydesk.system import processes as procs
 from polydesk.system.x11 import xauth
 
@@ -105,27 +105,7 @@ def _cookie_for(path: str, number: int, uid: int) -> bytes | None:
         if not stat.S_ISREG(info.st_mode) or info.st_uid not in (uid, 0):
             return None
         raw = file.read(65536)
-    return cookie_in(raw, number)
-
-
-def cookie_in(raw: bytes, number: int) -> bytes | None:
-    """The MIT-MAGIC-COOKIE-1 of display ``number`` in an Xauthority file's bytes."""
-    offset, wanted = 0, str(number).encode()
-    try:
-        while offset + 2 <= len(raw):
-            offset += 2  # family
-            fields = []
-            for _ in range(4):
-                length = int.from_bytes(raw[offset:offset + 2], "big")
-                if offset + 2 + length > len(raw):
-                    return None
-                fields.append(raw[offset + 2:offset + 2 + length])
-                offset += 2 + length
-            if fields[2] == xauth.COOKIE_NAME and fields[1] in (wanted, b""):
-                return fields[3]
-    except IndexError:
-        return None
-    return None
+    return xauth.cookie_in(raw, number)
 
 
 def _keep_cookie(folder: Path, display: tuple[str, int], cookie: bytes) -> Screen:

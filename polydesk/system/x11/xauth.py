@@ -62,17 +62,26 @@ def read_cookie(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as file:
         raw = file.read(65536)
-    offset = 0
-    try:
-        while offset + 2 <= len(raw):
-            offset += 2  # family
-            fields = []
-            for _ in range(4):
-                (length,) = struct.unpack_from(">H", raw, offset)
-                fields.append(raw[offset + 2:offset + 2 + length])
-                offset += 2 + length
-            if fields[2] == COOKIE_NAME:
-                return fields[3]
-    except struct.error:
-        pass  # truncated: the user owns the file and may have mangled it
-    raise X11Error(f"no {COOKIE_NAME.decode()} in {path}")
+    cookie = cookie_in(raw)
+    if cookie is None:
+        raise X11Error(f"no {COOKIE_NAME.decode()} in {path}")
+    return cookie
+
+
+def cookie_in(raw: bytes, number: int | None = None) -> bytes | None:
+    """The MIT-MAGIC-COOKIE-1 in an Xauthority file's bytes: the first one, or with ``number``
+    the first for that display (or for any display). None where there is none, or where the
+    file is cut short before it: the user owns the file and may have mangled it."""
+    offset, wanted = 0, None if number is None else str(number).encode()
+    while offset + 2 <= len(raw):
+        offset += 2  # family
+        fields = []
+        for _ in range(4):
+            length = int.from_bytes(raw[offset:offset + 2], "big")
+            if offset + 2 + length > len(raw):
+                return None
+            fields.append(raw[offset + 2:offset + 2 + length])
+            offset += 2 + length
+        if fields[2] == COOKIE_NAME and (wanted is None or fields[1] in (wanted, b"")):
+            return fields[3]
+    return None

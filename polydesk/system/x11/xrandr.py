@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen
 from polydesk.system.x11.xauth import X11Error
 from polydesk.system.x11.xserver import wire
 from polydesk.system.x11.xwire import Wire, pad

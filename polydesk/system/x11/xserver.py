@@ -14,8 +14,8 @@ import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from polydesk.backends.base import Screen
-from polydesk.system.peer import PeerError, Server
+from polydesk.core.screen import Screen, Server
+from polydesk.system.peer import PeerError
 from polydesk.system.x11.xauth import X11Error
 from polydesk.system.x11.xwire import Wire, WireError, pad
 

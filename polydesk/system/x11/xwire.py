@@ -24,8 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from polydesk.system.peer import Server, connect_display
-from polydesk.system.x11.xauth import COOKIE_NAME, display_number, read_cookie
+from polydesk.core.screen import Screen, Server
+from polydesk.system.peer import credentials
+from polydesk.system.x11.connect import connect
+from polydesk.system.x11.xauth import COOKIE_NAME
 
 REPLY, ERROR = 1, 0
 GENERIC_EVENT = 35
@@ -78,8 +80,8 @@ class Wire:
         self.seq = 0
         self._next_id = 0
         try:
-            cookie = read_cookie(xauthority) if cookie is None else cookie
-            self._sock = connect_display(display_number(display), server, timeout)
+            screen = Screen(display, str(xauthority), server.pid, server.start)
+            self._sock, cookie = connect(screen, timeout, cookie)
         except (OSError, ValueError) as exc:
             raise WireError(f"cannot connect to {display}: {exc}") from exc
         try:
@@ -103,9 +105,8 @@ class Wire:
 
     def peer(self) -> tuple[int, int]:
         """The uid and gid the X server runs as."""
-        raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        _, uid, gid = struct.unpack("3i", raw)
-        return uid, gid
+        peer = credentials(self._sock)
+        return peer.uid, peer.gid
 
     def new_id(self) -> int:
         self._next_id += 1

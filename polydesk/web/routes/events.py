@@ -34,10 +34,10 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from polydesk.backends.base import Screen
 from polydesk.core import policy
 from polydesk.core.events import Event, public_session
 from polydesk.core.model import Caller, Session
+from polydesk.core.screen import Screen
 from polydesk.manager.manager import Manager
 from polydesk.thumbnails.feed import SIZES, Patch, Thumbnailer, Watcher
 from polydesk.web.auth import Authenticator

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from polydesk.backends.base import Screen
 from polydesk.config.settings import Settings
 from polydesk.core import policy
 from polydesk.core.model import Action, Caller, NotPermitted, PolydeskError, Role, Session, UnknownSession
+from polydesk.core.screen import Screen
 from polydesk.manager.manager import Manager
 from polydesk.thumbnails.feed import PLACEHOLDER_TEXT, SIZES, Thumbnailer, placeholder
 from polydesk.web.auth import Authenticator

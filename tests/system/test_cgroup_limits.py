@@ -12,7 +12,7 @@ import pytest
 
 from polydesk.system import cgroups
 from polydesk.system.cgroups import Limits, Mounts, Place, memory_size
-from tests.backends.conftest import Sessions, live_pids
+from tests.backends.sessions import Sessions, live_pids
 from tests.users import TestUser
 
 LIMITS = Limits(pids_max=256, memory_max=512 << 20, cpu_weight=100)

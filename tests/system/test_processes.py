@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from polydesk.system import processes
-from polydesk.system.processes import Mode, Mounts, Tracker, Tracking, TrackingError
-from tests.backends.conftest import wait_for
+from polydesk.system.cgroups import Mounts
+from polydesk.system.tracking import MarkerTracker, Tracker, Tracking, TrackingError, TrackingMode, choose
+from tests.backends.sessions import wait_for
 
 MACHINE = Mounts.read()
 
@@ -35,8 +36,8 @@ def tracking_for(mode: str) -> Tracking:
             controller = mode.split("-")[1]
             if controller not in MACHINE.v1:
                 pytest.skip(f"no cgroup v1 {controller} hierarchy here")
-            return processes.choose("cgroup1", Mounts(None, {controller: MACHINE.v1[controller]}))
-        return processes.choose(mode, MACHINE)
+            return choose("cgroup1", Mounts(None, {controller: MACHINE.v1[controller]}))
+        return choose(mode, MACHINE)
     except TrackingError as exc:
         pytest.skip(str(exc))
 
@@ -124,7 +125,7 @@ def test_a_fork_loop_is_ended(mode: str, spawned: list[subprocess.Popen[bytes]])
 
 def test_marker_mode_follows_the_tree_when_the_marker_is_dropped(
         spawned: list[subprocess.Popen[bytes]]) -> None:
-    tracker = processes.MarkerTracker(session_id("tree"))
+    tracker = MarkerTracker(session_id("tree"))
     proc = spawn(tracker, "env -i sleep 1000 & exec sleep 1000")
     spawned.append(proc)
     wait_for(lambda: len(_children(proc.pid)) == 1, 5, "the unmarked child")
@@ -137,7 +138,7 @@ def test_marker_mode_follows_the_tree_when_the_marker_is_dropped(
 def test_marker_mode_hole_is_what_the_docs_say(tmp_path: Path,
                                                spawned: list[subprocess.Popen[bytes]]) -> None:
     """Dropping the marker *and* leaving the tree escapes the marker mode (not the cgroups)."""
-    tracker = processes.MarkerTracker(session_id("hole"))
+    tracker = MarkerTracker(session_id("hole"))
     script = "( env -i setsid sh -c 'echo $$ > \"$1\"; exec sleep 1000' sh \"$1\" & ); exec sleep 1000"
     proc = spawn(tracker, script, str(tmp_path / "hidden"))
     spawned.append(proc)
@@ -185,25 +186,25 @@ def test_a_cgroup_in_use_is_not_reused(spawned: list[subprocess.Popen[bytes]]) -
 
 def test_auto_prefers_cgroup2_then_cgroup1_then_marker(tmp_path: Path) -> None:
     if MACHINE.cgroup2 is not None:
-        assert processes.choose("auto", MACHINE).mode == Mode.CGROUP2
+        assert choose("auto", MACHINE).mode == TrackingMode.CGROUP2
     if "freezer" in MACHINE.v1:
         v1_only = Mounts(None, dict(MACHINE.v1))
-        chosen = processes.choose("auto", v1_only)
-        assert (chosen.mode, chosen.controller) == (Mode.CGROUP1, "freezer")
-    assert processes.choose("auto", Mounts(None, {})).mode == Mode.MARKER
+        chosen = choose("auto", v1_only)
+        assert (chosen.mode, chosen.controller) == (TrackingMode.CGROUP1, "freezer")
+    assert choose("auto", Mounts(None, {})).mode == TrackingMode.MARKER
     # A cgroup2 tree without cgroup.kill (kernel < 5.14) is passed over.
     old_kernel = tmp_path / "cgroup2"
     old_kernel.mkdir()
-    assert processes.choose("auto", Mounts(old_kernel, {})).mode == Mode.MARKER
+    assert choose("auto", Mounts(old_kernel, {})).mode == TrackingMode.MARKER
 
 
 def test_forcing_an_unavailable_mode_is_a_clear_error() -> None:
     with pytest.raises(TrackingError, match="no cgroup2"):
-        processes.choose("cgroup2", Mounts(None, {}))
+        choose("cgroup2", Mounts(None, {}))
     with pytest.raises(TrackingError, match="freezer or pids"):
-        processes.choose("cgroup1", Mounts(None, {}))
+        choose("cgroup1", Mounts(None, {}))
     with pytest.raises(TrackingError, match="unknown process tracking mode"):
-        processes.choose("systemd", MACHINE)
+        choose("systemd", MACHINE)
 
 
 def test_mounts_are_read_from_the_mount_table(tmp_path: Path) -> None:
@@ -221,15 +222,15 @@ def test_mounts_are_read_from_the_mount_table(tmp_path: Path) -> None:
 
 
 def test_tracking_survives_a_round_trip_through_json() -> None:
-    for tracking in (Tracking(Mode.MARKER), Tracking(Mode.CGROUP2, Path("/sys/fs/cgroup")),
-                     Tracking(Mode.CGROUP1, Path("/sys/fs/cgroup/freezer"), "freezer")):
+    for tracking in (Tracking(TrackingMode.MARKER), Tracking(TrackingMode.CGROUP2, Path("/sys/fs/cgroup")),
+                     Tracking(TrackingMode.CGROUP1, Path("/sys/fs/cgroup/freezer"), "freezer")):
         assert Tracking.from_data(dict(tracking.as_data())) == tracking
 
 
 def test_session_ids_that_would_escape_a_path_are_refused() -> None:
     for bad in ("../etc", "a/b", "", "x" * 65, "a b"):
         with pytest.raises(ValueError):
-            processes.MarkerTracker(bad)
+            MarkerTracker(bad)
 
 
 def test_a_pid_is_only_ours_with_its_start_time() -> None:

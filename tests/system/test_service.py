@@ -35,7 +35,7 @@ from polydesk.system import systemd
 from tests.conftest import free_port
 from tests.users import ADMIN_GROUP, DASHBOARD_GROUP, TestUser
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]  # the checkout: tests/system/ is two folders down
 SYSTEMD = Path("/lib/systemd/systemd")
 HOST_UNITS = Path("/usr/lib/systemd/system")
 # The journal's units come from the host; the rest of the boot is empty stand-ins.

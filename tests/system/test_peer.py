@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from polydesk.backends.base import Screen
+from polydesk.core.screen import Screen, Server
 from polydesk.system import peer
 from polydesk.system.x11 import xserver
 from polydesk.system.x11.xwire import MAX_REPLY, Wire, WireError
@@ -84,9 +84,9 @@ def xauthority() -> Iterator[Path]:
         yield path
 
 
-def me() -> peer.Server:
+def me() -> Server:
     from polydesk.system import processes
-    return peer.Server(os.getpid(), processes.start_time(os.getpid()))
+    return Server(os.getpid(), processes.start_time(os.getpid()))
 
 
 def max_rss_mb() -> float:
@@ -143,7 +143,7 @@ def test_an_event_flood_and_a_trickle_end_the_call(xauthority: Path) -> None:
 
 def test_a_server_that_is_not_the_sessions_own_gets_nothing(xauthority: Path) -> None:
     with hostile_server(lambda conn: None) as (display, number, requests):
-        someone_else = peer.Server(1, None)  # the session's server is init, say: not us
+        someone_else = Server(1, None)  # the session's server is init, say: not us
         with pytest.raises(WireError, match="not by the session's server"):
             Wire(display, xauthority, someone_else, timeout=2)
         with pytest.raises(Exception, match="not by the session's server"):
