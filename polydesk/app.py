@@ -17,6 +17,7 @@ from typing import IO
 
 from polydesk.backends.base import SessionBackend
 from polydesk.config.settings import Settings
+from polydesk.config.sizes import memory_size
 from polydesk.core import i18n
 from polydesk.core.events import EventBus
 from polydesk.core.model import InvalidRequest, StoreError
@@ -24,7 +25,7 @@ from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from polydesk.system import systemd
 from polydesk.system.accounts import lookup_account
-from polydesk.system.cgroups import Limits, memory_size
+from polydesk.system.cgroups import Limits
 
 log = logging.getLogger("polydesk")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from polydesk.config.settings import RENAMED, load_settings, settings_table
+from polydesk.config.sizes import memory_size
 from polydesk.core.i18n import normalize
 from polydesk.core.model import InvalidRequest
-from polydesk.system.cgroups import memory_size
 
 _NOWHERE = {"POLYDESK_CONFIG": "/nonexistent/polydesk.toml"}  # load_settings must read no file
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)$")

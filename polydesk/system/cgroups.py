@@ -26,7 +26,6 @@ import contextlib
 import errno
 import functools
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -37,9 +36,6 @@ log = logging.getLogger(__name__)
 
 CGROUP_PARENT = "polydesk"
 MOUNTS = Path("/proc/self/mounts")
-_SIZE = re.compile(r"(\d+)\s*([KMGT]?)i?B?", re.IGNORECASE)
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 CONTROLLERS = ("pids", "memory", "cpu")  # the limits, in the order they are placed
 _V1_CONTROLLERS = ("freezer", "pids", "memory", "cpu")  # tracking, then limits
 
@@ -96,24 +92,6 @@ class Limits:
         if version == 2:
             return [("cpu.weight", str(self.cpu_weight))]
         return [("cpu.shares", str(max(2, self.cpu_weight * 1024 // 100)))]  # v1: 1024 is the default
-
-
-def memory_size(text: str, ram: int | None = None) -> int:
-    """``"50%"`` (of this machine's RAM), ``"512M"``, ``"2G"``, ``"1073741824"``; ``""`` or ``"0"`` = 0."""
-    text = text.strip()
-    if text in ("", "0"):
-        return 0
-    percent = _PERCENT.fullmatch(text)
-    if percent:
-        share = float(percent.group(1))
-        if not 0 < share <= 100:
-            raise ValueError(f"{text!r}: a share of RAM is more than 0% and at most 100%")
-        total = ram if ram is not None else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        return int(total * share / 100)
-    size = _SIZE.fullmatch(text)
-    if size is None:
-        raise ValueError(f"{text!r} is not a size: give a share of RAM (50%) or a size (512M, 2G)")
-    return int(size.group(1)) * _UNITS[size.group(2).upper()]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from polydesk.system import cgroups
-from polydesk.system.cgroups import Limits, Mounts, Place, memory_size
+from polydesk.system.cgroups import Limits, Mounts, Place
 from tests.backends.sessions import Sessions, live_pids
 from tests.users import TestUser
 
@@ -25,17 +25,6 @@ WRITTEN = {"pids": {"pids.max": "256"},
 def expected_files(controller: str, version: int) -> dict[str, str]:
     table = WRITTEN[controller]
     return table if controller == "pids" else table[version]  # type: ignore[return-value]
-
-
-def test_memory_sizes_are_read_as_people_write_them() -> None:
-    ram = 8 << 30
-    assert memory_size("50%", ram) == 4 << 30
-    assert memory_size("12.5 %", ram) == 1 << 30
-    assert [memory_size(t) for t in ("2G", "512M", "512MiB", "64k", "1048576", "0", "")] == [
-        2 << 30, 512 << 20, 512 << 20, 64 << 10, 1 << 20, 0, 0]
-    for bad in ("lots", "150%", "0%", "-1G", "2 gigabytes"):
-        with pytest.raises(ValueError, match="share of RAM"):
-            memory_size(bad, ram)
 
 
 def fake_cgroup2(root: Path, controllers: str) -> Path:
