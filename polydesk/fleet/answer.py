@@ -22,8 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from polydesk.core import policy
-from polydesk.core.events import AuditRecord
-from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Role, StoreError, Target, UnknownUser
+from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Role, Target, UnknownUser
 from polydesk.fleet.desk import outcome_json
 from polydesk.fleet.wire import NONCE, Forged, ReplayGuard, Signer, seal, unseal
 from polydesk.manager.manager import Manager
@@ -162,10 +161,6 @@ class Answers:
         claimed: dict[str, Any] = request["caller"] if isinstance(request.get("caller"), dict) else {}
         ids: list[Any] = request["ids"] if isinstance(request.get("ids"), list) else []
         sender = (msg.headers or {}).get("Pd-From", "?")
-        with contextlib.suppress(StoreError):
-            self.manager.store.append_audit(AuditRecord(
-                time=time.time(), caller=str(claimed.get("user", "?"))[:64], caller_uid=-1, role="",
-                via=f"fleet:{str(sender)[:63]}", action=action[:32],
-                targets=[str(i)[:64] for i in ids[:100]], allowed=False, results=[],
-                detail={"reason": f"fleet request refused: {reason}", "subject": msg.subject},
-            ))
+        self.manager.record_refused_request(
+            str(claimed.get("user", "?"))[:64], f"fleet:{str(sender)[:63]}", action[:32],
+            [str(i)[:64] for i in ids[:100]], reason, msg.subject)

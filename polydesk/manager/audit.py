@@ -1,0 +1,68 @@
+"""The audit log's one writer: every record of the append-only log is written here.
+
+The manager's use cases write through it (and so do the fleet's records of what this host
+asked other hosts, and of requests it refused, through the manager's methods): the shape
+of a record is decided once, and nothing outside the manager appends to the log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from polydesk.core.events import AuditRecord
+from polydesk.core.model import Action, Caller, Outcome, Status
+from polydesk.store.store import Store
+
+
+def result(outcome: Outcome) -> dict[str, Any]:
+    """An Outcome as the audit log (and the fleet's wire) keeps it."""
+    return {"id": outcome.id, "status": str(outcome.status), "user": outcome.user,
+            "reason": outcome.reason}
+
+
+class AuditLog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write(
+        self,
+        caller: Caller,
+        action: Action | str,
+        targets: list[str],
+        results: list[dict[str, Any]],
+        *,
+        allowed: bool = True,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        detail = dict(detail or {})
+        if reason:
+            detail["reason"] = reason
+        self.store.append_audit(AuditRecord(
+            time=time.time(), caller=caller.user, caller_uid=caller.uid, role=str(caller.role),
+            via=caller.via, action=str(action), targets=targets, allowed=allowed,
+            results=results, detail=detail,
+        ))
+
+    def outcomes(self, caller: Caller, action: Action, outcomes: Sequence[Outcome], *,
+                 detail: dict[str, Any] | None = None) -> None:
+        """A record of one action over sessions: refused when any of them was forbidden."""
+        self.write(caller, action, [o.id for o in outcomes], [result(o) for o in outcomes],
+                   allowed=all(o.status != Status.FORBIDDEN for o in outcomes), detail=detail)
+
+    def one(self, caller: Caller, action: Action, outcome: Outcome, *, allowed: bool = True,
+            reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        """A record of one action on one session."""
+        self.write(caller, action, [outcome.id], [result(outcome)], allowed=allowed, reason=reason,
+                   detail=detail)
+
+    def refused_request(self, claimed_user: str, via: str, action: str, targets: list[str],
+                        detail: dict[str, Any]) -> None:
+        """A request refused before anyone was known to ask it (a forged or unsigned fleet
+        request): the record keeps who it claimed to be, with no uid and no role."""
+        self.store.append_audit(AuditRecord(
+            time=time.time(), caller=claimed_user, caller_uid=-1, role="", via=via, action=action,
+            targets=targets, allowed=False, results=[], detail=detail,
+        ))
