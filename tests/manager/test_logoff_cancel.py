@@ -19,7 +19,7 @@ from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode
 from polydesk.store.store import Store
 from tests.conftest import Daemon
-from tests.test_manager import ADMIN, ANA, TEACHER, logon_all, lookup
+from tests.manager.helpers import ADMIN, ANA, TEACHER, logon_all, lookup
 from tests.users import TestUser
 from tests.web.webclient import logon, signin, socket_client
 
@@ -104,7 +104,7 @@ async def test_who_may_cancel(tmp_path: Path) -> None:
     assert (await manager.get_session(ADMIN, ana)).state == SessionState.LOGGING_OFF
     # too late once the grace period is over: its windows are being closed
     closing = LogoffPlan("boss", time.time() - 10, time.time() - 1, False, None, "active")
-    manager._set((await manager.get_session(ADMIN, bia)).with_(logoff=closing))
+    manager.parts.set((await manager.get_session(ADMIN, bia)).with_(logoff=closing))
     late = await manager.cancel_logoff(ADMIN, Target(ids=(bia,)))
     assert late[0].status == Status.FAILED and "too late" in (late[0].reason or "")
     records = [r for r in manager.audit(ADMIN, limit=20) if r.action == Action.CANCEL_LOGOFF]
