@@ -202,7 +202,7 @@ def make_fleet(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Callabl
         for number, name in enumerate(names):
             config = fleet_config(name, seeds[name], nats.urls, keys, first_display=30 + 20 * number,
                                   replicas=replicas, settings=settings, **extra)
-            daemon = daemon_factory(extra_config=config, hosts=hosts)
+            daemon = daemon_factory(extra_config=config, backends=hosts)
             made.append(Host(name, daemon, seeds[name], keys[name]))
         # Each sees every other online (heartbeats arrived both ways).
         for host in made:
