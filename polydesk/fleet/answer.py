@@ -21,7 +21,6 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from polydesk.core import policy
 from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Role, Target, UnknownUser
 from polydesk.fleet.desk import outcome_json
 from polydesk.fleet.wire import NONCE, Forged, ReplayGuard, Signer, seal, unseal
@@ -103,9 +102,8 @@ class Answers:
             account = self.manager.lookup(user)
         except UnknownUser:  # no such account here: it may act on nothing of this host
             return Caller(user=user, uid=-1, role=Role.STANDARD, via=f"fleet:{origin}")
-        role = policy.role_of(account.groups, account.uid, self.manager.settings.admin_group,
-                              self.manager.settings.dashboard_group)
-        return Caller(user=account.name, uid=account.uid, role=role, via=f"fleet:{origin}")
+        return Caller(user=account.name, uid=account.uid, role=self.manager.role_of(account),
+                      via=f"fleet:{origin}")
 
     async def _execute(self, action: str, request: dict[str, Any], caller: Caller
                        ) -> tuple[dict[str, Any], bytes]:
