@@ -1,4 +1,4 @@
-"""Start, recover and close: what the manager does when the daemon starts and stops.
+"""Start and close: what the manager does when the daemon starts and stops.
 
 At start every session the store knows is adopted again (or recorded as ended while the
 daemon was down), log-offs a crash interrupted are finished, the backends whose sessions the
@@ -13,18 +13,8 @@ import logging
 import time
 
 from polydesk.backends.base import DiscoveringBackend
-from polydesk.core.model import (
-    SYSTEM,
-    Action,
-    EndReason,
-    Outcome,
-    PolydeskError,
-    Session,
-    SessionState,
-    Status,
-)
+from polydesk.core.model import EndReason, Session, SessionState
 from polydesk.manager.attach import Attach
-from polydesk.manager.audit import result
 from polydesk.manager.blockguard import BlockGuard
 from polydesk.manager.discovery import Discovery
 from polydesk.manager.limits import Desk, Limits
@@ -85,34 +75,6 @@ class Lifecycle:
             self.watch.watch(session)
         else:
             self.watch.watch(session)
-
-    async def recover(self) -> list[str]:
-        """Rebuild the state of sessions the store does not know (a lost or damaged database)
-        from what the backends find running. Call before start(). Returns the recovered ids."""
-        parts = self.parts
-        known = {s.id for s in parts.store.sessions()}
-        recovered = []
-        for backend in parts.backends.values():
-            for found in await backend.recover():
-                if found.session_id in known:
-                    continue
-                try:
-                    account = parts.lookup(found.user)
-                except PolydeskError as exc:
-                    log.warning("session %s of %s not recovered: %s", found.session_id, found.user, exc)
-                    continue
-                if found.session_id.isdigit():
-                    parts.store.reserve_ids(int(found.session_id))
-                parts.store.put_session(Session(
-                    id=found.session_id, user=account.name, uid=account.uid,
-                    role=parts.role_of(account.groups, account.uid), backend=backend.name,
-                    state=SessionState.DISCONNECTED, logon_time=found.logon_time,
-                    display=found.started.display, backend_data=found.started.data,
-                ))
-                recovered.append(found.session_id)
-        outcomes = [result(Outcome(i, Status.RESUMED, None, "recovered from the backend")) for i in recovered]
-        parts.audit.write(SYSTEM, Action.LOGON, recovered, outcomes, detail={"recover": True})
-        return recovered
 
     async def close(self) -> None:
         """Stop watching and wait for nothing: sessions keep running without the daemon."""

@@ -59,17 +59,10 @@ def check_interval(*limits: float) -> float:
 class Desk(Protocol):
     """What the limits ask of the manager (the Manager is one)."""
 
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def default_backend(self) -> SessionBackend: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def stations(self) -> Stations: ...
+    settings: Settings
+    default_backend: SessionBackend
+    store: Store
+    stations: Stations
 
     def in_session(self, session: Session, message: str) -> str: ...
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 from polydesk.backends.base import SessionBackend
 from polydesk.core import policy
@@ -50,27 +51,28 @@ log = logging.getLogger(__name__)
 LOGOFF_NOTICE = N_("You will be logged off in {seconds} seconds. Save your work now.")
 
 
+@dataclass(frozen=True)
+class LogoffRequest:
+    """A log-off as asked (Manager.logoff's options): checked here, as they may come from the fleet."""
+
+    grace: int | None = None  # None: the setting logoff_grace
+    force: bool = False
+    message: str | None = None
+    what_if: bool = False
+    wait: bool = True
+    wait_limit: float | None = None
+
+
 class Logoffs:
     def __init__(self, parts: Parts, watch: Watch) -> None:
         self.parts = parts
         self.watch = watch
 
-    async def logoff(
-        self,
-        caller: Caller,
-        target: Target,
-        *,
-        grace: int | None = None,
-        force: bool = False,
-        message: str | None = None,
-        what_if: bool = False,
-        wait: bool = True,
-        wait_limit: float | None = None,
-    ) -> list[Outcome]:
+    async def logoff(self, caller: Caller, target: Target, request: LogoffRequest) -> list[Outcome]:
         """End sessions. With ``wait``, answer once they have ended, or after ``wait_limit``
         seconds with those still under way reported as logging-off."""
-        asked = grace
-        grace = self.parts.settings.logoff_grace if grace is None else grace
+        force, message = request.force, request.message
+        grace = self.parts.settings.logoff_grace if request.grace is None else request.grace
         if not (whole(grace) and grace >= 0):
             raise InvalidRequest("grace: must be 0 or more whole seconds")
         if not isinstance(force, bool):
@@ -78,18 +80,18 @@ class Logoffs:
         check_text("message", message)
 
         async def act(session: Session) -> Outcome:
-            if what_if:
+            if request.what_if:
                 return Outcome(session.id, Status.WOULD_END, session.user)
             # Users logging themselves off need no warning: only the polite close (unless asked).
-            own_grace = (asked or 0) if policy.owns(caller, session) else grace
+            own_grace = (request.grace or 0) if policy.owns(caller, session) else grace
             task = self.begin(caller, session, own_grace, force, message)
-            if wait:
+            if request.wait:
                 # Waiting is no hold on the session (each()'s lock): a cancel, or a forced
                 # log-off, may come in the grace period.
                 lock = self.parts.lock(session.id)
                 lock.release()
                 try:
-                    return await asyncio.wait_for(asyncio.shield(task), wait_limit)
+                    return await asyncio.wait_for(asyncio.shield(task), request.wait_limit)
                 except TimeoutError:
                     pass
                 except asyncio.CancelledError:
@@ -100,7 +102,7 @@ class Logoffs:
                     await lock.acquire()
             return Outcome(session.id, Status.LOGGING_OFF, session.user)
 
-        detail = {"grace": grace, "force": force, "what_if": what_if, "message": message}
+        detail = {"grace": grace, "force": force, "what_if": request.what_if, "message": message}
         return await each(self.parts, caller, Action.LOGOFF, target, act, detail, allow_logging_off=True)
 
     async def cancel(self, caller: Caller, target: Target) -> list[Outcome]:

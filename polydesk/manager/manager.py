@@ -7,7 +7,7 @@ events. Backends, the store and the bus come in by constructor.
 ``Manager`` is the facade every interface uses; each verb group is a module of its own,
 given the manager's shared parts (parts.py):
 
-    lifecycle   start, recover, close          logon      logon
+    lifecycle   start, close (recovery: recover) logon      logon
     logoff      logoff, cancel_logoff          block      block, unblock (blockguard: the guard)
     actions     disconnect, message            attach     the stations on sessions
     queries     list_sessions, get_session...  tokens     API tokens
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from polydesk.backends.base import SessionBackend
@@ -37,7 +37,7 @@ from polydesk.core.model import (
     StoreError,
     Target,
 )
-from polydesk.manager import actions, holds, queries, tokens
+from polydesk.manager import actions, holds, queries, recovery, tokens
 from polydesk.manager.attach import Attach
 from polydesk.manager.audit import result
 from polydesk.manager.block import Blocks
@@ -46,15 +46,14 @@ from polydesk.manager.discovery import Discovery
 from polydesk.manager.groups import Groups
 from polydesk.manager.holds import HoldKeeper
 from polydesk.manager.lifecycle import Lifecycle
-from polydesk.manager.logoff import Logoffs
+from polydesk.manager.logoff import LogoffRequest, Logoffs
 from polydesk.manager.logon import logon
 from polydesk.manager.parts import Parts
 from polydesk.manager.screensize import Ports, ScreenSizes
 from polydesk.manager.station_book import StationBook
-from polydesk.manager.stations import Mode, Station, Stations
+from polydesk.manager.stations import Mode, Station
 from polydesk.manager.watch import Watch
 from polydesk.store.store import Store
-from polydesk.system.accounts import AccountCache
 
 H = TypeVar("H")
 
@@ -69,6 +68,10 @@ class Manager:
         lookup: Callable[[str], Account],
     ) -> None:
         self.parts = parts = Parts(backends, store, bus, settings, lookup)
+        # The parts interfaces read (the web boundary reaches them today), under their old names.
+        self.backends, self.default_backend = parts.backends, parts.default_backend
+        self.store, self.bus, self.settings, self.lookup = store, bus, settings, lookup
+        self.accounts, self.stations = parts.accounts, parts.stations
         self.station_book = StationBook(store, parts.audit, parts.restation)  # named stations
         self.groups = Groups(store, parts.audit)
         self.watch = Watch(parts)
@@ -81,47 +84,13 @@ class Manager:
         self.lifecycle = Lifecycle(parts, self.watch, self.logoffs, Discovery(parts, self.watch),
                                    self.guard, self.attach, self.screens)
 
-    # the parts interfaces read (the web boundary reaches them today)
-
-    @property
-    def backends(self) -> Mapping[str, SessionBackend]:
-        return self.parts.backends
-
-    @property
-    def default_backend(self) -> SessionBackend:
-        return self.parts.default_backend
-
-    @property
-    def store(self) -> Store:
-        return self.parts.store
-
-    @property
-    def bus(self) -> EventBus:
-        return self.parts.bus
-
-    @property
-    def settings(self) -> Settings:
-        return self.parts.settings
-
-    @property
-    def lookup(self) -> Callable[[str], Account]:
-        return self.parts.lookup
-
-    @property
-    def accounts(self) -> AccountCache:
-        return self.parts.accounts
-
-    @property
-    def stations(self) -> Stations:
-        return self.parts.stations
-
     # lifecycle
 
     async def start(self) -> None:
         await self.lifecycle.start(self)
 
     async def recover(self) -> list[str]:
-        return await self.lifecycle.recover()
+        return await recovery.recover(self.parts)
 
     async def close(self) -> None:
         await self.lifecycle.close()
@@ -178,8 +147,8 @@ class Manager:
         wait: bool = True,
         wait_limit: float | None = None,
     ) -> list[Outcome]:
-        return await self.logoffs.logoff(caller, target, grace=grace, force=force, message=message,
-                                         what_if=what_if, wait=wait, wait_limit=wait_limit)
+        asked = LogoffRequest(grace, force, message, what_if, wait, wait_limit)
+        return await self.logoffs.logoff(caller, target, asked)
 
     async def cancel_logoff(self, caller: Caller, target: Target) -> list[Outcome]:
         return await self.logoffs.cancel(caller, target)

@@ -41,14 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class Parts:
-    def __init__(
-        self,
-        backends: Sequence[SessionBackend],
-        store: Store,
-        bus: EventBus,
-        settings: Settings,
-        lookup: Callable[[str], Account],
-    ) -> None:
+    def __init__(self, backends: Sequence[SessionBackend], store: Store, bus: EventBus, settings: Settings,
+                 lookup: Callable[[str], Account]) -> None:
         if not backends:
             raise ValueError("at least one session backend is needed")
         self.backends: Mapping[str, SessionBackend] = {backend.name: backend for backend in backends}
