@@ -7,12 +7,13 @@ of a record is decided once, and nothing outside the manager appends to the log.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from polydesk.core.events import AuditRecord
-from polydesk.core.model import Action, Caller, Outcome, Status
+from polydesk.core.model import Action, Caller, Outcome, Status, StoreError
 from polydesk.store.store import Store
 
 
@@ -58,11 +59,21 @@ class AuditLog:
         self.write(caller, action, [outcome.id], [result(outcome)], allowed=allowed, reason=reason,
                    detail=detail)
 
+    def forwarded(self, caller: Caller, action: Action, outcomes: Sequence[Outcome],
+                  detail: dict[str, Any]) -> None:
+        """The fleet: this host's record of what it asked other hosts (they record what they did)."""
+        with contextlib.suppress(StoreError):  # done is done: a full disk must not make it an error
+            self.write(caller, action, [o.id for o in outcomes], [result(o) for o in outcomes],
+                       allowed=not outcomes or any(o.status != Status.FORBIDDEN for o in outcomes),
+                       detail=detail)
+
     def refused_request(self, claimed_user: str, via: str, action: str, targets: list[str],
-                        detail: dict[str, Any]) -> None:
-        """A request refused before anyone was known to ask it (a forged or unsigned fleet
-        request): the record keeps who it claimed to be, with no uid and no role."""
-        self.store.append_audit(AuditRecord(
-            time=time.time(), caller=claimed_user, caller_uid=-1, role="", via=via, action=action,
-            targets=targets, allowed=False, results=[], detail=detail,
-        ))
+                        reason: str, subject: str) -> None:
+        """The fleet: a request refused before anyone was known to ask it (forged, unsigned,
+        replayed). The record keeps who it claimed to be, with no uid and no role."""
+        with contextlib.suppress(StoreError):
+            self.store.append_audit(AuditRecord(
+                time=time.time(), caller=claimed_user, caller_uid=-1, role="", via=via, action=action,
+                targets=targets, allowed=False, results=[],
+                detail={"reason": f"fleet request refused: {reason}", "subject": subject},
+            ))

@@ -7,17 +7,18 @@ events. Backends, the store and the bus come in by constructor.
 ``Manager`` is the facade every interface uses; each verb group is a module of its own,
 given the manager's shared parts (parts.py):
 
-    lifecycle   start, close (recovery: recover) logon      logon
-    logoff      logoff, cancel_logoff          block      block, unblock (blockguard: the guard)
-    actions     disconnect, message            attach     the stations on sessions
-    queries     list_sessions, get_session...  tokens     API tokens
-    discovery   sessions the OS starts         watch      sessions that end by themselves
-    holds       the log-on page's holds        each       the shape every action shares
+    lifecycle   start, close                   recovery    recover
+    logon       logon                          logoff      logoff, cancel_logoff
+    block       block, unblock                 blockguard  the block guard, restores
+    actions     disconnect, message            attach      the stations on sessions
+    queries     list_sessions, get_session...  tokens      API tokens
+    discovery   sessions the OS starts         watch       sessions that end by themselves
+    holds       the log-on page's holds        each        the shape every action shares
+    audit       the audit log's one writer     idle        idle times, cached
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -33,16 +34,14 @@ from polydesk.core.model import (
     Role,
     Session,
     SessionState,
-    Status,
-    StoreError,
     Target,
 )
 from polydesk.manager import actions, holds, queries, recovery, tokens
 from polydesk.manager.attach import Attach
-from polydesk.manager.audit import result
 from polydesk.manager.block import Blocks
 from polydesk.manager.blockguard import BlockGuard
 from polydesk.manager.discovery import Discovery
+from polydesk.manager.each import resolve
 from polydesk.manager.groups import Groups
 from polydesk.manager.holds import HoldKeeper
 from polydesk.manager.lifecycle import Lifecycle
@@ -170,6 +169,10 @@ class Manager:
     async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
         return await self.blocks.unblock(caller, target)
 
+    def resolve(self, caller: Caller, action: Action, target: Target) -> list[Session | Outcome]:
+        """The sessions a request is about; refusals and unknown ids as ready Outcomes."""
+        return resolve(self.parts, caller, action, target)
+
     async def restore_blocks(self) -> None:
         """One round of the block guard (blockguard.py) over every blocked session, at once."""
         await self.guard.restore_blocks()
@@ -207,16 +210,8 @@ class Manager:
 
     def record_forwarded(self, caller: Caller, action: Action, outcomes: Sequence[Outcome],
                          detail: dict[str, Any]) -> None:
-        """This host's record of what it asked other hosts (they record what they did)."""
-        with contextlib.suppress(StoreError):  # done is done: a full disk must not make it an error
-            self.parts.audit.write(
-                caller, action, [o.id for o in outcomes], [result(o) for o in outcomes],
-                allowed=not outcomes or any(o.status != Status.FORBIDDEN for o in outcomes), detail=detail)
+        self.parts.audit.forwarded(caller, action, outcomes, detail)
 
     def record_refused_request(self, claimed_user: str, via: str, action: str, targets: list[str],
                                reason: str, subject: str) -> None:
-        """A fleet request refused before anyone was known to ask it (forged, unsigned, replayed)."""
-        with contextlib.suppress(StoreError):
-            self.parts.audit.refused_request(
-                claimed_user, via, action, targets,
-                {"reason": f"fleet request refused: {reason}", "subject": subject})
+        self.parts.audit.refused_request(claimed_user, via, action, targets, reason, subject)
