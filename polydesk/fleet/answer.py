@@ -21,9 +21,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from polydesk.core import policy
-from polydesk.core.events import AuditRecord
-from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Role, StoreError, Target, UnknownUser
+from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Role, Target, UnknownUser
 from polydesk.fleet.desk import outcome_json
 from polydesk.fleet.wire import NONCE, Forged, ReplayGuard, Signer, seal, unseal
 from polydesk.manager.manager import Manager
@@ -104,9 +102,8 @@ class Answers:
             account = self.manager.lookup(user)
         except UnknownUser:  # no such account here: it may act on nothing of this host
             return Caller(user=user, uid=-1, role=Role.STANDARD, via=f"fleet:{origin}")
-        role = policy.role_of(account.groups, account.uid, self.manager.settings.admin_group,
-                              self.manager.settings.dashboard_group)
-        return Caller(user=account.name, uid=account.uid, role=role, via=f"fleet:{origin}")
+        return Caller(user=account.name, uid=account.uid, role=self.manager.role_of(account),
+                      via=f"fleet:{origin}")
 
     async def _execute(self, action: str, request: dict[str, Any], caller: Caller
                        ) -> tuple[dict[str, Any], bytes]:
@@ -162,10 +159,6 @@ class Answers:
         claimed: dict[str, Any] = request["caller"] if isinstance(request.get("caller"), dict) else {}
         ids: list[Any] = request["ids"] if isinstance(request.get("ids"), list) else []
         sender = (msg.headers or {}).get("Pd-From", "?")
-        with contextlib.suppress(StoreError):
-            self.manager.store.append_audit(AuditRecord(
-                time=time.time(), caller=str(claimed.get("user", "?"))[:64], caller_uid=-1, role="",
-                via=f"fleet:{str(sender)[:63]}", action=action[:32],
-                targets=[str(i)[:64] for i in ids[:100]], allowed=False, results=[],
-                detail={"reason": f"fleet request refused: {reason}", "subject": msg.subject},
-            ))
+        self.manager.record_refused_request(
+            str(claimed.get("user", "?"))[:64], f"fleet:{str(sender)[:63]}", action[:32],
+            [str(i)[:64] for i in ids[:100]], reason, msg.subject)

@@ -12,13 +12,11 @@ writes an entry of what it forwarded and what came back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from polydesk.core.events import AuditRecord, public_session
+from polydesk.core.events import public_session
 from polydesk.core.model import (
     Action,
     BackendError,
@@ -28,7 +26,6 @@ from polydesk.core.model import (
     PolydeskError,
     Role,
     Status,
-    StoreError,
     Target,
     UnknownHost,
     UnknownSession,
@@ -236,15 +233,7 @@ class FleetDesk:
         if not hosts:
             return
         remote = [o for o in outcomes if self.split(o.id)[0] in hosts]
-        record = AuditRecord(
-            time=time.time(), caller=caller.user, caller_uid=caller.uid, role=str(caller.role),
-            via=caller.via, action=str(action), targets=[o.id for o in remote],
-            allowed=not remote or any(o.status != Status.FORBIDDEN for o in remote),
-            results=[outcome_json(o) for o in remote],
-            detail={**options, "forwarded_to": sorted(hosts)},
-        )
-        with contextlib.suppress(StoreError):  # done is done: a full disk must not make it an error
-            self.manager.store.append_audit(record)
+        self.manager.record_forwarded(caller, action, remote, {**options, "forwarded_to": sorted(hosts)})
 
 
 class _Asker:

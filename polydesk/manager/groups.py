@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from polydesk.core import policy
-from polydesk.core.events import AuditRecord
 from polydesk.core.model import Action, Caller, InvalidRequest, NotPermitted, UnknownName
+from polydesk.manager.audit import AuditLog
 from polydesk.manager.station_book import one_line
 from polydesk.store.store import Store
 
@@ -38,8 +38,9 @@ class Group:
 
 
 class Groups:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, audit: AuditLog) -> None:
         self.store = store
+        self.audit = audit
 
     def saved(self, caller: Caller) -> list[Group]:
         self._require(caller)
@@ -95,11 +96,9 @@ class Groups:
 
     def _audit(self, caller: Caller, name: str, status: str, detail: dict[str, Any],
                reason: str | None = None) -> None:
-        self.store.append_audit(AuditRecord(
-            time=time.time(), caller=caller.user, caller_uid=caller.uid, role=str(caller.role),
-            via=caller.via, action=str(Action.GROUPS), targets=[name], allowed=reason is None,
-            results=[{"id": name, "status": status, "user": None, "reason": reason}],
-            detail={**detail, **({"reason": reason} if reason else {})}))
+        self.audit.write(caller, Action.GROUPS, [name],
+                         [{"id": name, "status": status, "user": None, "reason": reason}],
+                         allowed=reason is None, reason=reason, detail=detail)
 
 
 def user_names(field: str, value: object) -> list[str]:

@@ -7,7 +7,8 @@ before. A session disconnected that long is logged off with the usual graceful s
 asked to close, then the processes ended); nobody is at it to warn.
 
 A small periodic check the manager starts and cancels; every action goes through the manager's
-use cases as the system caller, so it is checked, audited and published like any other.
+use cases as the system caller, so it is checked, audited and published like any other. It
+sees the manager only as the few things it asks of it (``Desk``), so it does not import it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,23 @@ import contextlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from polydesk.backends.base import SessionBackend
+from polydesk.config.settings import Settings
 from polydesk.core.i18n import N_
-from polydesk.core.model import SYSTEM, BackendError, PolydeskError, Session, SessionState, Target
-
-if TYPE_CHECKING:
-    from polydesk.manager.manager import Manager
+from polydesk.core.model import (
+    SYSTEM,
+    BackendError,
+    Caller,
+    Outcome,
+    PolydeskError,
+    Session,
+    SessionState,
+    Target,
+)
+from polydesk.manager.stations import Stations
+from polydesk.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +56,27 @@ def check_interval(*limits: float) -> float:
     return min(5.0, max(0.2, min(active) / 10)) if active else 5.0
 
 
+class Desk(Protocol):
+    """What the limits ask of the manager (the Manager is one)."""
+
+    settings: Settings
+    default_backend: SessionBackend
+    store: Store
+    stations: Stations
+
+    def in_session(self, session: Session, message: str) -> str: ...
+
+    async def message(self, caller: Caller, target: Target, text: str,
+                      timeout: int | None = None) -> list[Outcome]: ...
+
+    async def disconnect(self, caller: Caller, target: Target) -> list[Outcome]: ...
+
+    async def logoff(self, caller: Caller, target: Target, *, grace: int | None = None,
+                     wait: bool = True) -> list[Outcome]: ...
+
+
 class Limits:
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Desk) -> None:
         self.manager = manager
         self.idle_after = float(manager.settings.idle_disconnect_after)
         self.logoff_after = float(manager.settings.disconnected_logoff_after)
@@ -88,7 +118,7 @@ class Limits:
 
     async def _idle(self, session: Session) -> None:
         try:
-            idle = await self.manager.backends[session.backend].idle_seconds(session)
+            idle = await self.manager.default_backend.idle_seconds(session)  # check() keeps only its sessions
         except BackendError:
             idle = None
         if idle is None:

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from polydesk.core import policy
-from polydesk.core.events import AuditRecord
 from polydesk.core.model import (
     Action,
     Caller,
@@ -32,6 +31,7 @@ from polydesk.core.model import (
     UnknownName,
 )
 from polydesk.core.texts import check_text
+from polydesk.manager.audit import AuditLog
 from polydesk.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ class StationInfo:
 
 
 class StationBook:
-    def __init__(self, store: Store, renamed: Callable[[str, str], None]) -> None:
+    def __init__(self, store: Store, audit: AuditLog, renamed: Callable[[str, str], None]) -> None:
         self.store = store
+        self.audit = audit
         self._renamed = renamed  # the manager's: live sessions at the station show the new name
 
     # the browser station's own life: made on first use, attached to sessions
@@ -151,11 +152,9 @@ class StationBook:
     def _audit(self, caller: Caller, station_id: str, allowed: bool, reason: str | None,
                detail: dict[str, Any]) -> None:
         status = "renamed" if allowed else "not-permitted"
-        self.store.append_audit(AuditRecord(
-            time=time.time(), caller=caller.user, caller_uid=caller.uid, role=str(caller.role),
-            via=caller.via, action=str(Action.RENAME_STATION), targets=[station_id], allowed=allowed,
-            results=[{"id": station_id, "status": status, "user": None, "reason": reason}],
-            detail={**detail, **({"reason": reason} if reason else {})}))
+        self.audit.write(caller, Action.RENAME_STATION, [station_id],
+                         [{"id": station_id, "status": status, "user": None, "reason": reason}],
+                         allowed=allowed, reason=reason, detail=detail)
 
 
 def one_line(field: str, value: object) -> str:

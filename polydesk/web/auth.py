@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from polydesk.config.settings import Settings
 from polydesk.core import policy
 from polydesk.core.model import Account, Caller, NotPermitted, StoreError, UnknownUser
-from polydesk.manager.manager import token_digest
+from polydesk.manager.tokens import token_digest
 from polydesk.system.accounts import account_by_uid, lookup_account
 from polydesk.web.server import PEER_KEY
 

@@ -15,50 +15,27 @@ from dataclasses import asdict
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from polydesk.core import policy
-from polydesk.core.events import AuditRecord
-from polydesk.core.model import Action, Caller, InvalidRequest, NotPermitted
-from polydesk.core.texts import NAME_PATTERN, check_text
+from polydesk.core.model import Caller
+from polydesk.core.texts import NAME_PATTERN
 from polydesk.manager.manager import Manager
 from polydesk.web.routes.api import ERRORS, Who
 from polydesk.web.signin import FailureLimiter, Hold
 
 
 class HoldsDesk:
-    """The limiter's counters behind the roles and the audit log."""
+    """The limiter's counters behind the roles and the audit log (the manager's holds use cases)."""
 
     def __init__(self, manager: Manager, limiter: FailureLimiter) -> None:
         self.manager = manager
         self.limiter = limiter
 
-    def _allowed(self, caller: Caller, detail: dict[str, object]) -> None:
-        decision = policy.may_global(caller, Action.SIGNIN)
-        if not decision:
-            self._audit(caller, False, {**detail, "reason": decision.reason})
-            raise NotPermitted(decision.reason)
-
-    def _audit(self, caller: Caller, allowed: bool, detail: dict[str, object]) -> None:
-        self.manager.store.append_audit(AuditRecord(
-            time=time.time(), caller=caller.user, caller_uid=caller.uid, role=str(caller.role),
-            via=caller.via, action=str(Action.SIGNIN), targets=[], allowed=allowed, results=[],
-            detail=detail))
-
     def holds(self, caller: Caller) -> list[Hold]:
-        self._allowed(caller, {"op": "holds"})
-        return self.limiter.holds()
+        return self.manager.signin_holds(caller, self.limiter)
 
     def unlock(self, caller: Caller, user: str | None = None, address: str | None = None,
                everything: bool = False) -> int:
         """Clear the counters: a user's (from anywhere, or at one address), an address's, or all."""
-        detail: dict[str, object] = {"op": "unlock", "user": user, "address": address, "all": everything}
-        self._allowed(caller, detail)
-        check_text("user", user, max_length=64)
-        check_text("address", address, max_length=64)
-        if not (user or address or everything):
-            raise InvalidRequest("say whose holds to clear: a user, an address, or all")
-        cleared = self.limiter.clear(user or None, address or None, everything)
-        self._audit(caller, True, {**detail, "cleared": cleared})
-        return cleared
+        return self.manager.signin_unlock(caller, self.limiter, user, address, everything)
 
 
 class HoldOut(BaseModel):

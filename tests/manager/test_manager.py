@@ -12,51 +12,15 @@ from polydesk.backends.fake import FakeBackend
 from polydesk.config.settings import Settings
 from polydesk.core.events import EventBus
 from polydesk.core.model import (
-    Account,
-    Caller,
     InvalidRequest,
     NotPermitted,
-    Role,
     SessionState,
     Status,
     Target,
-    UnknownUser,
 )
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
-
-ACCOUNTS = {
-    "ana": Account("ana", 2001, 2001, "/home/ana", "/bin/sh"),
-    "bia": Account("bia", 2002, 2002, "/home/bia", "/bin/sh"),
-    "caio": Account("caio", 2003, 2003, "/home/caio", "/bin/sh"),
-    "teacher": Account("teacher", 2004, 2004, "/home/t", "/bin/sh", frozenset({"polydesk-dashboard"})),
-    "boss": Account("boss", 2005, 2005, "/home/b", "/bin/sh", frozenset({"polydesk-admin"})),
-}
-ADMIN = Caller("boss", 2005, Role.ADMIN)
-TEACHER = Caller("teacher", 2004, Role.DASHBOARD)
-ANA = Caller("ana", 2001, Role.STANDARD)
-
-
-def lookup(name: str) -> Account:
-    try:
-        return ACCOUNTS[name]
-    except KeyError:
-        raise UnknownUser(name) from None
-
-
-@pytest.fixture
-async def manager(tmp_path: Path):
-    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
-    store = Store(tmp_path / "polydesk.db")
-    mgr = Manager([FakeBackend()], store, EventBus(), settings, lookup)
-    await mgr.start()
-    yield mgr
-    await mgr.close()
-    store.close()
-
-
-async def logon_all(mgr: Manager, *users: str) -> list[str]:
-    return [(await mgr.logon(ADMIN, user))[0].id for user in users]
+from tests.manager.helpers import ADMIN, ANA, TEACHER, logon_all, lookup
 
 
 async def test_logoff_selected_leaves_the_rest(manager: Manager) -> None:
@@ -184,7 +148,7 @@ async def test_restart_readopts_and_finishes_logoffs(tmp_path: Path) -> None:
 
 
 async def test_own_station_takes_over_and_disconnects_after_grace(manager: Manager) -> None:
-    from polydesk.manager import manager as manager_module
+    from polydesk.manager import attach as manager_module
     from polydesk.manager.stations import TAKEN_OVER, Mode
 
     (ana,) = await logon_all(manager, "ana")

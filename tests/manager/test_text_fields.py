@@ -7,23 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from polydesk.backends.fake import FakeBackend
-from polydesk.config.settings import Settings
-from polydesk.core.events import EventBus
 from polydesk.core.model import Session, SessionState, Status, Target
 from polydesk.fleet.answer import Answers
 from polydesk.fleet.wire import Signer, new_seed
 from polydesk.manager.manager import Manager
-from polydesk.store.store import Store
 from tests.conftest import Daemon
+from tests.manager.helpers import ADMIN, TEACHER
 from tests.test_daemon import logon
-from tests.test_manager import ADMIN, TEACHER, lookup
 from tests.users import TestUser, user_pids
 from tests.web.webclient import socket_client
 
@@ -76,15 +72,10 @@ def test_control_characters_in_every_text_field_are_refused_and_change_nothing(
 
 
 @pytest.fixture
-async def room(tmp_path: Path) -> AsyncIterator[tuple[Manager, FakeBackend]]:
-    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
-    store = Store(tmp_path / "polydesk.db")
-    host = FakeBackend()
-    mgr = Manager([host], store, EventBus(), settings, lookup)
-    await mgr.start()
-    yield mgr, host
-    await mgr.close()
-    store.close()
+def room(manager: Manager) -> tuple[Manager, FakeBackend]:
+    host = manager.default_backend
+    assert isinstance(host, FakeBackend)
+    return manager, host
 
 
 async def test_text_from_another_host_of_the_fleet_is_checked_the_same_way(

@@ -17,16 +17,14 @@ import psutil
 import pytest
 
 from polydesk.backends.fake import FakeBackend
-from polydesk.config.settings import Settings
 from polydesk.core import i18n
-from polydesk.core.events import EventBus
 from polydesk.core.model import Target
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
 from tests.conftest import Daemon
 from tests.core.test_i18n import _helper_titles
+from tests.manager.helpers import ADMIN, ANA, TEACHER
 from tests.test_daemon import wait_for
-from tests.test_manager import ADMIN, ANA, TEACHER, lookup
 from tests.users import TestUser
 from tests.web.webclient import signin
 
@@ -70,15 +68,10 @@ def test_session_language_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-async def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(i18n, "ACCOUNTS_SERVICE", tmp_path / "accounts")  # nobody chose one
-    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0, close_wait=0.1)
-    store = Store(tmp_path / "polydesk.db")
-    mgr = Manager([FakeBackend()], store, EventBus(), settings, lookup)
-    await mgr.start()
-    yield mgr
-    await mgr.close()
-    store.close()
+def manager(manager: Manager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Manager:
+    """The manager of conftest.py, where nobody chose a desktop language."""
+    monkeypatch.setattr(i18n, "ACCOUNTS_SERVICE", tmp_path / "accounts")
+    return manager
 
 
 async def test_the_stations_language_is_the_sessions(manager: Manager, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from polydesk.core.model import Account, BackendError, EndReason, Role, Session,
 from polydesk.core.screen import Screen
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
-from tests.test_manager import ADMIN, ANA, lookup
+from tests.manager.helpers import ADMIN, ANA, lookup
 
 
 class FakeOsHost:

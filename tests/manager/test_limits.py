@@ -4,48 +4,21 @@ shows the same on a real daemon with real Xvnc sessions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from polydesk.backends.fake import FakeBackend
-from polydesk.config.settings import Settings
-from polydesk.core.events import EventBus
 from polydesk.core.model import SessionState, Target
 from polydesk.manager.limits import IDLE_REASON, Limits, check_interval, warning_lead
 from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode
-from polydesk.store.store import Store
-from tests.test_manager import ADMIN, ANA, lookup
-
-Make = Callable[..., Any]
-
-
-@pytest.fixture
-async def make_manager(tmp_path: Path) -> AsyncIterator[Make]:
-    made: list[tuple[Manager, Store]] = []
-
-    async def make(**settings: Any) -> Manager:
-        store = Store(tmp_path / f"polydesk-{len(made)}.db")
-        mgr = Manager([FakeBackend()], store, EventBus(),
-                      Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=0,
-                               close_wait=0.1, **settings), lookup)
-        await mgr.start()
-        made.append((mgr, store))
-        return mgr
-
-    yield make
-    for mgr, store in made:
-        await mgr.close()
-        store.close()
+from tests.manager.helpers import ADMIN, ANA, MakeManager
 
 
 def checker(manager: Manager) -> Limits:
     """A Limits to drive by hand; the manager's own loop is stopped so the two never race."""
-    if manager._limits is not None:
-        manager._limits.cancel()
+    if manager.lifecycle.limits is not None:
+        manager.lifecycle.limits.cancel()
     return Limits(manager)
 
 
@@ -61,14 +34,14 @@ def test_warning_lead_and_interval() -> None:
     assert check_interval(4, 0) == pytest.approx(0.4) and check_interval(0.5, 3600) == 0.2
 
 
-async def test_off_by_default(make_manager: Make) -> None:
+async def test_off_by_default(make_manager: MakeManager) -> None:
     manager = await make_manager()
-    assert manager._limits is None and not Limits(manager).enabled
+    assert manager.lifecycle.limits is None and not Limits(manager).enabled
 
 
-async def test_idle_session_is_warned_then_disconnected(make_manager: Make) -> None:
+async def test_idle_session_is_warned_then_disconnected(make_manager: MakeManager) -> None:
     manager = await make_manager(idle_disconnect_after=100)
-    assert manager._limits is not None  # started with the manager
+    assert manager.lifecycle.limits is not None  # started with the manager
     session, _ = await manager.logon(ADMIN, "ana")
     station = await manager.open_station(ANA, session.id, Mode.OWN, "10.0.0.1 Firefox 140")
     limits, host = checker(manager), fake(manager)
@@ -95,7 +68,7 @@ async def test_idle_session_is_warned_then_disconnected(make_manager: Make) -> N
 
 
 async def test_a_session_used_again_gets_a_new_warning_and_late_checks_still_warn_first(
-    make_manager: Make
+    make_manager: MakeManager
 ) -> None:
     manager = await make_manager(idle_disconnect_after=100)
     session, _ = await manager.logon(ADMIN, "ana")
@@ -112,7 +85,7 @@ async def test_a_session_used_again_gets_a_new_warning_and_late_checks_still_war
     assert manager.store.session(session.id).state == SessionState.DISCONNECTED  # type: ignore[union-attr]
 
 
-async def test_disconnected_session_is_logged_off_after_the_limit(make_manager: Make) -> None:
+async def test_disconnected_session_is_logged_off_after_the_limit(make_manager: MakeManager) -> None:
     manager = await make_manager(disconnected_logoff_after=60)
     session, _ = await manager.logon(ADMIN, "ana")
     other, _ = await manager.logon(ADMIN, "bia")
@@ -130,7 +103,7 @@ async def test_disconnected_session_is_logged_off_after_the_limit(make_manager: 
     assert [(e.id, e.ended_by) for e in ended] == [(session.id, "polydesk")]
 
 
-async def test_disconnected_time_counts_from_when_the_station_left(make_manager: Make) -> None:
+async def test_disconnected_time_counts_from_when_the_station_left(make_manager: MakeManager) -> None:
     manager = await make_manager(disconnected_logoff_after=60)
     session, _ = await manager.logon(ADMIN, "ana")
     station = await manager.open_station(ANA, session.id, Mode.OWN, "desk")
@@ -145,7 +118,7 @@ async def test_disconnected_time_counts_from_when_the_station_left(make_manager:
     assert manager.store.session(session.id) is None
 
 
-async def test_the_loop_runs_with_short_limits(make_manager: Make) -> None:
+async def test_the_loop_runs_with_short_limits(make_manager: MakeManager) -> None:
     manager = await make_manager(idle_disconnect_after=1, disconnected_logoff_after=1)
     session, _ = await manager.logon(ADMIN, "ana")
     fake(manager).idle[session.id] = 5
@@ -165,6 +138,6 @@ def _ids(*ids: str) -> Target:
 async def _settle(manager: Manager) -> None:
     """Let a log-off started without waiting finish."""
     for _ in range(100):
-        if not manager._logoffs:
+        if not manager.parts.logoffs:
             return
         await asyncio.sleep(0.01)

@@ -19,20 +19,22 @@ from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode
 from polydesk.store.store import Store
 from tests.conftest import Daemon
-from tests.test_manager import ADMIN, ANA, TEACHER, logon_all, lookup
+from tests.manager.helpers import ADMIN, ANA, TEACHER, logon_all, lookup
 from tests.users import TestUser
 from tests.web.webclient import logon, signin, socket_client
 
 
-def make_manager(tmp_path: Path, host: FakeBackend, store: Store) -> Manager:
+async def started(tmp_path: Path, host: FakeBackend, store: Store) -> Manager:
+    """A manager (logoff_grace = 30) started over ``host`` and ``store``: a restart is another one."""
     settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), logoff_grace=30, close_wait=0.1)
-    return Manager([host], store, EventBus(), settings, lookup)
+    manager = Manager([host], store, EventBus(), settings, lookup)
+    await manager.start()
+    return manager
 
 
 async def test_cancel_puts_sessions_back_as_they_were_and_is_audited(tmp_path: Path) -> None:
     host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
-    manager = make_manager(tmp_path, host, store)
-    await manager.start()
+    manager = await started(tmp_path, host, store)
     ana, bia, caio = await logon_all(manager, "ana", "bia", "caio")
     station = await manager.open_station(ANA, ana, Mode.OWN, "10.0.0.1")  # ana is at her desk
     await manager.disconnect(ADMIN, Target(ids=(bia,)))
@@ -59,8 +61,7 @@ async def test_cancel_puts_sessions_back_as_they_were_and_is_audited(tmp_path: P
 
     # it stays cancelled over a restart: nothing finishes the log-off later
     await manager.close()
-    again = make_manager(tmp_path, host, store)
-    await again.start()
+    again = await started(tmp_path, host, store)
     await asyncio.sleep(0.05)
     assert {s.id for s in await again.list_sessions(ADMIN)} == {ana, bia, caio}
     assert (await again.get_session(ADMIN, ana)).version == now[ana].version  # versions are kept
@@ -70,13 +71,11 @@ async def test_cancel_puts_sessions_back_as_they_were_and_is_audited(tmp_path: P
 
 async def test_all_cancels_every_log_off_the_caller_may_and_a_restart_keeps_the_plan(tmp_path: Path) -> None:
     host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
-    first = make_manager(tmp_path, host, store)
-    await first.start()
+    first = await started(tmp_path, host, store)
     ana, bia, _teacher = await logon_all(first, "ana", "bia", "teacher")
     await first.logoff(ADMIN, Target(ids=(ana, bia)), wait=False)
     await first.close()  # the daemon restarts in the grace period: the stored plan is finished later...
-    second = make_manager(tmp_path, host, store)
-    await second.start()
+    second = await started(tmp_path, host, store)
     assert (await second.get_session(ADMIN, ana)).state == SessionState.LOGGING_OFF
     outcomes = await second.cancel_logoff(TEACHER, Target(all=True))  # ... unless it is cancelled
     assert sorted((o.id, o.status) for o in outcomes) == [(ana, Status.LOGOFF_CANCELLED),
@@ -89,8 +88,7 @@ async def test_all_cancels_every_log_off_the_caller_may_and_a_restart_keeps_the_
 
 async def test_who_may_cancel(tmp_path: Path) -> None:
     host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
-    manager = make_manager(tmp_path, host, store)
-    await manager.start()
+    manager = await started(tmp_path, host, store)
     ana, bia, boss = await logon_all(manager, "ana", "bia", "boss")
     await manager.logoff(TEACHER, Target(ids=(ana, bia)), wait=False)
     # a student does not undo the teacher's log-off of her session, nor touch another's
@@ -104,7 +102,7 @@ async def test_who_may_cancel(tmp_path: Path) -> None:
     assert (await manager.get_session(ADMIN, ana)).state == SessionState.LOGGING_OFF
     # too late once the grace period is over: its windows are being closed
     closing = LogoffPlan("boss", time.time() - 10, time.time() - 1, False, None, "active")
-    manager._set((await manager.get_session(ADMIN, bia)).with_(logoff=closing))
+    manager.parts.set((await manager.get_session(ADMIN, bia)).with_(logoff=closing))
     late = await manager.cancel_logoff(ADMIN, Target(ids=(bia,)))
     assert late[0].status == Status.FAILED and "too late" in (late[0].reason or "")
     records = [r for r in manager.audit(ADMIN, limit=20) if r.action == Action.CANCEL_LOGOFF]
@@ -115,8 +113,7 @@ async def test_who_may_cancel(tmp_path: Path) -> None:
 
 async def test_own_log_off_has_no_grace(tmp_path: Path) -> None:
     host, store = FakeBackend(), Store(tmp_path / "polydesk.db")
-    manager = make_manager(tmp_path, host, store)  # logoff_grace = 30
-    await manager.start()
+    manager = await started(tmp_path, host, store)
     (ana,) = await logon_all(manager, "ana")
     outcomes = await asyncio.wait_for(manager.logoff(ANA, Target()), 5)
     assert [o.status for o in outcomes] == [Status.ENDED]
