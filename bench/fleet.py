@@ -44,8 +44,7 @@ from polydesk.core.events import public_session
 from polydesk.core.model import Role, Session, SessionState
 from polydesk.fleet.node import host_record
 from polydesk.fleet.wire import Signer, host_key, new_seed, session_key
-from tests.conftest import make_daemon_dirs, shutdown
-from tests.fleet.conftest import Nats, start_nats
+from tests.harness import Nats, make_daemon_dirs, shutdown, start_nats
 
 DEFAULTS = FleetSettings()
 

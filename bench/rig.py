@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Daemon, make_daemon_dirs, shutdown
+from tests.harness import Daemon, make_daemon_dirs, shutdown
 from tests.users import TestUser, create_user, remove_user, user_pids
 
 XSESSION = """#!/bin/sh

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.rfb import RfbClient
 from tests.users import TestUser, display_files, user_pids
 

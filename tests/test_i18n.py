@@ -20,7 +20,7 @@ from Xlib.error import XError
 from polydesk.backends.base import Screen
 from polydesk.core import i18n
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import wait_for
 from tests.users import TestUser
 

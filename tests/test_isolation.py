@@ -13,7 +13,7 @@ from pathlib import Path
 
 from polydesk.backends.base import Screen
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.rfb import RfbClient
 from tests.test_daemon import logon, plant_xsession, wait_for
 from tests.users import TestUser, user_pids

@@ -28,7 +28,7 @@ import pytest
 from polydesk.backends.base import Screen
 from polydesk.system import peer
 from polydesk.system.x11 import xserver
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import logon, plant_xsession, wait_for
 from tests.users import TestUser
 from tests.web.stationclient import station

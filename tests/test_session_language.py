@@ -23,7 +23,7 @@ from polydesk.core.events import EventBus
 from polydesk.core.model import Target
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import wait_for
 from tests.test_i18n import _helper_titles
 from tests.test_manager import ADMIN, ANA, TEACHER, lookup

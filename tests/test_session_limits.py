@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import logon, plant_xsession, wait_for
 from tests.users import TestUser, user_pids
 from tests.web.webclient import socket_client

@@ -21,7 +21,7 @@ from polydesk.fleet.answer import Answers
 from polydesk.fleet.wire import Signer, new_seed
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import logon
 from tests.test_manager import ADMIN, TEACHER, lookup
 from tests.users import TestUser, user_pids

@@ -35,9 +35,8 @@ from polydesk.core.model import BackendError, Role, Session, SessionState
 from polydesk.system import processes as procs
 from polydesk.system.x11 import client as x11
 from polydesk.thumbnails.feed import placeholder
-from tests.backends.conftest import await_for, wait_for
 from tests.backends.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
-from tests.conftest import Daemon
+from tests.harness import Daemon, await_for, wait_for
 from tests.users import TestUser
 
 # ================================================================ the host on its own

@@ -13,7 +13,7 @@ import pytest
 
 from polydesk.system import processes
 from polydesk.system.processes import Mode, Mounts, Tracker, Tracking, TrackingError
-from tests.backends.conftest import wait_for
+from tests.harness import wait_for
 
 MACHINE = Mounts.read()
 

@@ -27,11 +27,11 @@ from tests.backends.conftest import (
     RfbClient,
     Sessions,
     account_of,
-    await_for,
     command_of,
     live_pids,
     write_xsession,
 )
+from tests.harness import await_for
 from tests.users import TestUser, display_files
 
 Account = Callable[[str], TestUser]

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Daemon
-from tests.fleet.conftest import Host, Nats, wait_for
+from tests.fleet.conftest import Host
+from tests.harness import Daemon, Nats, wait_for
 from tests.users import TestUser, user_pids
 
 

@@ -142,7 +142,7 @@ class FakeLink:
 @pytest.fixture
 async def desk(tmp_path: Path) -> Any:
     store = Store(tmp_path / "polydesk.db")
-    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), hosts=["fake"])
+    settings = Settings(state_dir=str(tmp_path), runtime_dir=str(tmp_path), backends=["fake"])
 
     def lookup(name: str) -> Account:
         return Account(name, 1000 + len(name), 1000, "/", "/bin/sh")

@@ -21,7 +21,7 @@ from Xlib import X
 
 from polydesk.backends.base import Screen
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.rfb import RfbClient
 from tests.users import TestUser
 from tests.web.stationclient import TcpRelay, WsSocket, refusal, station, vnc_url

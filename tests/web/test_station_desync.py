@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from polydesk.backends.base import Screen
 from polydesk.system.x11 import xserver
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.rfb import hidden_one_byte_ahead, key_events
 from tests.rfbfuzz import client_stream, pieces
 from tests.users import TestUser

@@ -17,7 +17,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser, user_pids
 from tests.web.webclient import new_page, sign_in, wait_for
 

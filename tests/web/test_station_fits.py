@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from polydesk.backends.base import Screen
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.test_station_e2e import CONNECT_MS, connected, session_of
 from tests.web.webclient import sign_in, wait_for

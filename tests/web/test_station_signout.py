@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.webclient import sign_in, wait_for
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.webclient import logon, sign_in, signin, wait_for
 

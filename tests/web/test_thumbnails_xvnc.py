@@ -13,7 +13,7 @@ import httpx
 from PIL import Image, ImageStat
 from websockets.sync.client import unix_connect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.webclient import logon, socket_client
 

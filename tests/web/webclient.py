@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 COOKIE = "polydesk_session"
