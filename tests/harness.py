@@ -47,10 +47,11 @@ class WaitTimeout(AssertionError):
     """What a test waited for did not come in time (an assertion that failed, late)."""
 
 
-def wait_for(probe: Callable[[], T], timeout: float = 10.0, what: str | Callable[[], str] | None = None) -> T:
+def wait_for(probe: Callable[[], T], timeout: float = 10.0, what: str | None = None,
+             show: Callable[[], object] | None = None) -> T:
     """Call ``probe`` until it gives something true, and return that. After ``timeout`` seconds
-    raise WaitTimeout naming ``what`` (a text, or a function giving one, called then, to show the
-    state at that moment); without ``what``, the probe's own source line names it."""
+    raise WaitTimeout naming ``what`` (by default the probe's source) and, when given, what
+    ``show`` gives then (the state that was not the one awaited)."""
     deadline = time.monotonic() + timeout
     step = 0.01
     while True:
@@ -59,13 +60,13 @@ def wait_for(probe: Callable[[], T], timeout: float = 10.0, what: str | Callable
             return value
         left = deadline - time.monotonic()
         if left <= 0:
-            raise WaitTimeout(_timed_out(probe, timeout, what))
+            raise WaitTimeout(_timed_out(probe, timeout, what, show))
         time.sleep(min(step, left))
         step = min(step * 2, 0.2)  # quick for what comes at once, light on what takes seconds
 
 
-async def await_for(probe: Callable[[], T], timeout: float = 10.0,
-                    what: str | Callable[[], str] | None = None) -> T:
+async def await_for(probe: Callable[[], T], timeout: float = 10.0, what: str | None = None,
+                    show: Callable[[], object] | None = None) -> T:
     """``wait_for`` inside an event loop: sleeps without blocking the loop."""
     deadline = time.monotonic() + timeout
     step = 0.01
@@ -75,20 +76,19 @@ async def await_for(probe: Callable[[], T], timeout: float = 10.0,
             return value
         left = deadline - time.monotonic()
         if left <= 0:
-            raise WaitTimeout(_timed_out(probe, timeout, what))
+            raise WaitTimeout(_timed_out(probe, timeout, what, show))
         await asyncio.sleep(min(step, left))
         step = min(step * 2, 0.2)
 
 
-def _timed_out(probe: Callable[[], object], timeout: float, what: str | Callable[[], str] | None) -> str:
-    if callable(what):
-        what = what()
+def _timed_out(probe: Callable[[], object], timeout: float, what: str | None,
+               show: Callable[[], object] | None) -> str:
     if what is None:
         try:
             what = " ".join(inspect.getsource(probe).split())
         except (OSError, TypeError):
             what = getattr(probe, "__qualname__", repr(probe))
-    return f"timed out after {timeout:g} s waiting for {what}"
+    return f"timed out after {timeout:g} s waiting for {what}" + ("" if show is None else f"; now: {show()}")
 
 
 # ---------------------------------------------------------------- the machine

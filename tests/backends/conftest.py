@@ -106,7 +106,7 @@ class Sessions:
         session_id = f"t{os.getpid()}-{self._next}-{os.urandom(2).hex()}"
         started = await host.start(session_id, account_of(user))
         session = Session(
-            id=session_id, user=user.name, uid=user.uid, role=Role.STANDARD, host=host.name,
+            id=session_id, user=user.name, uid=user.uid, role=Role.STANDARD, backend=host.name,
             state=SessionState.ACTIVE, logon_time=time.time(), display=started.display,
             backend_data=started.data,
         )

@@ -102,5 +102,5 @@ def sees_the_fleet(host: Host, size: int) -> None:
     def seen() -> bool:
         return all(v["online"] for v in host.hosts().values()) and len(host.hosts()) == size
 
-    wait_for(seen, timeout=15, what=lambda: f"host {host.name} to see the fleet: {host.hosts()}\n"
-             + host.daemon.log.read_text()[-3000:])
+    wait_for(seen, timeout=15, what=f"host {host.name} to see the fleet",
+             show=lambda: f"{host.hosts()}\n" + host.daemon.log.read_text()[-3000:])

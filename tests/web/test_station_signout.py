@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.harness import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
-from tests.web.webclient import sign_in, wait_for
+from tests.web.webclient import sign_in
 
 CONNECT_MS = 30_000
 LOOKS = [pytest.param("en-US", {"width": 1280, "height": 720}, id="en-1280x720"),
@@ -165,5 +165,6 @@ def test_the_station_comes_back_by_itself_after_the_daemon_restarts(
     assert RECONNECTING[locale] in shown
     assert "[ended panel shown]" not in shown, shown
     assert not [t for t in shown if any(raw in t for raw in RAW_ERRORS)], shown
-    wait_for(lambda: page.locator("#station-status").inner_text() != RECONNECTING[locale], what="status")
+    wait_for(lambda: page.locator("#station-status").inner_text() != RECONNECTING[locale],
+             what="status", timeout=30)
     assert page.errors == [], page.errors  # type: ignore[attr-defined]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
@@ -85,12 +83,3 @@ def new_page(browser: Browser) -> Page:
     return page
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``probe`` until it gives something true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
