@@ -8,6 +8,7 @@ root, and says so when called without it (``require_root``).
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import inspect
@@ -83,12 +84,25 @@ async def await_for(probe: Callable[[], T], timeout: float = 10.0, what: str | N
 
 def _timed_out(probe: Callable[[], object], timeout: float, what: str | None,
                show: Callable[[], object] | None) -> str:
-    if what is None:
-        try:
-            what = " ".join(inspect.getsource(probe).split())
-        except (OSError, TypeError):
-            what = getattr(probe, "__qualname__", repr(probe))
+    what = what or _source_of(probe)
     return f"timed out after {timeout:g} s waiting for {what}" + ("" if show is None else f"; now: {show()}")
+
+
+def _source_of(probe: Callable[[], object]) -> str:
+    """A lambda's own text (the longest piece of its lines that is that lambda), else its name."""
+    name = getattr(probe, "__qualname__", repr(probe))
+    if getattr(probe, "__name__", "") != "<lambda>":
+        return name
+    try:
+        text = " ".join(inspect.getsource(probe).split())
+    except OSError:
+        return name
+    text = text[text.find("lambda"):]
+    for end in range(len(text), 0, -1):
+        with contextlib.suppress(SyntaxError):
+            if isinstance(ast.parse(text[:end], mode="eval").body, ast.Lambda):
+                return text[:end]
+    return text
 
 
 # ---------------------------------------------------------------- the machine
