@@ -21,17 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.harness import (
-    Daemon,
-    TestUser,
-    create_user,
-    make_daemon_dirs,
-    remove_with_processes,
-    shutdown,
-    user_pids,
-    wait_for,
-    write_xsession,
-)
+from tests import harness
+from tests.harness import Daemon, TestUser, user_pids
 
 XSESSION = """#!/bin/sh
 exec openbox --startup "xterm -geometry 80x24+0+0 -e top -d 1"
@@ -108,7 +99,7 @@ class Rig:
 
     def wait_desktops(self, timeout: float = 120) -> None:
         """Until every user's top runs (openbox started, xterm mapped)."""
-        wait_for(lambda: len(self.tops()) >= len(self.users), timeout,
+        harness.wait_for(lambda: len(self.tops()) >= len(self.users), timeout,
                  f"{len(self.users)} desktops to come up", show=lambda: f"{len(self.tops())} came up")
 
 
@@ -116,16 +107,16 @@ class Rig:
 def room(sessions: int) -> Iterator[Rig]:
     """A daemon and ``sessions`` bench users (no sessions yet); all removed afterwards."""
     rig = Rig(sessions)
-    rig.daemon = make_daemon_dirs()
+    rig.daemon = harness.make_daemon_dirs()
     try:
         for number in range(sessions):
-            user = create_user(f"bench-{number}")
+            user = harness.create_user(f"bench-{number}")
             rig.users.append(user)
-            write_xsession(user, XSESSION)
+            harness.write_xsession(user, XSESSION)
         rig.daemon.start()
         yield rig
     finally:
         rig.pause_tops(False)  # a stopped process would only die at SIGKILL
-        shutdown(rig.daemon)
+        harness.shutdown(rig.daemon)
         for user in rig.users:
-            remove_with_processes(user)
+            harness.remove_with_processes(user)

@@ -22,10 +22,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -53,33 +53,41 @@ def wait_for(probe: Callable[[], T], timeout: float = 10.0, what: str | None = N
     """Call ``probe`` until it gives something true, and return that. After ``timeout`` seconds
     raise WaitTimeout naming ``what`` (by default the probe's source) and, when given, what
     ``show`` gives then (the state that was not the one awaited)."""
-    deadline = time.monotonic() + timeout
-    step = 0.01
-    while True:
-        value = probe()
-        if value:
-            return value
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise WaitTimeout(_timed_out(probe, timeout, what, show))
-        time.sleep(min(step, left))
-        step = min(step * 2, 0.2)  # quick for what comes at once, light on what takes seconds
+    tries = _Tries(probe, timeout, what, show)
+    for pause in tries:
+        time.sleep(pause)
+    return tries.value
 
 
 async def await_for(probe: Callable[[], T], timeout: float = 10.0, what: str | None = None,
                     show: Callable[[], object] | None = None) -> T:
-    """``wait_for`` inside an event loop: sleeps without blocking the loop."""
-    deadline = time.monotonic() + timeout
-    step = 0.01
-    while True:
-        value = probe()
-        if value:
-            return value
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise WaitTimeout(_timed_out(probe, timeout, what, show))
-        await asyncio.sleep(min(step, left))
-        step = min(step * 2, 0.2)
+    """``wait_for`` inside an event loop: it sleeps without blocking the loop."""
+    tries = _Tries(probe, timeout, what, show)
+    for pause in tries:
+        await asyncio.sleep(pause)
+    return tries.value
+
+
+@dataclass
+class _Tries(Generic[T]):
+    """The pauses between two calls of the probe, until it gives something true (kept in
+    ``value``); past the deadline, WaitTimeout."""
+
+    probe: Callable[[], T]
+    timeout: float
+    what: str | None
+    show: Callable[[], object] | None
+
+    def __iter__(self) -> Iterator[float]:
+        deadline = time.monotonic() + self.timeout
+        pause = 0.01
+        while not (value := self.probe()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(_timed_out(self.probe, self.timeout, self.what, self.show))
+            yield min(pause, left)
+            pause = min(pause * 2, 0.2)  # quick for what comes at once, light on what takes seconds
+        self.value = value
 
 
 def _timed_out(probe: Callable[[], object], timeout: float, what: str | None,
