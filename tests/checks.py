@@ -18,7 +18,8 @@ from tests.expected_skips import EXPECTED
 
 
 def is_expected(nodeid: str, reason: str) -> bool:
-    test = nodeid.rsplit("/", 1)[-1]
+    path, _, rest = nodeid.partition("::")
+    test = f"{path.rsplit('/', 1)[-1]}::{rest}"
     return any(fnmatch.fnmatchcase(test, e.test) and re.match(e.reason, reason) for e in EXPECTED)
 
 

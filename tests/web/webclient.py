@@ -48,8 +48,7 @@ def signin(daemon: Daemon, user: TestUser) -> Iterator[httpx.Client]:
 
 def socket_client(daemon: Daemon) -> httpx.Client:
     """The daemon's Unix socket, as root (peer credentials: an administrator)."""
-    return httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)), base_url="http://polydesk",
-                        timeout=60)
+    return daemon.client()
 
 
 @dataclass
