@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.fleet.conftest import Host
+from tests.fleet.hosts import Host
 from tests.harness import Daemon, Nats, wait_for
 from tests.users import TestUser, user_pids
 

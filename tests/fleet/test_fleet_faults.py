@@ -13,7 +13,7 @@ from typing import Any
 import nats
 import nats.js.errors
 
-from tests.fleet.conftest import Host
+from tests.fleet.hosts import Host
 from tests.fleet.test_fleet_commands import logon
 from tests.harness import Nats, NatsNode, wait_for
 from tests.users import TestUser, user_pids
