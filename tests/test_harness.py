@@ -68,7 +68,7 @@ def killed() -> Iterator[list[psutil.Process]]:
 def gone(pid: int) -> bool:
     """Killed: no such process, or a zombie (dead, only not reaped yet)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -232,4 +232,5 @@ def test_a_process_left_by_a_wider_fixture_fails_the_run(pytester: pytest.Pytest
     pid = int(pidfile.read_text())
     result.stdout.fnmatch_lines(["*processes left behind by the run (killed)*",
                                  f"pid {pid} uid 0: /bin/sleep 60"])
-    assert os.waitid(os.P_PID, pid, os.WEXITED).si_status == signal.SIGKILL  # (our child: reaped here)
+    ended = os.waitid(os.P_PID, pid, os.WEXITED)  # our child (the inner run is in this process): reaped here
+    assert ended is not None and ended.si_status == signal.SIGKILL
