@@ -32,7 +32,6 @@ import statistics
 import time
 from typing import Any
 
-import httpx
 import nats
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
@@ -44,8 +43,7 @@ from polydesk.core.events import public_session
 from polydesk.core.model import Role, Session, SessionState
 from polydesk.fleet.node import host_record
 from polydesk.fleet.wire import Signer, host_key, new_seed, session_key
-from tests.conftest import make_daemon_dirs, shutdown
-from tests.fleet.conftest import Nats, start_nats
+from tests.harness import Nats, make_daemon_dirs, shutdown, start_nats, wait_for
 
 DEFAULTS = FleetSettings()
 
@@ -127,11 +125,13 @@ async def measure(hosts: int, sessions: int, requests: int, window: float,
         daemon.start()
         kv = await _bucket(client)
         publisher = asyncio.create_task(publish(simulated, kv, change_every, stop))
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)),
-                          base_url="http://polydesk/api/v1", timeout=60) as http:
+        with daemon.client("/api/v1") as http:
             total = hosts * sessions
-            await _until(lambda: len(http.get("/fleet/sessions").json()) == total, 120)
-            await _until(lambda: sum(h["online"] for h in http.get("/fleet/hosts").json()) == hosts + 1, 30)
+            listed = lambda: len(http.get("/fleet/sessions").json()) == total  # noqa: E731
+            online = lambda: sum(h["online"] for h in http.get("/fleet/hosts").json()) == hosts + 1  # noqa: E731
+            # (blocking probes, in a thread: the loop goes on publishing meanwhile)
+            await asyncio.to_thread(wait_for, listed, 120, "the daemon to see the whole simulated fleet")
+            await asyncio.to_thread(wait_for, online, 30, "every simulated host online")
             before, began = node.varz(), time.monotonic()
             await asyncio.sleep(window)
             after, seconds = node.varz(), time.monotonic() - began
@@ -177,14 +177,6 @@ async def _bucket(client: Any) -> KeyValue:
             except nats.js.errors.BadRequestError:
                 await asyncio.sleep(0.1)
     raise RuntimeError("no bucket")
-
-
-async def _until(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the daemon did not see the whole simulated fleet in time")
-        await asyncio.sleep(0.5)
 
 
 def main() -> None:

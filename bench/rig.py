@@ -15,15 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import Daemon, make_daemon_dirs, shutdown
-from tests.users import TestUser, create_user, remove_user, user_pids
+from tests import harness
+from tests.harness import Daemon, TestUser, user_pids
 
 XSESSION = """#!/bin/sh
 exec openbox --startup "xterm -geometry 80x24+0+0 -e top -d 1"
@@ -45,8 +44,7 @@ class Rig:
 
     def api(self, timeout: float = 120) -> httpx.Client:
         """The REST API on the Unix socket, as root (an administrator)."""
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.daemon.socket)),
-                            base_url="http://polydesk/api/v1", timeout=timeout)
+        return self.daemon.client("/api/v1", timeout)
 
     def token(self) -> str:
         with self.api() as api:
@@ -101,33 +99,24 @@ class Rig:
 
     def wait_desktops(self, timeout: float = 120) -> None:
         """Until every user's top runs (openbox started, xterm mapped)."""
-        deadline = time.monotonic() + timeout
-        while len(self.tops()) < len(self.users):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(self.tops())} of {len(self.users)} desktops came up")
-            time.sleep(0.2)
+        harness.wait_for(lambda: len(self.tops()) >= len(self.users), timeout,
+                 f"{len(self.users)} desktops to come up", show=lambda: f"{len(self.tops())} came up")
 
 
 @contextlib.contextmanager
 def room(sessions: int) -> Iterator[Rig]:
     """A daemon and ``sessions`` bench users (no sessions yet); all removed afterwards."""
     rig = Rig(sessions)
-    rig.daemon = make_daemon_dirs()
+    rig.daemon = harness.make_daemon_dirs()
     try:
         for number in range(sessions):
-            user = create_user(f"bench-{number}")
+            user = harness.create_user(f"bench-{number}")
             rig.users.append(user)
-            xsession = Path(user.home) / ".xsession"
-            xsession.write_text(XSESSION)
-            os.chown(xsession, user.uid, user.gid)
-            xsession.chmod(0o755)
+            harness.write_xsession(user, XSESSION)
         rig.daemon.start()
         yield rig
     finally:
         rig.pause_tops(False)  # a stopped process would only die at SIGKILL
-        shutdown(rig.daemon)
+        harness.shutdown(rig.daemon)
         for user in rig.users:
-            for pid in user_pids(user.uid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            remove_user(user)
+            harness.remove_with_processes(user)

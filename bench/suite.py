@@ -43,6 +43,7 @@ import httpx
 from bench import httpload, probes, results
 from bench.dashboard import Dashboard, watching
 from bench.rig import Rig, room
+from tests.harness import await_for
 
 KEYS = (
     "sessions", "logon_median_s", "logon_burst_s", "thumb_cpu_ms_per_frame", "thumb_busy_core_pct",
@@ -126,7 +127,7 @@ async def _repeat(rig: Rig, token: str, windows: Windows, say: Callable[[str], N
     await asyncio.to_thread(rig.wait_desktops)
     displays = {s["id"]: (s["display"], rig.xauthority(s["id"])) for s in sessions}
     async with watching(rig.daemon.url, token) as dashboard:
-        await _until(lambda: dashboard.fetched >= len(sessions), 60, "the first pictures")
+        await await_for(lambda: dashboard.fetched >= len(sessions), 60, "the first pictures")
         say("  idle screens")
         rig.pause_tops(True)
         await asyncio.sleep(windows.settle)
@@ -171,9 +172,7 @@ async def _window(rig: Rig, dashboard: Dashboard, seconds: float) -> tuple[float
 
 def _burst_logon(rig: Rig, api: httpx.Client) -> float:
     async def burst() -> float:
-        transport = httpx.AsyncHTTPTransport(uds=str(rig.daemon.socket))
-        async with httpx.AsyncClient(transport=transport, base_url="http://polydesk/api/v1",
-                                     timeout=120) as client:
+        async with rig.daemon.async_client("/api/v1", 120) as client:
             started = time.perf_counter()
             answers = await asyncio.gather(*(client.post("/sessions", json={"user": u.name})
                                              for u in rig.users))
@@ -212,14 +211,6 @@ def _logoff_all(api: httpx.Client, body: dict[str, Any]) -> float:
 
 async def _api_clients(base_url: str, token: str, seconds: float) -> list[float]:
     return await httpload.polling_elsewhere(base_url, token, "/api/v1/sessions", API_CLIENTS, seconds)
-
-
-async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def _percentile(values: list[float], percent: int) -> float:

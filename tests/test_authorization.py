@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 ROUTES = ("get", "thumbnail", "connections", "logoff", "disconnect", "block", "unblock", "message")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.rfb import RfbClient
 from tests.users import TestUser, display_files, user_pids
 
@@ -36,15 +36,6 @@ def plant_xsession(user: TestUser, script: str = ESCAPERS) -> None:
     path.chmod(0o755)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def display_left(display: str, user: TestUser) -> list[str]:
     return display_files(display.lstrip(":"), user.uid)
 
@@ -54,7 +45,7 @@ def test_logoff_two_selected_of_three(daemon: Daemon, make_user: Callable[..., T
     for user in users[:2]:
         plant_xsession(user)
     sessions = [logon(daemon, u) for u in users]
-    assert wait_for(lambda: all(len(user_pids(u.uid)) >= 3 for u in users))
+    wait_for(lambda: all(len(user_pids(u.uid)) >= 3 for u in users))
     third_pids = sorted(user_pids(users[2].uid))
     runtime = [daemon.runtime_dir / "sessions" / str(s["id"]) for s in sessions]
 
@@ -116,7 +107,7 @@ def test_standard_user_cannot_touch_another_session(
 def test_disconnect_then_logon_resumes(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     ana = make_user("ana")
     session = logon(daemon, ana)
-    assert wait_for(lambda: len(user_pids(ana.uid)) >= 2)
+    wait_for(lambda: len(user_pids(ana.uid)) >= 2)
     pids = sorted(user_pids(ana.uid))
     assert daemon.cli("disconnect", user=ana).returncode == 0
     assert daemon.sessions()[0]["state"] == "disconnected"
@@ -150,8 +141,8 @@ def test_crashed_session_is_recorded_and_cleaned(daemon: Daemon, make_user: Call
     xvnc = [p for p in user_pids(ana.uid) if Path(f"/proc/{p}/comm").read_text().strip() == "Xvnc"]
     assert len(xvnc) == 1
     os.kill(xvnc[0], 9)
-    assert wait_for(lambda: daemon.sessions() == [], timeout=5)
-    assert wait_for(lambda: user_pids(ana.uid) == [], timeout=5)
+    wait_for(lambda: daemon.sessions() == [], timeout=5)
+    wait_for(lambda: user_pids(ana.uid) == [], timeout=5)
     assert display_left(str(session["display"]), ana) == []
     last = daemon.cli_json("audit")[-1]
     assert last["caller"] == "polydesk" and last["detail"].get("crashed") is True
@@ -171,10 +162,10 @@ def test_block_ignores_rfb_input_until_unblock(daemon: Daemon, make_user: Callab
     try:
         marks = [Path(ana.home) / name for name in ("before-block", "while-blocked", "after-unblock")]
         before_mark, blocked_mark, unblocked_mark = marks
-        assert wait_for(lambda: len(user_pids(ana.uid)) >= 4)  # Xvnc, openbox, xterm, sh
+        wait_for(lambda: len(user_pids(ana.uid)) >= 4)  # Xvnc, openbox, xterm, sh
         time.sleep(0.5)
         client.type(f"touch {before_mark}\n")
-        assert wait_for(lambda: before_mark.exists(), timeout=5), "typing does not reach the shell at all"
+        wait_for(lambda: before_mark.exists(), timeout=5, what="typing to reach the shell at all")
         assert daemon.cli("block", str(session["id"]), "--message", "Eyes on the board").returncode == 0
         client.type(f"touch {blocked_mark}\n")
         client.key(0xFFE9)  # Alt_L down/up, then Alt+F4 style escape attempts
@@ -183,7 +174,7 @@ def test_block_ignores_rfb_input_until_unblock(daemon: Daemon, make_user: Callab
         assert not blocked_mark.exists(), "a key typed while blocked reached the session"
         assert daemon.cli("unblock", str(session["id"])).returncode == 0
         client.type(f"\x08\x08\x08touch {unblocked_mark}\n")
-        assert wait_for(lambda: unblocked_mark.exists(), timeout=5), "keys after unblock did not arrive"
+        wait_for(lambda: unblocked_mark.exists(), timeout=5, what="the keys typed after unblock")
         assert not blocked_mark.exists()
     finally:
         client.close()
@@ -195,8 +186,8 @@ def test_leaving_the_desktop_ends_the_session(daemon: Daemon, make_user: Callabl
     ana = make_user("ana")
     plant_xsession(ana, "#!/bin/sh\nsleep 1\n")  # the desktop ends by itself: a logout
     session = logon(daemon, ana)
-    assert wait_for(lambda: daemon.sessions() == [], timeout=8)
-    assert wait_for(lambda: user_pids(ana.uid) == [], timeout=5)
+    wait_for(lambda: daemon.sessions() == [], timeout=8)
+    wait_for(lambda: user_pids(ana.uid) == [], timeout=5)
     assert display_left(str(session["display"]), ana) == []
     last = daemon.cli_json("audit")[-1]
     assert last["targets"] == [session["id"]] and last["detail"]["reason"] == "logout"
@@ -212,7 +203,7 @@ def test_logoff_interrupted_by_a_daemon_crash_is_finished(
     daemon.kill()  # in the middle of the grace period
     daemon.start()
     assert {s["state"] for s in daemon.sessions()} <= {"logging-off"}
-    assert wait_for(lambda: daemon.sessions() == [], timeout=15)
+    wait_for(lambda: daemon.sessions() == [], timeout=15)
     assert all(user_pids(u.uid) == [] for u in users)
     recovered = [r for r in daemon.cli_json("audit") if r["detail"].get("recovered")]
     assert sorted(r["targets"][0] for r in recovered) == sorted(ids)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import logon
 from tests.users import TestUser, user_pids
 

@@ -28,8 +28,8 @@ import pytest
 from polydesk.core.screen import Screen
 from polydesk.system import peer
 from polydesk.system.x11 import xserver
-from tests.conftest import Daemon
-from tests.test_daemon import logon, plant_xsession, wait_for
+from tests.harness import Daemon, wait_for
+from tests.test_daemon import logon, plant_xsession
 from tests.users import TestUser
 from tests.web.stationclient import station
 from tests.web.test_station_bridge import token_for
@@ -255,12 +255,11 @@ def test_a_student_cannot_lift_a_block_from_inside_the_session(
     xkill.communicate(timeout=30)
 
     # Within a second or two, the daemon has put both back, and says so.
-    assert wait_for(lambda: xserver.vnc_params(screen, ["AcceptKeyEvents", "AcceptPointerEvents"])
-                    == {"AcceptKeyEvents": "0", "AcceptPointerEvents": "0"}, timeout=5)
+    wait_for(lambda: xserver.vnc_params(screen, ["AcceptKeyEvents", "AcceptPointerEvents"])
+             == {"AcceptKeyEvents": "0", "AcceptPointerEvents": "0"}, timeout=5)
     # (the new cover may well get the killed one's window id: X reuses a gone client's ids)
-    assert wait_for(lambda: windows_of(screen)[-1][1] == "polydesk-helper", timeout=10), \
-        "the cover is not back on top"
-    assert wait_for(lambda: daemon.sessions()[0]["block_undone"] >= 1, timeout=5)
+    wait_for(lambda: windows_of(screen)[-1][1] == "polydesk-helper", timeout=10, what="the cover back on top")
+    wait_for(lambda: daemon.sessions()[0]["block_undone"] >= 1, timeout=5)
     audit = daemon.cli_json("audit")
     restored = [r for r in audit if r["action"] == "block" and r["detail"].get("restored")]
     assert restored and restored[-1]["caller"] == "polydesk", audit[-3:]  # the daemon itself

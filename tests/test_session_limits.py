@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Daemon
-from tests.test_daemon import logon, plant_xsession, wait_for
+from tests.harness import Daemon, wait_for
+from tests.test_daemon import logon, plant_xsession
 from tests.users import TestUser, user_pids
 from tests.web.webclient import socket_client
 
@@ -99,7 +99,7 @@ def probe_desktop(user: TestUser) -> Callable[[], int]:
     def measure() -> int:
         (home / "turns").unlink(missing_ok=True)
         (home / "probe").touch()
-        assert wait_for((home / "turns").exists, 30), "the probe never answered"
+        wait_for((home / "turns").exists, 30, what="the probe to answer")
         return int((home / "turns").read_text())
 
     return measure
@@ -127,7 +127,7 @@ def test_a_fork_bomb_stops_at_the_sessions_limit_and_slows_nobody_else(
         assert timed(lambda: api.get(f"/api/v1/sessions/{calm}/thumbnail?size=small")) < API_BOUND_S
         alone = probe()
         go.touch()
-        assert wait_for(report.exists, 30), "the bomb never finished forking"
+        wait_for(report.exists, 30, what="the bomb to finish forking")
         made, refused = map(int, report.read_text().split())
         # While its children burn the CPU: the daemon and the other session still answer,
         # and the other session still gets its share of the CPU.
@@ -145,7 +145,7 @@ def test_a_fork_bomb_stops_at_the_sessions_limit_and_slows_nobody_else(
     assert beside > alone * 0.2  # one of two equal weights; one process among ~100 without them
 
     assert daemon.cli("logoff", bombed, "--force").returncode == 0
-    assert wait_for(lambda: user_pids(student.uid) == [], 10), user_pids(student.uid)
+    wait_for(lambda: user_pids(student.uid) == [], 10, show=lambda: user_pids(student.uid))
     assert [(s["id"], s["state"]) for s in daemon.sessions()] == [(calm, "active")]
 
 
@@ -159,7 +159,7 @@ def test_a_memory_hog_is_stopped_inside_its_own_session(
     hogged, calm = str(logon(daemon, student)["id"]), str(logon(daemon, other)["id"])
     status = Path(student.home) / "hog.status"
     go.touch()
-    assert wait_for(status.exists, 60), "the hog never ended"
+    wait_for(status.exists, 60, what="the hog to end")
     reached = int((Path(student.home) / "hog.mib").read_text())
     print(f"hog: reached {reached} MiB, exit status {status.read_text().strip()}")
     assert status.read_text().strip() == "137"  # SIGKILL: the kernel's OOM killer, in its cgroup
@@ -169,4 +169,4 @@ def test_a_memory_hog_is_stopped_inside_its_own_session(
         assert timed(lambda: api.get(f"/api/v1/sessions/{calm}/thumbnail?size=small")) < API_BOUND_S
     assert {s["id"]: s["state"] for s in daemon.sessions()} == {hogged: "active", calm: "active"}
     assert daemon.cli("logoff", hogged, "--force").returncode == 0
-    assert wait_for(lambda: user_pids(student.uid) == [], 10)
+    wait_for(lambda: user_pids(student.uid) == [], 10)

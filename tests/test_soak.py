@@ -18,7 +18,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser, display_files, user_pids
 
 USERS = 20

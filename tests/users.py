@@ -9,6 +9,8 @@ import secrets
 import subprocess
 from dataclasses import dataclass
 
+from tests.leaks import claim_uid
+
 PREFIX = "pdt-"
 ADMIN_GROUP = "pdt-admin"
 DASHBOARD_GROUP = "pdt-dashboard"
@@ -42,6 +44,7 @@ def create_user(stem: str, groups: tuple[str, ...] = ()) -> TestUser:
     # A random uid far from the usual range: a uid just freed by another test run on this
     # machine, reused at once, would make that run's processes look like ours.
     uid = _free_uid()
+    claim_uid(uid)  # its processes are this run's, whatever becomes of their parent
     subprocess.run(["groupadd", "--gid", str(uid), name], check=True)
     cmd = ["useradd", "--create-home", "--shell", "/bin/bash", "--uid", str(uid), "--gid", str(uid)]
     if groups:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ import pytest
 from polydesk.backends.xvnc.backend import XvncBackend
 from polydesk.core.model import Account, Role, Session, SessionState
 from polydesk.system import processes
+from tests import harness
+from tests.harness import TestUser, create_user, remove_with_processes, scratch_dir
 from tests.rfb import RfbClient
-from tests.users import TestUser, create_user, remove_user
 
 if shutil.which("Xvnc") is None:  # a missing install is a failure, never a skip
     pytest.exit("TigerVNC's Xvnc is not installed: run scripts/install --test", returncode=3)
@@ -51,22 +51,6 @@ def command_of(pid: int) -> str:
         return ""
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-async def await_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 # ---------------------------------------------------------------- accounts
 
 
@@ -75,11 +59,8 @@ def account_of(user: TestUser) -> Account:
 
 
 def write_xsession(user: TestUser, script: str) -> None:
-    """Give ``user`` an executable ~/.xsession (their own file, as a real one would be)."""
-    path = Path(user.home) / ".xsession"
-    path.write_text("#!/bin/sh\n" + script)
-    os.chown(path, user.uid, user.gid)
-    path.chmod(0o755)
+    """Give ``user`` an executable ~/.xsession running ``script`` in sh."""
+    harness.write_xsession(user, "#!/bin/sh\n" + script)
 
 
 @pytest.fixture
@@ -95,10 +76,7 @@ def account() -> Iterator[Callable[[str], TestUser]]:
 
     yield make
     for user in made:
-        for pid in live_pids(user.uid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        remove_user(user)
+        remove_with_processes(user)
 
 
 # ---------------------------------------------------------------- host and sessions
@@ -107,8 +85,7 @@ def account() -> Iterator[Callable[[str], TestUser]]:
 @pytest.fixture
 def runtime_dir() -> Iterator[Path]:
     """Short (socket paths are limited to 107 bytes) and traversable by the test users."""
-    path = Path(tempfile.mkdtemp(prefix="pdh-", dir="/tmp"))
-    path.chmod(0o755)
+    path = scratch_dir("pdh-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

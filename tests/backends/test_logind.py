@@ -37,8 +37,7 @@ from polydesk.system import processes as procs
 from polydesk.system.x11 import client as x11
 from polydesk.thumbnails.feed import placeholder
 from tests.backends.logind_fixtures import INERT, TERMINATE, MockLogind, Screens, private_bus
-from tests.backends.sessions import await_for, wait_for
-from tests.conftest import Daemon
+from tests.harness import Daemon, await_for, wait_for
 from tests.users import TestUser
 
 # ================================================================ the host on its own

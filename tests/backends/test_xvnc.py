@@ -25,7 +25,6 @@ from tests.backends.sessions import (
     RfbClient,
     Sessions,
     account_of,
-    await_for,
     command_of,
     data,
     live_pids,
@@ -33,6 +32,7 @@ from tests.backends.sessions import (
     windows,
     write_xsession,
 )
+from tests.harness import await_for
 from tests.users import TestUser, display_files
 
 Account = Callable[[str], TestUser]

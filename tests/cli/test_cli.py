@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 

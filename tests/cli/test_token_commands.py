@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 

@@ -20,8 +20,7 @@ from Xlib.error import XError
 from polydesk.core import i18n
 from polydesk.core.screen import Screen
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
-from tests.test_daemon import wait_for
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
 
 ROOT = Path(__file__).parents[2]
@@ -145,12 +144,13 @@ def test_sessions_are_told_in_the_server_language(daemon_factory: Callable[..., 
     session = json.loads(result.stdout)["session"]
 
     assert daemon.cli("msg", session["id"], "Olá, turma").returncode == 0
-    assert wait_for(lambda: "Mensagem" in _helper_titles(daemon, session)), _helper_titles(daemon, session)
+    wait_for(lambda: "Mensagem" in _helper_titles(daemon, session),
+             show=lambda: _helper_titles(daemon, session))
 
     assert daemon.cli("block", session["id"]).returncode == 0
     [listed] = daemon.sessions()
     assert listed["block_message"] == "Estação bloqueada"
-    assert wait_for(lambda: "Polydesk: bloqueada" in _helper_titles(daemon, session))
+    wait_for(lambda: "Polydesk: bloqueada" in _helper_titles(daemon, session))
     assert daemon.cli("unblock", session["id"]).returncode == 0
 
     assert daemon.cli("logoff", session["id"], "--grace", "30", "--no-wait", "--yes").returncode == 0
@@ -159,6 +159,6 @@ def test_sessions_are_told_in_the_server_language(daemon_factory: Callable[..., 
         return any("O logoff da sua sessão será feito em 30 segundos. Salve o seu trabalho agora."
                    in p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"])
 
-    assert wait_for(notice_shown), "no Portuguese log-off notice in the session"
-    assert wait_for(lambda: "Polydesk: logoff" in _helper_titles(daemon, session))
+    wait_for(notice_shown, what="a Portuguese log-off notice in the session")
+    wait_for(lambda: "Polydesk: logoff" in _helper_titles(daemon, session))
     assert daemon.cli("logoff", session["id"], "--force", "--yes").returncode == 0

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Daemon
-from tests.fleet.conftest import Host, Nats, wait_for
+from tests.fleet.hosts import Host
+from tests.harness import Daemon, Nats, wait_for
 from tests.users import TestUser, user_pids
 
 
@@ -37,8 +37,8 @@ def test_command_on_one_host_logs_off_selected_sessions_of_another(
     on_b = {u.name: logon(b.daemon, u) for u in (ana, bia, caio)}
     on_a = logon(a.daemon, dan)
     wanted = {f"B/{i}" for i in on_b.values()} | {f"A/{on_a}"}
-    assert wait_for(lambda: fleet_ids(a) == wanted), fleet_ids(a)
-    assert wait_for(lambda: all(len(user_pids(u.uid)) >= 2 for u in (ana, bia, caio, dan)))
+    wait_for(lambda: fleet_ids(a) == wanted, show=lambda: fleet_ids(a))
+    wait_for(lambda: all(len(user_pids(u.uid)) >= 2 for u in (ana, bia, caio, dan)))
     table = a.daemon.cli("sessions", "--fleet").stdout.splitlines()  # as people read it
     assert table[0].split()[-1] == "HOST" and len(table) == 5
     assert {(line.split()[0], line.split()[-1]) for line in table[1:]} == {
@@ -60,7 +60,7 @@ def test_command_on_one_host_logs_off_selected_sessions_of_another(
     assert caio_pids <= set(user_pids(caio.uid)), "a session not selected was touched"
     assert user_pids(dan.uid) != []
     assert [s["id"] for s in b.daemon.sessions()] == [on_b[caio.name]]
-    assert wait_for(lambda: fleet_ids(a) == {f"B/{on_b[caio.name]}", f"A/{on_a}"}), fleet_ids(a)
+    wait_for(lambda: fleet_ids(a) == {f"B/{on_b[caio.name]}", f"A/{on_a}"}, show=lambda: fleet_ids(a))
 
     # Audited where it ran (the real action, via fleet:A) and where it was asked (forwarded).
     ran = [r for r in b.audit() if r["action"] == "logoff" and r["via"] == "fleet:A"]
@@ -95,7 +95,7 @@ def test_logoff_all_across_the_fleet(
         for user in users[host.name]:
             logon(host.daemon, user)
     own = logon(a.daemon, teacher)
-    assert wait_for(lambda: len(a.fleet_sessions()) == 7), a.fleet_sessions()
+    wait_for(lambda: len(a.fleet_sessions()) == 7, show=lambda: a.fleet_sessions())
 
     # Only host B, then every host: the teacher's own session on A stays, as "all" never includes it.
     result = a.daemon.cli("logoff", "--all", "--host", "B", "--force", "--yes", "--json", user=teacher)
@@ -112,6 +112,6 @@ def test_logoff_all_across_the_fleet(
         assert user_pids(user.uid) == [], f"{user.name}'s session survived log off all"
     assert [s["id"] for s in a.daemon.sessions()] == [own]
     assert b.daemon.sessions() == [] and c.daemon.sessions() == []
-    assert wait_for(lambda: [s["id"] for s in a.fleet_sessions()] == [f"A/{own}"])
+    wait_for(lambda: [s["id"] for s in a.fleet_sessions()] == [f"A/{own}"])
     via: dict[str, Any] = {h.name: [r["via"] for r in h.audit() if r["action"] == "logoff"] for h in (b, c)}
     assert via == {"B": ["fleet:A", "fleet:A"], "C": ["fleet:A"]}

@@ -13,8 +13,9 @@ from typing import Any
 import nats
 import nats.js.errors
 
-from tests.fleet.conftest import Host, Nats, NatsNode, wait_for
+from tests.fleet.hosts import Host
 from tests.fleet.test_fleet_commands import logon
+from tests.harness import Nats, NatsNode, wait_for
 from tests.users import TestUser, user_pids
 
 
@@ -24,11 +25,11 @@ def test_killed_daemon_shows_offline_expires_and_recovers(
     a, b = make_fleet(nats_server)
     bia = make_user("bia")
     session = logon(b.daemon, bia)
-    assert wait_for(lambda: [s["id"] for s in a.fleet_sessions()] == [f"B/{session}"])
+    wait_for(lambda: [s["id"] for s in a.fleet_sessions()] == [f"B/{session}"])
 
     b.daemon.kill()
     killed = time.monotonic()
-    assert wait_for(lambda: not a.hosts()["B"]["online"], timeout=10), a.hosts()
+    wait_for(lambda: not a.hosts()["B"]["online"], timeout=10, show=lambda: a.hosts())
     assert time.monotonic() - killed < 10
     assert [s["host_online"] for s in a.fleet_sessions()] == [False]  # still listed, as offline
     refused = a.daemon.cli("logoff", f"B/{session}", "--force", "--yes", "--json")
@@ -39,12 +40,12 @@ def test_killed_daemon_shows_offline_expires_and_recovers(
     assert user_pids(bia.uid) != []  # the session runs on without its daemon
 
     # Nothing refreshes B's entries any more: they expire (stale_after is 10 s here).
-    assert wait_for(lambda: "B" not in a.hosts() and a.fleet_sessions() == [], timeout=20), a.hosts()
+    wait_for(lambda: "B" not in a.hosts() and a.fleet_sessions() == [], timeout=20, show=lambda: a.hosts())
 
     b.daemon.start()  # re-adopts the session and publishes it again
-    assert wait_for(lambda: a.hosts().get("B", {}).get("online"), timeout=10), a.hosts()
-    assert wait_for(lambda: [(s["id"], s["host_online"]) for s in a.fleet_sessions()] == [
-        (f"B/{session}", True)]), a.fleet_sessions()
+    wait_for(lambda: a.hosts().get("B", {}).get("online"), timeout=10, show=lambda: a.hosts())
+    wait_for(lambda: [(s["id"], s["host_online"]) for s in a.fleet_sessions()] == [
+        (f"B/{session}", True)], show=lambda: a.fleet_sessions())
     result = a.daemon.cli("logoff", f"B/{session}", "--force", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert user_pids(bia.uid) == []
@@ -57,7 +58,7 @@ def test_nats_node_restart_loses_nothing(
     users = [make_user(n) for n in ("ana", "bia", "caio")]
     ids = [logon(b.daemon, u) for u in users]
     expected = {f"B/{i}" for i in ids}
-    assert wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == expected)
+    wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == expected)
 
     # Restart the node that leads the bucket's stream (the worst one to lose), then another.
     for _ in range(2):
@@ -67,17 +68,17 @@ def test_nats_node_restart_loses_nothing(
         result = a.daemon.cli("block", f"B/{ids[0]}", "--message", "Exam", "--json")
         assert result.returncode == 0, result.stdout + result.stderr  # commands go on
         leader.start()
-        caught_up = wait_for(lambda: all(_current(n) for n in nats_cluster.nodes), timeout=20)
-        assert caught_up, [_stream(n) for n in nats_cluster.nodes]
+        wait_for(lambda: all(_current(n) for n in nats_cluster.nodes), timeout=20,
+                 show=lambda: [_stream(n) for n in nats_cluster.nodes])
 
     # Every node has the bucket with every key; a restarted A reads the whole fleet back from it.
     for node in nats_cluster.nodes:
         assert _keys(node) >= len(ids) + 2, node.jsz()
     a.daemon.stop()
     a.daemon.start()
-    assert wait_for(lambda: all(v["online"] for v in a.hosts().values()) and len(a.hosts()) == 2)
-    assert wait_for(lambda: {s["id"]: s["blocked"] for s in a.fleet_sessions()} == {
-        f"B/{ids[0]}": True, f"B/{ids[1]}": False, f"B/{ids[2]}": False}), a.fleet_sessions()
+    wait_for(lambda: all(v["online"] for v in a.hosts().values()) and len(a.hosts()) == 2)
+    wait_for(lambda: {s["id"]: s["blocked"] for s in a.fleet_sessions()} == {
+        f"B/{ids[0]}": True, f"B/{ids[1]}": False, f"B/{ids[2]}": False}, show=lambda: a.fleet_sessions())
     result = a.daemon.cli("logoff", f"B/{ids[1]}", "--force", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert user_pids(users[1].uid) == [] and user_pids(users[0].uid) != []
@@ -91,17 +92,17 @@ def test_hosts_fill_again_a_nats_that_lost_its_store(
     a, b = make_fleet(nats_server)
     users = [make_user(n) for n in ("ana", "bia")]
     ids = [logon(b.daemon, u) for u in users]
-    assert wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == {f"B/{i}" for i in ids})
+    wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == {f"B/{i}" for i in ids})
 
     node = nats_server.nodes[0]
     node.stop()
     shutil.rmtree(node.store)
     node.start()
     wanted = {"host.A", "host.B", *(f"session.B.{i}" for i in ids)}
-    assert wait_for(lambda: _bucket_keys(node.url) >= wanted, timeout=20), _bucket_keys(node.url)
+    wait_for(lambda: _bucket_keys(node.url) >= wanted, timeout=20, show=lambda: _bucket_keys(node.url))
     a.daemon.stop()
     a.daemon.start()  # a reader that knows nothing but the new bucket
-    assert wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == {f"B/{i}" for i in ids})
+    wait_for(lambda: {s["id"] for s in a.fleet_sessions()} == {f"B/{i}" for i in ids})
     result = a.daemon.cli("logoff", f"B/{ids[0]}", "--force", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert user_pids(users[0].uid) == [] and user_pids(users[1].uid) != []

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
-from tests.fleet.conftest import Host, Nats
+from tests.fleet.hosts import Host
 from tests.fleet.test_fleet_commands import logon
+from tests.harness import Nats
 from tests.users import TestUser, user_pids
 from tests.web.webclient import new_page, sign_in
 

@@ -16,8 +16,9 @@ from typing import Any
 import nats
 
 from polydesk.fleet.wire import FROM, NONCE, Signer, new_seed, seal, unseal, verify_key
-from tests.fleet.conftest import Host, Nats, make_seeds, start_nats
+from tests.fleet.hosts import Host, make_seeds
 from tests.fleet.test_fleet_commands import logon
+from tests.harness import Nats, start_nats
 from tests.users import TestUser, user_pids
 
 

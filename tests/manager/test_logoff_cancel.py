@@ -18,7 +18,7 @@ from polydesk.core.model import Action, LogoffPlan, SessionState, Status, Target
 from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode
 from polydesk.store.store import Store
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.manager.helpers import ADMIN, ANA, TEACHER, logon_all, lookup
 from tests.users import TestUser
 from tests.web.webclient import logon, signin, socket_client

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from polydesk.config.settings import Settings
 from polydesk.web.routes.metrics import is_loopback, may_scrape
 from polydesk.web.server import PEER_KEY
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -21,10 +21,9 @@ from polydesk.core import i18n
 from polydesk.core.model import Target
 from polydesk.manager.manager import Manager
 from polydesk.store.store import Store
-from tests.conftest import Daemon
 from tests.core.test_i18n import _helper_titles
+from tests.harness import Daemon, wait_for
 from tests.manager.helpers import ADMIN, ANA, TEACHER
-from tests.test_daemon import wait_for
 from tests.users import TestUser
 from tests.web.webclient import signin
 
@@ -138,15 +137,15 @@ def test_a_session_speaks_its_stations_language(daemon_factory: Callable[..., Da
     en = _station_logon(daemon, bia, ENGLISH_BROWSER)
 
     # The idle warning (a message window the daemon opens 3 s before the idle disconnect).
-    assert wait_for(lambda: any(t.startswith(IDLE_PT) for t in _helper_texts(pt)), timeout=30), \
-        _helper_texts(pt)
-    assert wait_for(lambda: "Mensagem" in _helper_titles(daemon, pt)), _helper_titles(daemon, pt)
-    assert wait_for(lambda: any(t.startswith("This session has not been used") for t in _helper_texts(en)))
-    assert wait_for(lambda: "Message" in _helper_titles(daemon, en)), _helper_titles(daemon, en)
+    wait_for(lambda: any(t.startswith(IDLE_PT) for t in _helper_texts(pt)), timeout=30,
+             show=lambda: _helper_texts(pt))
+    wait_for(lambda: "Mensagem" in _helper_titles(daemon, pt), show=lambda: _helper_titles(daemon, pt))
+    wait_for(lambda: any(t.startswith("This session has not been used") for t in _helper_texts(en)))
+    wait_for(lambda: "Message" in _helper_titles(daemon, en), show=lambda: _helper_titles(daemon, en))
 
     # A message from root's English CLI: the window is titled in each session's language.
     assert daemon.cli("msg", str(pt["id"]), str(en["id"]), "Hello / Olá").returncode == 0
-    assert wait_for(lambda: "Hello / Olá" in _helper_texts(pt) and "Hello / Olá" in _helper_texts(en))
+    wait_for(lambda: "Hello / Olá" in _helper_texts(pt) and "Hello / Olá" in _helper_texts(en))
 
     def blocked_with() -> dict[str, object]:
         assert daemon.cli("block", str(pt["id"]), str(en["id"])).returncode == 0
@@ -160,16 +159,16 @@ def test_a_session_speaks_its_stations_language(daemon_factory: Callable[..., Da
     daemon.start()
     assert blocked_with() == {pt["id"]: "Estação bloqueada", en["id"]: "Station blocked"}
     assert daemon.cli("block", str(pt["id"])).returncode == 0
-    assert wait_for(lambda: "Polydesk: bloqueada" in _helper_titles(daemon, pt))
+    wait_for(lambda: "Polydesk: bloqueada" in _helper_titles(daemon, pt))
     assert daemon.cli("unblock", str(pt["id"])).returncode == 0
 
     assert daemon.cli("logoff", str(pt["id"]), str(en["id"]), "--grace", "30", "--no-wait",
                       "--yes").returncode == 0
-    assert wait_for(lambda: "O logoff da sua sessão será feito em 30 segundos. Salve o seu trabalho agora."
-                    in _helper_texts(pt)), _helper_texts(pt)
-    assert wait_for(lambda: "You will be logged off in 30 seconds. Save your work now." in _helper_texts(en))
-    assert wait_for(lambda: "Polydesk: logoff" in _helper_titles(daemon, pt))
-    assert wait_for(lambda: "Polydesk: log-off" in _helper_titles(daemon, en))
+    wait_for(lambda: "O logoff da sua sessão será feito em 30 segundos. Salve o seu trabalho agora."
+             in _helper_texts(pt), show=lambda: _helper_texts(pt))
+    wait_for(lambda: "You will be logged off in 30 seconds. Save your work now." in _helper_texts(en))
+    wait_for(lambda: "Polydesk: logoff" in _helper_titles(daemon, pt))
+    wait_for(lambda: "Polydesk: log-off" in _helper_titles(daemon, en))
     assert daemon.cli("logoff", "--all", "--force", "--yes").returncode == 0
 
 

@@ -17,7 +17,7 @@ from polydesk.core.model import Session, SessionState, Status, Target
 from polydesk.fleet.answer import Answers
 from polydesk.fleet.wire import Signer, new_seed
 from polydesk.manager.manager import Manager
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.manager.helpers import ADMIN, TEACHER
 from tests.test_daemon import logon
 from tests.users import TestUser, user_pids

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.test_daemon import logon
 from tests.users import TestUser, remove_user, user_pids
 from tests.web.webclient import signin

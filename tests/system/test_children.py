@@ -8,7 +8,7 @@ import sys
 
 from polydesk.system import children as children_module
 from polydesk.system.children import Children
-from tests.backends.sessions import await_for
+from tests.harness import await_for
 
 
 def child(seconds: float) -> subprocess.Popen[bytes]:

@@ -14,7 +14,7 @@ import pytest
 from polydesk.system import processes
 from polydesk.system.cgroups import Mounts
 from polydesk.system.tracking import MarkerTracker, Tracker, Tracking, TrackingError, TrackingMode, choose
-from tests.backends.sessions import wait_for
+from tests.harness import wait_for
 
 MACHINE = Mounts.read()
 

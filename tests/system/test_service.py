@@ -32,7 +32,7 @@ import psutil
 import pytest
 
 from polydesk.system import systemd
-from tests.conftest import free_port
+from tests.harness import free_port
 from tests.users import ADMIN_GROUP, DASHBOARD_GROUP, TestUser
 
 ROOT = Path(__file__).parents[2]  # the checkout: tests/system/ is two folders down

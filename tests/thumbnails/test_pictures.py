@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, unix_connect
 from websockets.sync.client import connect as tcp_connect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.thumbnails.test_thumbnails_xvnc import set_background
 from tests.users import TestUser
 from tests.web.webclient import COOKIE, logon, signin, socket_client

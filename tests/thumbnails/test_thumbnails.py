@@ -13,7 +13,6 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from polydesk.thumbnails.geometry import Box, merge_boxes
 from polydesk.thumbnails.patches import History
 from polydesk.thumbnails.picture import SIZES, Scale, placeholder, same, thumb_size
 from polydesk.thumbnails.watcher import Watcher
+from tests.harness import await_for
 
 SCREEN = Screen(display=":99", xauthority="/nonexistent")
 
@@ -113,13 +113,6 @@ class Desk:
             self._pipe = None
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def watching(desk: Desk, **timing: float) -> tuple[Thumbnailer, Watcher]:
     """A thumbnailer on ``desk`` and a watcher of its session "1", past the first picture."""
     thumbs = Thumbnailer(desk.open, **timing)
@@ -127,8 +120,6 @@ async def watching(desk: Desk, **timing: float) -> tuple[Thumbnailer, Watcher]:
     watcher.add("1", SCREEN)
     await asyncio.wait_for(watcher.changed(), 3)
     return thumbs, watcher
-
-
 def picture(jpeg: bytes) -> Image.Image:
     return Image.open(io.BytesIO(jpeg)).convert("RGB")
 
@@ -142,8 +133,8 @@ async def test_nothing_is_captured_until_someone_looks_and_after_they_stop() -> 
     assert first.version > 0 and first.jpeg[:3] == b"\xff\xd8\xff"
     assert picture(first.jpeg).size == (320, 200)
     assert thumbs.capturing() == {"1"}
-    await wait_until(lambda: thumbs.capturing() == set())  # linger over: the feed stops
-    await wait_until(lambda: desk.closed == 1)
+    await await_for(lambda: thumbs.capturing() == set(), timeout=3)  # linger over: the feed stops
+    await await_for(lambda: desk.closed == 1, timeout=3)
     assert desk.opened == 1
     reads = desk.reads
     desk.paint((200, 0, 0))
@@ -167,7 +158,7 @@ async def test_only_the_changed_part_is_read_and_the_result_equals_a_full_scalin
     thumbs, watcher = await watching(desk, interval=0.02, linger=5)
     for size in SIZES:
         await thumbs.get("1", SCREEN, size)  # every size in use
-    await wait_until(lambda: not thumbs._feeds["1"].damaged)
+    await await_for(lambda: not thumbs._feeds["1"].damaged, timeout=3)
     desk.read_boxes.clear()
     desk.paint((250, 200, 0), (700, 500, 760, 530))
     await asyncio.wait_for(watcher.changed(), 3)
@@ -194,7 +185,7 @@ async def test_unchanged_pixels_keep_version_and_etag_changed_ones_tell_watchers
     with desk.lock:  # damage, but the same pixels as before
         desk.paint((100, 100, 100), (100, 100, 400, 300))
         desk.paint((255, 255, 255), (100, 100, 400, 300))
-    await wait_until(lambda: desk.reads > reads and not thumbs._feeds["1"].damaged)
+    await await_for(lambda: desk.reads > reads and not thumbs._feeds["1"].damaged, timeout=3)
     again = await thumbs.get("1", SCREEN, "small")
     assert again is first  # not re-encoded: the same object from the cache
     desk.paint((200, 30, 30))
@@ -232,7 +223,7 @@ async def test_one_feed_per_session_shared_by_every_watcher() -> None:
     await asyncio.sleep(0.1)
     assert thumbs.capturing() == {"1"}
     watchers[-1].close()
-    await wait_until(lambda: thumbs.capturing() == set() and desk.closed == 1)
+    await await_for(lambda: thumbs.capturing() == set() and desk.closed == 1, timeout=3)
     await thumbs.close()
 
 
@@ -247,7 +238,7 @@ async def test_the_next_picture_waits_until_the_last_one_was_taken() -> None:
     assert len(set(versions)) <= 3
     thumb = await thumbs.get("1", SCREEN, "medium")  # taken: the next one comes at once
     desk.paint((0, 0, 250), (0, 0, 10, 10))
-    await wait_until(lambda: thumbs.version("1") > thumb.version, timeout=0.3)
+    await await_for(lambda: thumbs.version("1") > thumb.version, timeout=0.3)
     watcher.close()
     await thumbs.close()
 
@@ -256,7 +247,7 @@ async def test_a_screen_without_change_signal_is_polled() -> None:
     desk = Desk(signal=False)
     thumbs, watcher = await watching(desk, interval=0.05, linger=5)
     await thumbs.get("1", SCREEN, "medium")  # taken: the next look is due
-    await wait_until(lambda: desk.reads >= 4)
+    await await_for(lambda: desk.reads >= 4, timeout=3)
     desk.paint((0, 0, 0))
     assert list(await asyncio.wait_for(watcher.changed(), 3)) == ["1"]
     watcher.close()
@@ -271,7 +262,7 @@ async def test_no_screen_or_a_failed_capture_gives_the_placeholder() -> None:
     assert desk.opened == 0
     desk.broken = True
     assert await thumbs.get("2", SCREEN, "large") == placeholder("large")
-    await wait_until(lambda: thumbs.capturing() == set())
+    await await_for(lambda: thumbs.capturing() == set(), timeout=3)
     desk.broken = False
     assert (await thumbs.get("2", SCREEN, "large")).version > 0  # a later request starts afresh
     with pytest.raises(ValueError):
@@ -286,7 +277,7 @@ async def test_a_server_that_stops_answering_is_cut_off(monkeypatch: pytest.Monk
     await thumbs.get("1", SCREEN, "medium")
     desk.stuck = True
     desk.paint((1, 2, 3))
-    await wait_until(lambda: desk.broken and not desk.stuck, timeout=2)  # abort() was called
+    await await_for(lambda: desk.broken and not desk.stuck, timeout=2)  # abort() was called
     assert (await thumbs.get("1", SCREEN, "medium")).version > 0  # the last picture stays
     watcher.close()
     await thumbs.close()
@@ -350,7 +341,7 @@ async def test_a_watcher_gets_the_whole_picture_then_only_the_part_that_changed(
     drawn = picture(whole.jpeg)
 
     desk.paint((250, 250, 0), (800, 400, 840, 440))  # 10x10 thumbnail pixels at (200, 100)
-    await wait_until(lambda: thumbs.version("1") > whole.version)
+    await await_for(lambda: thumbs.version("1") > whole.version, timeout=3)
     part = await thumbs.patch("1", SCREEN, "medium", whole.version)
     assert part is not None and not part.whole
     x0, y0, x1, y1 = part.box
@@ -375,7 +366,7 @@ async def test_a_watcher_too_far_behind_gets_the_whole_picture() -> None:
     for step in range(History.LIMIT + 2):
         before = thumbs.version("1")
         desk.paint((step * 10, 0, 0), (0, 0, 16, 16))
-        await wait_until(lambda before=before: thumbs.version("1") > before)
+        await await_for(lambda before=before: thumbs.version("1") > before, timeout=3)
         await thumbs.get("1", SCREEN, "small")  # taken: the next one may be made
     late = await thumbs.patch("1", SCREEN, "small", first.version)
     assert late is not None and late.whole

@@ -13,7 +13,7 @@ import httpx
 from PIL import Image, ImageStat
 from websockets.sync.client import unix_connect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
 from tests.web.webclient import logon, socket_client
 
@@ -87,15 +87,6 @@ def daemon_x_clients(daemon: Daemon, session_id: str, display: str) -> int:
     return sum(1 for i in ids if i.spec.mask == res.LocalClientPIDMask and i.value[0] == daemon.proc.pid)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_one_capture_connection_for_every_dashboard_and_none_without(
     daemon: Daemon, make_user: Callable[..., TestUser]
 ) -> None:
@@ -108,10 +99,10 @@ def test_one_capture_connection_for_every_dashboard_and_none_without(
             unix_connect(str(daemon.socket), url, open_timeout=10) as two:
         for ws in (one, two):
             assert json.loads(ws.recv(timeout=10))["kind"] == "snapshot"
-        assert wait_for(lambda: daemon_x_clients(daemon, a, display) >= 1)
+        wait_for(lambda: daemon_x_clients(daemon, a, display) >= 1)
         time.sleep(1)
         assert daemon_x_clients(daemon, a, display) == 1  # one capture, shared
-    assert wait_for(lambda: daemon_x_clients(daemon, a, display) == 0)  # both gone: it closes
+    wait_for(lambda: daemon_x_clients(daemon, a, display) == 0)  # both gone: it closes
 
 
 def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
@@ -136,7 +127,7 @@ def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..
         reader.changes()
         reader.settle()
         set_background(daemon, a, display, "#10e040")
-        assert wait_for(reader.settle, 5)
+        wait_for(reader.settle, 5)
         boxes = reader.changes()
         assert boxes, boxes
         assert sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) > 1280 * 800 // 3
@@ -146,7 +137,7 @@ def test_damage_and_shared_memory_on_xvnc(daemon: Daemon, make_user: Callable[..
         assert not reader.settle() and reader.changes() == []  # still: nothing to read
     finally:
         reader.close()
-    assert wait_for(lambda: shm_segments() == 0, 5)  # the server let go of it: it is gone
+    wait_for(lambda: shm_segments() == 0, 5)  # the server let go of it: it is gone
 
 
 def shm_segments() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.rfb import RfbClient
 
 

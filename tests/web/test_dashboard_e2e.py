@@ -16,9 +16,9 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser, user_pids
-from tests.web.webclient import logon, new_page, sign_in, wait_for
+from tests.web.webclient import logon, new_page, sign_in
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 
@@ -71,7 +71,8 @@ def test_administrator_logs_off_two_selected_users_and_the_third_stays(
 
     # three live thumbnails showing the real desktops (openbox and an xterm: not one flat colour)
     for session_id in ids.values():
-        wait_for(lambda sid=session_id: (p := pixels(page, sid)) and p["std"] > 8, what="a real desktop")
+        wait_for(lambda sid=session_id: (p := pixels(page, sid)) and p["std"] > 8,
+                 what="a real desktop", timeout=30)
     # ... that follow the desktops: paint each background, see each card change on its own
     colors = {ana.name: ("#c81e1e", 0), bia.name: ("#14a03c", 1), caio.name: ("#1e50dc", 2)}
     before = {sid: pixels(page, sid)["version"] for sid in ids.values()}  # type: ignore[index]
@@ -80,7 +81,7 @@ def test_administrator_logs_off_two_selected_users_and_the_third_stays(
     for name, (_, channel) in colors.items():
         sid = ids[name]
         wait_for(lambda sid=sid, channel=channel: (p := pixels(page, sid)) and dominant(p["mean"], channel),
-                 what=f"{name}'s thumbnail to show the new background")
+                 what=f"{name}'s thumbnail to show the new background", timeout=30)
         after = pixels(page, sid)
         assert after is not None and after["version"] != before[sid] and after["std"] > 8
 
@@ -181,7 +182,7 @@ def test_standard_user_sees_only_their_own_session(
     expect(page.locator("#grid .card")).to_have_count(1)
     expect(page.locator(f"#card-{a}")).to_be_visible()
     assert bia.name not in page.content()
-    wait_for(lambda: (p := pixels(page, a)) and p["std"] > 8, what="their own desktop")
+    wait_for(lambda: (p := pixels(page, a)) and p["std"] > 8, what="their own desktop", timeout=30)
 
     # the API, with this browser's own cookie and CSRF token: 403 for anything about bia's session
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""

@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.web.webclient import socket_client
 
 MIB = 1 << 20

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import ADMIN_GROUP, DASHBOARD_GROUP, TestUser
 from tests.web.webclient import logon, signin, socket_client
 

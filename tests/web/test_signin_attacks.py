@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 
 from polydesk.web.signin import ADDRESS_FREE, GLOBAL_LIMIT, PAIR_FREE
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.webclient import COOKIE, csrf_of, signin
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import httpx
 import psutil
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 FD_LIMIT = 256  # the daemon's open-file limit for the attack: low, so that a bounded test reaches it

@@ -21,7 +21,7 @@ from Xlib import X
 
 from polydesk.core.screen import Screen
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.rfb import RfbClient
 from tests.users import TestUser
 from tests.web.stationclient import TcpRelay, WsSocket, refusal, station, vnc_url
@@ -38,13 +38,6 @@ def token_for(daemon: Daemon, user: TestUser) -> dict[str, str]:
         answer = root.post("/api/v1/tokens", json={"user": user.name, "note": "station test"})
         assert answer.status_code == 200, answer.text
         return {"Authorization": f"Bearer {answer.json()['token']}"}
-
-
-def wait_for(probe: Callable[[], object], timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_refusals_come_before_the_websocket(room: Room) -> None:
@@ -94,7 +87,7 @@ def test_own_station_over_the_bridge_types_and_disconnects(
         pixels = rfb.framebuffer()
         assert len(set(pixels[i:i + 4] for i in range(0, len(pixels), 4 * 97))) > 2  # not one colour
         rfb.type("touch from-the-bridge\n")
-        wait_for(lambda: (Path(ana.home) / "from-the-bridge").exists(), what="the typed command")
+        wait_for(lambda: (Path(ana.home) / "from-the-bridge").exists(), what="the typed command", timeout=20)
         session = next(s for s in daemon.sessions() if s["id"] == a)
         assert session["state"] == "active" and session["client"].startswith("127.0.0.1 ")
 
@@ -103,7 +96,8 @@ def test_own_station_over_the_bridge_types_and_disconnects(
             assert len(view.framebuffer()) == 1280 * 800 * 4
             view.type("touch from-a-viewer\n")
             rfb.type("touch after-the-viewer\n")  # the owner's keys still do, after the viewer's
-            wait_for(lambda: (Path(ana.home) / "after-the-viewer").exists(), what="the owner's command")
+            wait_for(lambda: (Path(ana.home) / "after-the-viewer").exists(),
+                     what="the owner's command", timeout=20)
             assert not (Path(ana.home) / "from-a-viewer").exists()
 
         # blocked: the station still sees the screen, but its keys are dropped at the bridge
@@ -114,7 +108,7 @@ def test_own_station_over_the_bridge_types_and_disconnects(
             assert not (Path(ana.home) / "while-blocked").exists()
             assert root.post("/api/v1/sessions/unblock", json={"ids": [a]}).status_code == 200
         rfb.type("\x08" * 30 + "touch after-unblock\n")
-        wait_for(lambda: (Path(ana.home) / "after-unblock").exists(), what="input after unblock")
+        wait_for(lambda: (Path(ana.home) / "after-unblock").exists(), what="input after unblock", timeout=20)
         assert not (Path(ana.home) / "while-blocked").exists()
 
     # the station is gone: within a few seconds the session is disconnected, still running
@@ -218,7 +212,7 @@ def test_the_clipboard_crosses_the_bridge_in_both_of_its_forms(
     with signin(daemon, ana) as browser:
         with station(daemon, a, cookie(browser, daemon)) as rfb:
             rfb.sock.sendall(struct.pack(">BxxxI", 6, 5) + "café".encode("latin-1") + b"!")
-            wait_for(lambda: clipboard_of(daemon, a) == "café!", what="the plain clipboard text")
+            wait_for(lambda: clipboard_of(daemon, a) == "café!", what="the plain clipboard text", timeout=20)
         with station(daemon, a, cookie(browser, daemon)) as rfb:
             rfb.sock.sendall(struct.pack(">BxH2i", 2, 2, 0, EXTENDED_CLIPBOARD))
             kind, caps = rfb.server_message()  # Xvnc's capabilities

@@ -22,12 +22,12 @@ from websockets.exceptions import ConnectionClosed
 
 from polydesk.core.screen import Screen
 from polydesk.system.x11 import xserver
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.rfb import hidden_one_byte_ahead, key_events
 from tests.rfbfuzz import client_stream, pieces
 from tests.users import TestUser
 from tests.web.stationclient import closed_with, raw_station, station
-from tests.web.test_station_bridge import cookie, wait_for
+from tests.web.test_station_bridge import cookie
 from tests.web.webclient import logon, signin
 
 # What TigerVNC's sscanf("RFB %03d.%03d\n") reads as 3.8 and a strict reader might not.
@@ -49,7 +49,8 @@ def owner_types_once_unblocked(daemon: Daemon, owner: TestUser, session_id: str)
         mark = time.monotonic()
         time.sleep(0.2)
         rfb.type("x")
-        wait_for(lambda: not no_input_since(daemon, session_id, mark), what="the idle time to reset")
+        wait_for(lambda: not no_input_since(daemon, session_id, mark),
+                 what="the idle time to reset", timeout=20)
 
 
 def display_of(daemon: Daemon, session_id: str) -> tuple[str, Path]:
@@ -98,7 +99,7 @@ def test_a_viewer_cannot_type_through_a_version_xvnc_reads_differently(
     control = Path(ana.home) / "typed-by-the-owner"
     with signin(daemon, ana) as browser, station(daemon, a, cookie(browser, daemon)) as rfb:
         rfb.type(f"touch {control}\n")
-        wait_for(control.exists, what="the owner's command")
+        wait_for(control.exists, what="the owner's command", timeout=20)
     typed = [mark.name for mark in marks if mark.exists()]
     assert not typed, f"a view-only station typed into the session: {typed}"
     # and the bridge said why it hung up

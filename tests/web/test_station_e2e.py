@@ -17,9 +17,9 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser, user_pids
-from tests.web.webclient import new_page, sign_in, wait_for
+from tests.web.webclient import new_page, sign_in
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "station.png"
 CONNECT_MS = 30_000
@@ -87,7 +87,7 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
     connected(first)
     expect(first.locator("#privacy-notice")).to_be_visible()
     first.click("#privacy-ok")
-    wait_for(lambda: shows_xterm(first), what="the desktop with its xterm")
+    wait_for(lambda: shows_xterm(first), what="the desktop with its xterm", timeout=30)
     session = session_of(daemon, ana)
     assert session["state"] == "active"
     assert re.fullmatch(r"127\.0\.0\.1 HeadlessChrome \d+ on Linux", session["client"]), session["client"]
@@ -96,10 +96,10 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
     before = screen(first)
     first.keyboard.type("echo polydesk-$((6 * 7)) && touch from-the-browser\n")
     made = Path(ana.home) / "from-the-browser"
-    wait_for(made.exists, what="the file the typed command makes")
+    wait_for(made.exists, what="the file the typed command makes", timeout=30)
     assert made.stat().st_uid == ana.uid
     typed = wait_for(lambda: (s := screen(first)) and difference(s, before) > 0.05 and s,
-                     what="the xterm to show the command")
+                     what="the xterm to show the command", timeout=30)
     time.sleep(0.5)
     typed = screen(first)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -117,10 +117,10 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
     second = new_page(browser)
     sign_in(second, daemon, ana)
     connected(second)
-    resumed = wait_for(lambda: shows_xterm(second), what="the resumed desktop")
+    resumed = wait_for(lambda: shows_xterm(second), what="the resumed desktop", timeout=30)
     assert typed is not None
     wait_for(lambda: difference(s := screen(second), typed) < 1.0 and s,  # type: ignore[arg-type]
-             what="the same screen as before the disconnect")
+             what="the same screen as before the disconnect", timeout=30)
     assert resumed["width"] == typed["width"]
     assert session_of(daemon, ana)["id"] == session["id"] and session_of(daemon, ana)["state"] == "active"
     assert pids <= set(user_pids(ana.uid))
@@ -132,7 +132,7 @@ def test_user_signs_in_works_disconnects_resumes_and_is_taken_over(
     expect(second.locator("#station")).to_have_attribute("data-state", "ended")
     expect(second.locator("#ended-title")).to_have_text("Disconnected: this session was opened elsewhere")
     expect(second.locator("#station-resume")).to_be_visible()
-    wait_for(lambda: shows_xterm(third), what="the desktop in the third browser")
+    wait_for(lambda: shows_xterm(third), what="the desktop in the third browser", timeout=30)
     assert session_of(daemon, ana)["id"] == session["id"]
 
     # Disconnect in the toolbar: back to the log-on page, the session keeps running
@@ -165,7 +165,7 @@ def test_dashboard_views_takes_control_blocks_and_messages(
     desk = new_page(browser)
     sign_in(desk, daemon, ana)
     connected(desk)
-    wait_for(lambda: shows_xterm(desk), what="ana's desktop")
+    wait_for(lambda: shows_xterm(desk), what="ana's desktop", timeout=30)
     a = session_of(daemon, ana)["id"]
     home = Path(ana.home)
 
@@ -180,7 +180,7 @@ def test_dashboard_views_takes_control_blocks_and_messages(
     panel = dash.locator("#enlarge")
     expect(panel).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
     expect(dash.locator("#enlarge-title")).to_have_text(ana.name)
-    wait_for(lambda: shows_xterm(dash, "#enlarge-screen canvas"), what="the enlarged desktop")
+    wait_for(lambda: shows_xterm(dash, "#enlarge-screen canvas"), what="the enlarged desktop", timeout=30)
     dash.locator("#enlarge-screen canvas").click()
     dash.keyboard.type("touch from-a-viewer\n")
     time.sleep(1.5)
@@ -194,7 +194,7 @@ def test_dashboard_views_takes_control_blocks_and_messages(
     expect(desk.locator("#control-banner")).to_have_text(
         f"Your session is being controlled by {teacher.name}")
     dash.keyboard.type("touch from-the-teacher\n")
-    wait_for((home / "from-the-teacher").exists, what="the controller's command")
+    wait_for((home / "from-the-teacher").exists, what="the controller's command", timeout=30)
     dash.click("#enlarge-view")  # back to view only: control ends, the banner goes
     expect(panel).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
     expect(desk.locator("#control-banner")).to_be_hidden()
@@ -215,15 +215,16 @@ def test_dashboard_views_takes_control_blocks_and_messages(
     dash.click("#confirm-ok")
     expect(desk.locator("#cover")).to_be_hidden()
     desk.keyboard.type("touch after-unblock\n")
-    wait_for((home / "after-unblock").exists, what="ana's command after the unblock")
+    wait_for((home / "after-unblock").exists, what="ana's command after the unblock", timeout=30)
     assert not (home / "while-blocked").exists()
 
     # a message appears on the station (a window in the desktop, which the station shows)
-    quiet = wait_for(lambda: shows_xterm(desk), what="ana's desktop")
+    quiet = wait_for(lambda: shows_xterm(desk), what="ana's desktop", timeout=30)
     dash.click("#toolbar [data-action=message]")
     dash.fill("#message", "Ten minutes left")
     dash.click("#confirm-ok")
-    wait_for(lambda: (s := screen(desk)) and difference(s, quiet) > 1.0, what="the message on the station")
+    wait_for(lambda: (s := screen(desk)) and difference(s, quiet) > 1.0,
+             what="the message on the station", timeout=30)
 
     # everything the teacher did is in the audit log
     audit = {(r["caller"], r["action"]) for r in daemon.cli_json("audit")}

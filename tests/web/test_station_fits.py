@@ -20,10 +20,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from polydesk.core.screen import Screen
 from polydesk.system.x11 import client as x11
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
 from tests.web.test_station_e2e import CONNECT_MS, connected, session_of
-from tests.web.webclient import sign_in, wait_for
+from tests.web.webclient import sign_in
 
 # The framebuffer noVNC draws and the size it is shown at in the page (1:1 means no scaling).
 CANVAS_JS = """() => {
@@ -122,7 +122,8 @@ def test_the_desktop_fits_the_window_and_the_notice_is_shown_once(
     expect(panel).to_have_attribute("data-mode", "control")
     expect(panel).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
     teacher_sees = "() => (document.querySelector('#enlarge-screen canvas') || {}).width"
-    wait_for(lambda: dash.evaluate(teacher_sees) == size[0], what="the teacher's view of the same screen")
+    wait_for(lambda: dash.evaluate(teacher_sees) == size[0],
+             what="the teacher's view of the same screen", timeout=30)
     dash.set_viewport_size({"width": 1100, "height": 800})  # and resizes their window meanwhile
     dash.wait_for_timeout(2000)
     assert x_screen(daemon, a) == size

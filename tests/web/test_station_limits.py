@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Browser, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser, user_pids
 from tests.web.webclient import new_page, sign_in
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
-from tests.web.webclient import sign_in, wait_for
+from tests.web.webclient import sign_in
 
 CONNECT_MS = 30_000
 LOOKS = [pytest.param("en-US", {"width": 1280, "height": 720}, id="en-1280x720"),
@@ -89,6 +89,21 @@ def try_everything(page: Page, daemon: Daemon, locale: str) -> None:
     assert page.request.get(daemon.url + "/api/v1/sessions").status == 401
 
 
+def ended_by_the_teacher(page: Page, daemon: Daemon, ana: TestUser, locale: str, command: tuple[str, ...],
+                         then: str) -> dict[str, Any]:
+    """Ana signs in at her station; the teacher runs ``polydesk COMMAND[0] <her session> COMMAND[1:]``;
+    her station shows the log-on form saying ``then``, and nothing she tries there gets her in."""
+    sign_in(page, daemon, ana)
+    connected(page)
+    [session] = sessions_of(daemon, ana)
+    answer = daemon.cli(command[0], session["id"], *command[1:])
+    assert answer.returncode == 0, answer.stderr
+    at_signin_form(page, daemon, then, locale)
+    try_everything(page, daemon, locale)
+    time.sleep(2)
+    return session
+
+
 @pytest.mark.parametrize(("locale", "viewport"), LOOKS)
 def test_log_off_or_disconnect_by_the_teacher_signs_the_station_out(
     daemon: Daemon, make_user: Callable[..., TestUser], browser: Browser, locale: str,
@@ -98,24 +113,12 @@ def test_log_off_or_disconnect_by_the_teacher_signs_the_station_out(
     page = browser_page(browser, locale, viewport)
 
     # the "log off, then Resume" attack: the teacher logs ana off; nothing at her station starts a session
-    sign_in(page, daemon, ana)
-    connected(page)
-    [session] = sessions_of(daemon, ana)
-    assert daemon.cli("logoff", session["id"], "--grace", "0", "--yes").returncode == 0
-    at_signin_form(page, daemon, "session-ended", locale)
-    try_everything(page, daemon, locale)
-    time.sleep(2)
+    ended_by_the_teacher(page, daemon, ana, locale, ("logoff", "--grace", "0", "--yes"), "session-ended")
     assert sessions_of(daemon, ana) == [], "a session started with no password"
 
     # the same after the teacher's Disconnect (through the API): the session keeps running, unused
-    sign_in(page, daemon, ana)
-    connected(page)
-    [session] = sessions_of(daemon, ana)
-    answer = daemon.cli("disconnect", session["id"], "--json")
-    assert answer.returncode == 0, answer.stderr
-    at_signin_form(page, daemon, "session-disconnected", locale)
-    try_everything(page, daemon, locale)
-    time.sleep(2)
+    session = ended_by_the_teacher(page, daemon, ana, locale, ("disconnect", "--json"),
+                                   "session-disconnected")
     [still] = sessions_of(daemon, ana)
     assert still["id"] == session["id"] and still["state"] == "disconnected", still
 
@@ -165,5 +168,6 @@ def test_the_station_comes_back_by_itself_after_the_daemon_restarts(
     assert RECONNECTING[locale] in shown
     assert "[ended panel shown]" not in shown, shown
     assert not [t for t in shown if any(raw in t for raw in RAW_ERRORS)], shown
-    wait_for(lambda: page.locator("#station-status").inner_text() != RECONNECTING[locale], what="status")
+    wait_for(lambda: page.locator("#station-status").inner_text() != RECONNECTING[locale],
+             what="status", timeout=30)
     assert page.errors == [], page.errors  # type: ignore[attr-defined]

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
-from tests.web.webclient import logon, sign_in, signin, wait_for
+from tests.web.webclient import logon, sign_in, signin
 
 # each language once, each screen once: the pairs between them add nothing the others miss
 CASES = [("en", 1280, 720), ("pt-BR", 768, 1024)]
@@ -163,7 +163,7 @@ def test_teacher_saves_a_group_filters_by_it_and_orders_the_cards(
     page.click("#move-earlier")
     expect(shown.locator(".user")).to_have_text([caio.name, ana.name])
     wait_for(lambda: page.evaluate("fetch('/api/v1/card-order').then(r => r.json())")[:2] == [
-        caio.name, ana.name], what="the order saved")
+        caio.name, ana.name], what="the order saved", timeout=30)
 
     # the next morning: the group, the filter and the order are still there
     page.reload()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.webclient import logon, sign_in
 

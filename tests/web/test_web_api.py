@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import itsdangerous
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 from tests.web.webclient import COOKIE, Room, logon, signin, socket_client
 

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.web.webclient import COOKIE, Room, logon, signin, socket_client
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Daemon
+from tests.harness import Daemon
 from tests.users import TestUser
 
 COOKIE = "polydesk_session"
@@ -50,8 +48,7 @@ def signin(daemon: Daemon, user: TestUser) -> Iterator[httpx.Client]:
 
 def socket_client(daemon: Daemon) -> httpx.Client:
     """The daemon's Unix socket, as root (peer credentials: an administrator)."""
-    return httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)), base_url="http://polydesk",
-                        timeout=60)
+    return daemon.client()
 
 
 @dataclass
@@ -85,12 +82,3 @@ def new_page(browser: Browser) -> Page:
     return page
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``probe`` until it gives something true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
