@@ -1,4 +1,4 @@
-"""logind on a private bus, for the logind host's tests.
+"""logind on a private bus, for the logind backend's tests.
 
 systemd-logind cannot run on this machine (no systemd as PID 1), so logind is
 python-dbusmock's ``logind`` template (a library that is not ours) on a private

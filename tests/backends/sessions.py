@@ -69,7 +69,7 @@ def account() -> Iterator[Callable[[str], TestUser]]:
     and the account removed, even when the test failed."""
     made: list[TestUser] = []
 
-    def make(stem: str = "host") -> TestUser:
+    def make(stem: str = "backend") -> TestUser:
         user = create_user(stem)
         made.append(user)
         return user
@@ -79,7 +79,7 @@ def account() -> Iterator[Callable[[str], TestUser]]:
         remove_with_processes(user)
 
 
-# ---------------------------------------------------------------- host and sessions
+# ---------------------------------------------------------------- backend and sessions
 
 
 @pytest.fixture
@@ -95,23 +95,23 @@ class Sessions:
     """Start sessions on real XvncHosts; whatever is still running at the end is ended."""
 
     runtime_dir: Path
-    hosts: list[XvncBackend] = field(default_factory=list)
+    backends: list[XvncBackend] = field(default_factory=list)
     started: list[Session] = field(default_factory=list)
     _next: int = 0
 
-    def host(self, tracking: str = "auto", **options: object) -> XvncBackend:
-        host = XvncBackend(self.runtime_dir, tracking=tracking, **options)  # type: ignore[arg-type]
-        self.hosts.append(host)
-        return host
+    def backend(self, tracking: str = "auto", **options: object) -> XvncBackend:
+        backend = XvncBackend(self.runtime_dir, tracking=tracking, **options)  # type: ignore[arg-type]
+        self.backends.append(backend)
+        return backend
 
-    async def start(self, user: TestUser, host: XvncBackend | None = None) -> Session:
-        host = host or (self.hosts[0] if self.hosts else self.host())
+    async def start(self, user: TestUser, backend: XvncBackend | None = None) -> Session:
+        backend = backend or (self.backends[0] if self.backends else self.host())
         self._next += 1
         # Unique per test run: cgroups and markers are machine-wide.
         session_id = f"t{os.getpid()}-{self._next}-{os.urandom(2).hex()}"
-        started = await host.start(session_id, account_of(user))
+        started = await backend.start(session_id, account_of(user))
         session = Session(
-            id=session_id, user=user.name, uid=user.uid, role=Role.STANDARD, backend=host.name,
+            id=session_id, user=user.name, uid=user.uid, role=Role.STANDARD, backend=backend.name,
             state=SessionState.ACTIVE, logon_time=time.time(), display=started.display,
             backend_data=started.data,
         )
@@ -123,11 +123,11 @@ class Sessions:
 async def sessions(runtime_dir: Path) -> AsyncIterator[Sessions]:
     made = Sessions(runtime_dir)
     yield made
-    cleaner = made.hosts[0] if made.hosts else XvncBackend(runtime_dir, tracking="marker")
+    cleaner = made.backends[0] if made.backends else XvncBackend(runtime_dir, tracking="marker")
     for session in made.started:
         await cleaner.end(session, kill_after=0)
-    for host in made.hosts:
-        await host.close()
+    for backend in made.backends:
+        await backend.close()
 
 
 # ---------------------------------------------------------------- a tiny RFB client
@@ -154,9 +154,9 @@ def data(session: Session, key: str) -> str:
     return str(session.backend_data[key])
 
 
-async def windows(host: XvncBackend, session: Session, at_least: int = 1) -> None:
+async def windows(backend: XvncBackend, session: Session, at_least: int = 1) -> None:
     async def count() -> int:
-        return await host.open_windows(session)
+        return await backend.open_windows(session)
 
     deadline = time.monotonic() + 10
     while await count() < at_least:
@@ -174,3 +174,16 @@ async def typing_reaches_the_shell(client: RfbClient, user: TestUser, name: str,
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def typing_session(sessions: Sessions, user: TestUser,
+                         rfb: Callable[[str], RfbClient]) -> tuple[XvncBackend, Session, RfbClient]:
+    """A session of ``user`` with a focused xterm, and an RFB client whose typing reaches its shell."""
+    write_xsession(user, "exec openbox --startup 'xterm -e sh'\n")
+    backend = sessions.host()
+    session = await sessions.start(user, backend)
+    await windows(backend, session)
+    await asyncio.sleep(0.5)  # the window manager gives the new xterm the focus
+    client = rfb(data(session, "rfb_socket"))
+    assert await typing_reaches_the_shell(client, user, "before", 5)
+    return backend, session, client

@@ -1,4 +1,4 @@
-"""The logind host (issue 7) against logind on the real D-Bus protocol, and real X displays.
+"""The logind backend (issue 7) against logind on the real D-Bus protocol, and real X displays.
 
 systemd-logind cannot run on this machine (no systemd as PID 1), so logind is mocked:
 python-dbusmock's ``logind`` template on a private dbus-daemon (see logind_fixtures).
@@ -40,7 +40,7 @@ from tests.backends.logind_fixtures import INERT, TERMINATE, MockLogind, Screens
 from tests.harness import Daemon, await_for, wait_for
 from tests.users import TestUser
 
-# ================================================================ the host on its own
+# ================================================================ the backend on its own
 
 
 class Found:
@@ -67,7 +67,7 @@ def as_session(found: Discovered, session_id: str = "1") -> Session:
 
 
 @pytest.fixture
-async def host(logind: MockLogind, runtime_dir: Path) -> AsyncIterator[LogindBackend]:
+async def backend(logind: MockLogind, runtime_dir: Path) -> AsyncIterator[LogindBackend]:
     made = LogindBackend(runtime_dir, bus=logind.address)
     await made.open()
     yield made
@@ -75,9 +75,9 @@ async def host(logind: MockLogind, runtime_dir: Path) -> AsyncIterator[LogindBac
 
 
 @pytest.fixture
-async def found(host: LogindBackend) -> AsyncIterator[Found]:
+async def found(backend: LogindBackend) -> AsyncIterator[Found]:
     seen = Found()
-    task = asyncio.create_task(host.discover(seen))
+    task = asyncio.create_task(backend.discover(seen))
     yield seen
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -98,14 +98,14 @@ def helper_windows(screen: Screen) -> list[str]:
 
 
 async def test_lists_sessions_with_seat_tty_type_class_and_remote_host(
-        logind: MockLogind, host: LogindBackend, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, account: Callable[[str], TestUser]) -> None:
     ana, bia = account("ana"), account("bia")
     local = logind.add_session(ana, seat="seat1", tty="tty7", type="x11", display=":5", announce=False)
     ssh = logind.add_session(bia, seat="", tty="pts/3", type="tty", remote=True,
                              remote_host="10.0.0.7", service="sshd", announce=False)
     logind.add_session(ana, type="x11", session_class="greeter", announce=False)  # a login screen
     seen = Found()
-    task = asyncio.create_task(host.discover(seen))
+    task = asyncio.create_task(backend.discover(seen))
     try:
         await seen.wait(local)
         await seen.wait(ssh)
@@ -125,12 +125,12 @@ async def test_lists_sessions_with_seat_tty_type_class_and_remote_host(
 
 
 async def test_follows_new_and_removed_sessions_from_signals(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     session_id = logind.add_session(ana, type="tty", tty="tty3")
     session = as_session(await found.wait(session_id))
-    assert await host.adopt(session)
-    ended = asyncio.create_task(host.wait_ended(session))
+    assert await backend.adopt(session)
+    ended = asyncio.create_task(backend.wait_ended(session))
     await asyncio.sleep(1.5)
     assert not ended.done()
     assert _methods(logind).count("ListSessions") == 1, "listed once, then signals: no polling"
@@ -138,16 +138,16 @@ async def test_follows_new_and_removed_sessions_from_signals(
     logind.remove_session(session_id)
 
     assert await asyncio.wait_for(ended, 10) == "logout"
-    assert not await host.adopt(session)
+    assert not await backend.adopt(session)
 
 
 async def test_a_forged_session_removed_signal_is_not_believed(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     """Anyone on the bus may emit a signal; logind itself is asked before a session is ended."""
     ana = account("ana")
     session_id = logind.add_session(ana, type="tty", tty="tty4")
     session = as_session(await found.wait(session_id))
-    ended = asyncio.create_task(host.wait_ended(session))
+    ended = asyncio.create_task(backend.wait_ended(session))
     logind.call("/org/freedesktop/login1", "org.freedesktop.DBus.Mock", "EmitSignal", "sssav",
                 ["org.freedesktop.login1.Manager", "SessionRemoved", "so",
                  [Variant("s", session_id), Variant("o", f"/org/freedesktop/login1/session/{session_id}")]])
@@ -159,23 +159,23 @@ async def test_a_forged_session_removed_signal_is_not_believed(
 
 
 async def test_end_terminates_the_session_through_logind(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     keep, end = (logind.add_session(ana, type="tty", tty=f"tty{n}") for n in (5, 6))
     sessions = {sid: as_session(await found.wait(sid), sid) for sid in (keep, end)}
     logind.clear_calls()
 
-    await host.end(sessions[end], kill_after=1)
-    await host.end(sessions[end], kill_after=1)  # idempotent: a second call asks nothing more
+    await backend.end(sessions[end], kill_after=1)
+    await backend.end(sessions[end], kill_after=1)  # idempotent: a second call asks nothing more
 
     assert logind.called_ids("TerminateSession") == [end]
     assert logind.calls("KillSession") == []
     assert not logind.has_session(end) and logind.has_session(keep)
-    assert await host.wait_ended(sessions[end]) == "logout"
+    assert await backend.wait_ended(sessions[end]) == "logout"
 
 
 async def test_a_session_outliving_terminate_is_killed(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     logind.set_method("TerminateSession", "s", INERT)
     logind.set_method("KillSession", "ssi", TERMINATE)
@@ -183,7 +183,7 @@ async def test_a_session_outliving_terminate_is_killed(
     session = as_session(await found.wait(session_id))
     started = time.monotonic()
 
-    await host.end(session, kill_after=0.5)
+    await backend.end(session, kill_after=0.5)
 
     assert time.monotonic() - started >= 0.5
     assert logind.called_ids("TerminateSession") == [session_id]
@@ -192,38 +192,38 @@ async def test_a_session_outliving_terminate_is_killed(
 
 
 async def test_a_session_logind_cannot_end_is_a_host_error(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     logind.set_method("TerminateSession", "s", INERT)
     session_id = logind.add_session(ana, type="tty", tty="tty9")
     session = as_session(await found.wait(session_id))
     with pytest.raises(BackendError, match="still there"):
-        await host.end(session, kill_after=0.1)
+        await backend.end(session, kill_after=0.1)
 
 
 async def test_screen_of_an_x11_session_comes_from_its_leader(
-        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
+        logind: MockLogind, backend: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser], runtime_dir: Path) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)
     session_id = logind.add_session(ana, type="x11", leader=xs.leader)
     session = as_session(await found.wait(session_id))
 
-    screen = host.screen(session)
+    screen = backend.screen(session)
 
     assert screen is not None and screen.display == xs.display
     copy = Path(screen.xauthority)
     assert copy.is_relative_to(runtime_dir) and copy.stat().st_uid == 0
     assert copy.stat().st_mode & 0o777 == 0o600, "the daemon's own copy of the cookie"
-    assert host.screen_unavailable_reason(session) is None
+    assert backend.screen_unavailable_reason(session) is None
     with x11.connection(Screen(screen.display, str(copy))) as conn:
         assert conn.screen().root.get_geometry().width == 640
-    assert (await host.idle_seconds(session) or 0) >= 0
-    assert await host.processes(session) == [xs.leader]
+    assert (await backend.idle_seconds(session) or 0) >= 0
+    assert await backend.processes(session) == [xs.leader]
 
 
 async def test_a_cookie_file_of_another_user_is_never_used(
-        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
+        logind: MockLogind, backend: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     """ana's leader names bia's cookie file: that must not make bia's display ana's thumbnail."""
     ana, bia = account("ana"), account("bia")
@@ -231,85 +231,85 @@ async def test_a_cookie_file_of_another_user_is_never_used(
     leader = screens.process(ana, env={"DISPLAY": theirs.display, "XAUTHORITY": str(theirs.xauthority)})
     session_id = logind.add_session(ana, type="x11", leader=leader)
     session = as_session(await found.wait(session_id))
-    assert host.screen(session) is None
-    assert "X cookie were not found" in (host.screen_unavailable_reason(session) or "")
+    assert backend.screen(session) is None
+    assert "X cookie were not found" in (backend.screen_unavailable_reason(session) or "")
 
 
 async def test_wayland_and_text_sessions_have_no_screen_and_say_why(
-        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
+        logind: MockLogind, backend: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)  # even with a DISPLAY (Xwayland) in its environment
     wayland = as_session(await found.wait(logind.add_session(ana, type="wayland", leader=xs.leader)))
     text = as_session(await found.wait(logind.add_session(ana, type="tty", tty="tty2",
                                                           leader=xs.leader)))
-    assert host.screen(wayland) is None and host.screen(text) is None
-    assert "Wayland" in (host.screen_unavailable_reason(wayland) or "")
-    assert "Text session (tty)" in (host.screen_unavailable_reason(text) or "")
+    assert backend.screen(wayland) is None and backend.screen(text) is None
+    assert "Wayland" in (backend.screen_unavailable_reason(wayland) or "")
+    assert "Text session (tty)" in (backend.screen_unavailable_reason(text) or "")
 
 
 async def test_block_locks_and_covers_an_x11_session_and_unblock_undoes_both(
-        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
+        logind: MockLogind, backend: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)
     session_id = logind.add_session(ana, type="x11", leader=xs.leader)
     session = as_session(await found.wait(session_id))
-    screen = host.screen(session)
+    screen = backend.screen(session)
     assert screen is not None
 
-    await host.block(session, "Estação bloqueada")
+    await backend.block(session, "Estação bloqueada")
 
     assert logind.called_ids("LockSession") == [session_id]
     assert helper_windows(screen) == ["Polydesk: blocked"]
 
-    await host.unblock(session)
+    await backend.unblock(session)
 
     assert logind.called_ids("UnlockSession") == [session_id]
     wait_for(lambda: helper_windows(screen) == [], what="the cover to go")
 
 
 async def test_wayland_block_is_logind_lock_only_and_text_block_is_refused(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     wayland_id = logind.add_session(ana, type="wayland")
     wayland = as_session(await found.wait(wayland_id))
     text = as_session(await found.wait(logind.add_session(ana, type="tty", tty="tty2")))
-    await host.block(wayland, "blocked")
+    await backend.block(wayland, "blocked")
     assert logind.called_ids("LockSession") == [wayland_id]
     with pytest.raises(BackendError, match="not supported for this session type"):
-        await host.block(text, "blocked")
+        await backend.block(text, "blocked")
     assert logind.called_ids("LockSession") == [wayland_id]
 
 
 async def test_message_and_logoff_notice_on_an_x11_display(
-        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
+        logind: MockLogind, backend: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     xs = screens.xvfb(ana)
     session = as_session(await found.wait(logind.add_session(ana, type="x11", leader=xs.leader)))
-    assert host.screen(session) is not None
-    screen = Screen(xs.display, str(xs.xauthority))  # the host's copy goes with the session
+    assert backend.screen(session) is not None
+    screen = Screen(xs.display, str(xs.xauthority))  # the backend's copy goes with the session
 
-    await host.message(session, "Aula termina em 5 minutos", None)
-    await host.notify_logoff(session, 30, "You will be logged off in 30 seconds.")
+    await backend.message(session, "Aula termina em 5 minutos", None)
+    await backend.notify_logoff(session, 30, "You will be logged off in 30 seconds.")
 
     wait_for(lambda: sorted(helper_windows(screen)) == ["Message", "Polydesk: log-off"],
              what="the message and the notice")
-    await host.end(session, kill_after=1)  # the helper windows go with the session
+    await backend.end(session, kill_after=1)  # the helper windows go with the session
     wait_for(lambda: helper_windows(screen) == [], what="the helper windows to go")
 
 
 async def test_message_and_notice_on_a_text_session_go_to_its_terminal(
-        logind: MockLogind, host: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
+        logind: MockLogind, backend: LogindBackend, found: Found, account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     master, slave = os.openpty()
     try:
         tty = os.ttyname(slave).removeprefix("/dev/")
         session = as_session(await found.wait(logind.add_session(ana, type="tty", tty=tty,
                                                                  remote=True, service="sshd")))
-        await host.message(session, "server restarts at 18:00", None)
-        await host.notify_logoff(session, 10, "You will be logged off in 10 seconds.")
+        await backend.message(session, "server restarts at 18:00", None)
+        await backend.notify_logoff(session, 10, "You will be logged off in 10 seconds.")
         out = _read_all(master)
     finally:
         os.close(master)
@@ -320,11 +320,11 @@ async def test_message_and_notice_on_a_text_session_go_to_its_terminal(
         write_terminal("../etc/passwd", "no")
     wayland = as_session(await found.wait(logind.add_session(ana, type="wayland", tty="tty2")))
     with pytest.raises(BackendError, match="not supported for this session type"):
-        await host.message(wayland, "nobody would see this on a graphical VT", None)
+        await backend.message(wayland, "nobody would see this on a graphical VT", None)
 
 
 async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
-        logind: MockLogind, host: LogindBackend, found: Found, screens: Screens,
+        logind: MockLogind, backend: LogindBackend, found: Found, screens: Screens,
         account: Callable[[str], TestUser]) -> None:
     ana = account("ana")
     sshd = screens.process(ana, name="sshd")  # stands for "sshd: ana [priv]"
@@ -337,10 +337,10 @@ async def test_disconnect_drops_an_ssh_connection_and_refuses_the_rest(
         ana, seat="", type="tty", remote=True, service="sshd", leader=not_sshd)))
 
     with pytest.raises(BackendError, match="not supported for this session type"):
-        await host.disconnect(seat)
+        await backend.disconnect(seat)
     with pytest.raises(BackendError, match="not an sshd process"):
-        await host.disconnect(odd)
-    await host.disconnect(ssh)
+        await backend.disconnect(odd)
+    await backend.disconnect(ssh)
 
     wait_for(lambda: not procs.is_running(sshd), what="sshd's session process to end")
     assert procs.is_running(not_sshd)
@@ -375,7 +375,7 @@ def _read_all(fd: int) -> str:
 
 
 def logind_daemon(daemon_factory: Callable[..., Daemon], logind: MockLogind, extra: str = "") -> Daemon:
-    """A real ``polydesk serve`` with both hosts, its logind on the private bus."""
+    """A real ``polydesk serve`` with both backends, its logind on the private bus."""
     return daemon_factory(extra_config=f'logind_bus = "{logind.address}"\nkill_after = 1\n{extra}',
                           backends='["xvnc", "logind"]')
 
@@ -428,7 +428,7 @@ def test_daemon_lists_logind_sessions_beside_its_own_and_follows_them(
         "remote": False, "remote_host": "", "service": "gdm-password"}
     assert (ssh_row["details"]["type"], ssh_row["details"]["remote"], ssh_row["details"]["seat"]) == (
         "tty", True, "")
-    assert len({own, seat_row["id"], ssh_row["id"]}) == 3, "one id space for both hosts"
+    assert len({own, seat_row["id"], ssh_row["id"]}) == 3, "one id space for both backends"
     table = daemon.cli("sessions").stdout
     assert "192.0.2.9" in table and "seat1 tty7" in table
 
@@ -617,7 +617,7 @@ def test_the_daemon_refuses_logind_where_there_is_none(
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     expected = "has no org.freedesktop.login1" if where == "a bus without logind" else "cannot connect"
-    assert "logind host" in result.stderr and expected in result.stderr, result.stderr
+    assert "logind backend" in result.stderr and expected in result.stderr, result.stderr
 
 
 def _stop_proc(proc: subprocess.Popen[bytes]) -> None:

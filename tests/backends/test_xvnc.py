@@ -1,4 +1,4 @@
-"""The built-in Xvnc host, against real Xvnc servers, real accounts and real processes."""
+"""The built-in Xvnc backend, against real Xvnc servers, real accounts and real processes."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tests.backends.sessions import (
     data,
     live_pids,
     typing_reaches_the_shell,
+    typing_session,
     windows,
     write_xsession,
 )
@@ -105,7 +106,7 @@ async def xdpyinfo_as(user: TestUser, session: Session, xauthority: str) -> Comp
 @pytest.mark.asyncio
 async def test_files_sockets_and_owners(sessions: Sessions, account: Account) -> None:
     user = account("files")
-    # A user who got to /tmp/.X11-unix first must not keep it: the host takes it back.
+    # A user who got to /tmp/.X11-unix first must not keep it: the backend takes it back.
     os.makedirs("/tmp/.X11-unix", exist_ok=True)
     os.chown("/tmp/.X11-unix", user.uid, user.gid)
     try:
@@ -146,9 +147,9 @@ async def test_xvnc_opens_no_network_port(sessions: Sessions, account: Account) 
 async def test_every_process_runs_as_the_user_in_the_session(sessions: Sessions, account: Account) -> None:
     user = account("asuser")
     session = await sessions.start(user)
-    host = sessions.hosts[0]
-    await windows(host, session)
-    pids = await host.processes(session)
+    backend = sessions.backends[0]
+    await windows(backend, session)
+    pids = await backend.processes(session)
     names = {psutil.Process(pid).name() for pid in pids}
     assert {"Xvnc", "openbox", "xterm"} <= names
     for pid in pids:
@@ -172,9 +173,9 @@ async def test_every_process_runs_as_the_user_in_the_session(sessions: Sessions,
 async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, account: Account,
                                                           options: dict[str, object], why: str) -> None:
     user = account("fail")
-    host = sessions.host(**options)
+    backend = sessions.host(**options)
     with pytest.raises(BackendError, match=why):
-        await host.start("failing-start", account_of(user))
+        await backend.start("failing-start", account_of(user))
     assert live_pids(user.uid) == []
     assert not (sessions.runtime_dir / "sessions" / "failing-start").exists()
     # Xvnc made its lock and socket as the user: none of theirs may be left.
@@ -197,41 +198,41 @@ async def test_a_session_id_unfit_for_a_path_is_refused(sessions: Sessions, acco
 async def test_end_leaves_nothing_even_escapers(sessions: Sessions, account: Account, tracking: str) -> None:
     user = account("end")
     write_xsession(user, ESCAPERS)
-    host = sessions.host(tracking=tracking)
+    backend = sessions.host(tracking=tracking)
     if tracking != "auto":
-        assert host.tracking.mode == tracking
-    session = await sessions.start(user, host)
+        assert backend.tracking.mode == tracking
+    session = await sessions.start(user, backend)
     await await_for(lambda: pid_file(user, "escaper.pid") and pid_file(user, "stubborn.pid"),
                     what="the escapers to start")
     escaper, stubborn = pid_file(user, "escaper.pid"), pid_file(user, "stubborn.pid")
     assert escaper is not None and stubborn is not None
     assert psutil.Process(escaper).ppid() != int(session.backend_data["desktop_pid"])  # it left the tree
     assert os.getsid(escaper) != os.getsid(int(session.backend_data["desktop_pid"]))  # and the session
-    tracked = await host.processes(session)
+    tracked = await backend.processes(session)
     assert escaper in tracked and stubborn in tracked
 
     started = time.monotonic()
-    await host.end(session, kill_after=1.0)
+    await backend.end(session, kill_after=1.0)
     took = time.monotonic() - started
     assert nothing_left(session, user) == []
     assert took >= 1.0  # the stubborn one waited out the grace period ...
     assert took < 8.0  # ... and no longer
-    assert await host.processes(session) == []
-    await host.end(session, kill_after=1.0)  # idempotent
+    assert await backend.processes(session) == []
+    await backend.end(session, kill_after=1.0)  # idempotent
     assert nothing_left(session, user) == []
 
 
 @pytest.mark.asyncio
 async def test_ending_one_session_leaves_the_other_alone(sessions: Sessions, account: Account) -> None:
     first, second = account("one"), account("two")
-    host = sessions.host()
-    one, two = await asyncio.gather(sessions.start(first, host), sessions.start(second, host))
+    backend = sessions.host()
+    one, two = await asyncio.gather(sessions.start(first, backend), sessions.start(second, backend))
     assert one.display != two.display  # started together, yet each on its own display
-    await windows(host, two)
-    before = sorted(await host.processes(two))
-    await host.end(one, kill_after=1.0)
+    await windows(backend, two)
+    before = sorted(await backend.processes(two))
+    await backend.end(one, kill_after=1.0)
     assert nothing_left(one, first) == []
-    assert sorted(await host.processes(two)) == before
+    assert sorted(await backend.processes(two)) == before
     assert handshake(two, cookie_of(two))
     assert os.path.exists(data(two, "rfb_socket"))
 
@@ -239,11 +240,11 @@ async def test_ending_one_session_leaves_the_other_alone(sessions: Sessions, acc
 @pytest.mark.asyncio
 async def test_end_after_xvnc_died_cleans_up(sessions: Sessions, account: Account) -> None:
     user = account("died")
-    host = sessions.host()
-    session = await sessions.start(user, host)
+    backend = sessions.host()
+    session = await sessions.start(user, backend)
     os.kill(int(session.backend_data["xvnc_pid"]), signal.SIGKILL)
-    await asyncio.wait_for(host.wait_ended(session), 5)
-    await host.end(session, kill_after=0.5)
+    await asyncio.wait_for(backend.wait_ended(session), 5)
+    await backend.end(session, kill_after=0.5)
     assert nothing_left(session, user) == []
 
 
@@ -251,10 +252,10 @@ async def test_end_after_xvnc_died_cleans_up(sessions: Sessions, account: Accoun
 async def test_desktop_exit_ends_the_session(sessions: Sessions, account: Account) -> None:
     user = account("quit")
     write_xsession(user, "sleep 1\n")  # the user logs out from inside after a second
-    host = sessions.host()
-    session = await sessions.start(user, host)
-    await asyncio.wait_for(host.wait_ended(session), 10)
-    await host.end(session, kill_after=0.5)
+    backend = sessions.host()
+    session = await sessions.start(user, backend)
+    await asyncio.wait_for(backend.wait_ended(session), 10)
+    await backend.end(session, kill_after=0.5)
     assert nothing_left(session, user) == []
 
 
@@ -300,10 +301,10 @@ async def test_unblock_works_after_a_daemon_restart(sessions: Sessions, account:
 async def test_adopt_refuses_a_reused_pid(sessions: Sessions, account: Account) -> None:
     session = await sessions.start(account("reuse"))
     forged = session.with_(backend_data={**session.backend_data, "xvnc_start": 1})
-    assert not await sessions.hosts[0].adopt(forged)
+    assert not await sessions.backends[0].adopt(forged)
     other_boot = session.with_(backend_data={**session.backend_data, "boot_id": "another-boot"})
-    assert not await sessions.hosts[0].adopt(other_boot)
-    assert await sessions.hosts[0].adopt(session)
+    assert not await sessions.backends[0].adopt(other_boot)
+    assert await sessions.backends[0].adopt(session)
 
 
 # ---------------------------------------------------------------- viewers, input, windows
@@ -313,33 +314,27 @@ async def test_adopt_refuses_a_reused_pid(sessions: Sessions, account: Account) 
 async def test_block_drops_keys_and_unblock_restores_them(sessions: Sessions, account: Account,
                                                            rfb: Rfb) -> None:
     user = account("block")
-    write_xsession(user, "exec openbox --startup 'xterm -e sh'\n")
-    host = sessions.host()
-    session = await sessions.start(user, host)
-    await windows(host, session)
-    await asyncio.sleep(0.5)  # the window manager gives the new xterm the focus
-    client = rfb(data(session, "rfb_socket"))
-    assert await typing_reaches_the_shell(client, user, "before", 5)
+    backend, session, client = await typing_session(sessions, user, rfb)
 
-    await host.block(session, "Estação bloqueada")
+    await backend.block(session, "Estação bloqueada")
     assert not await typing_reaches_the_shell(client, user, "during", 1.5)
-    await host.block(session, "Again, blocked")  # idempotent: still one cover
+    await backend.block(session, "Again, blocked")  # idempotent: still one cover
     assert len(list((Path(data(session, "session_dir")) / "helpers").glob("cover-*"))) == 1
 
-    await host.unblock(session)
+    await backend.unblock(session)
     await asyncio.sleep(0.3)
     assert await typing_reaches_the_shell(client, user, "after", 5)
     assert not (Path(user.home) / "during").exists()
-    await host.unblock(session)  # idempotent
+    await backend.unblock(session)  # idempotent
 
 
 @pytest.mark.asyncio
 async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, account: Account) -> None:
     user = account("cover")
-    host = sessions.host()
-    session = await sessions.start(user, host)
-    await windows(host, session)
-    await host.block(session, "Blocked")
+    backend = sessions.host()
+    session = await sessions.start(user, backend)
+    await windows(backend, session)
+    await backend.block(session, "Blocked")
     with x11.connection(Screen(str(session.display), data(session, "xauthority"))) as conn:
         root = conn.screen().root
         # A new window, mapped and raised after the cover, as an app would do.
@@ -360,7 +355,7 @@ async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, ac
         assert grab == X.AlreadyGrabbed
         window.destroy()
         conn.sync()
-    await host.unblock(session)
+    await backend.unblock(session)
     await asyncio.sleep(0.3)
     with x11.connection(Screen(str(session.display), data(session, "xauthority"))) as conn:
         classes = [w.get_wm_class() for w in conn.screen().root.query_tree().children]
@@ -371,55 +366,55 @@ async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, ac
 async def test_disconnect_drops_the_viewer_and_keeps_the_session(sessions: Sessions, account: Account,
                                                                   rfb: Rfb) -> None:
     user = account("disc")
-    host = sessions.host()
-    session = await sessions.start(user, host)
+    backend = sessions.host()
+    session = await sessions.start(user, backend)
     client = rfb(data(session, "rfb_socket"))
     assert not client.closed_by_server(0.3)
-    before = sorted(await host.processes(session))
-    await host.disconnect(session)
+    before = sorted(await backend.processes(session))
+    await backend.disconnect(session)
     assert client.closed_by_server(5)
-    assert sorted(await host.processes(session)) == before
+    assert sorted(await backend.processes(session)) == before
     assert rfb(data(session, "rfb_socket")).name == user.name  # and one can come back
 
 
 @pytest.mark.asyncio
 async def test_close_windows_makes_xterm_exit(sessions: Sessions, account: Account) -> None:
     user = account("close")
-    host = sessions.host()
-    session = await sessions.start(user, host)
-    await windows(host, session)
-    await host.message(session, "not to be closed", None)
+    backend = sessions.host()
+    session = await sessions.start(user, backend)
+    await windows(backend, session)
+    await backend.message(session, "not to be closed", None)
     await asyncio.sleep(1.0)
-    xterms = [pid for pid in await host.processes(session) if psutil.Process(pid).name() == "xterm"]
+    xterms = [pid for pid in await backend.processes(session) if psutil.Process(pid).name() == "xterm"]
     assert len(xterms) == 1
-    assert await host.close_windows(session) == 1  # the xterm; not our message window
+    assert await backend.close_windows(session) == 1  # the xterm; not our message window
     await await_for(lambda: not processes.is_running(xterms[0]), 5, "xterm to exit")
-    assert await host.open_windows(session) == 0
-    names = {psutil.Process(pid).name() for pid in await host.processes(session)}
+    assert await backend.open_windows(session) == 0
+    names = {psutil.Process(pid).name() for pid in await backend.processes(session)}
     assert "openbox" in names and "Xvnc" in names
 
 
 @pytest.mark.asyncio
 async def test_messages_stack_and_close_themselves(sessions: Sessions, account: Account) -> None:
     session = await sessions.start(account("msg"))
-    host = sessions.hosts[0]
+    backend = sessions.backends[0]
     helpers = Path(data(session, "session_dir")) / "helpers"
-    await host.message(session, "Primeira mensagem: olá!", 2)
-    await host.message(session, "A second message, which stays", None)
+    await backend.message(session, "Primeira mensagem: olá!", 2)
+    await backend.message(session, "A second message, which stays", None)
     await await_for(lambda: len(_helper_windows(session)) == 2, 10, "two message windows")
     assert len(list(helpers.glob("message-*"))) == 2
     await await_for(lambda: len(_helper_windows(session)) == 1, 10, "the first to close itself")
-    assert await host.open_windows(session) >= 0  # helper windows are never counted
-    await host.end(session, kill_after=0.5)
+    assert await backend.open_windows(session) >= 0  # helper windows are never counted
+    await backend.end(session, kill_after=0.5)
     assert not helpers.exists()
 
 
 @pytest.mark.asyncio
 async def test_logoff_notice_counts_down(sessions: Sessions, account: Account) -> None:
     session = await sessions.start(account("notice"))
-    host = sessions.hosts[0]
+    backend = sessions.backends[0]
     started = time.monotonic()
-    await host.notify_logoff(session, 30, "You will be logged off in 30 seconds.")
+    await backend.notify_logoff(session, 30, "You will be logged off in 30 seconds.")
     assert time.monotonic() - started < 1.0  # returns at once
     await await_for(lambda: len(_helper_windows(session)) == 1, 10, "the notice")
     first = _screenshot_hash(session)
@@ -461,18 +456,18 @@ def _screenshot_hash(session: Session) -> int:
 @pytest.mark.asyncio
 async def test_idle_time_follows_input(sessions: Sessions, account: Account, rfb: Rfb) -> None:
     session = await sessions.start(account("idle"))
-    host = sessions.hosts[0]
+    backend = sessions.backends[0]
     await asyncio.sleep(1.2)
-    idle = await host.idle_seconds(session)
+    idle = await backend.idle_seconds(session)
     assert idle is not None and idle >= 1.0
     rfb(data(session, "rfb_socket")).key(0xFFE1)  # Shift
     await asyncio.sleep(0.2)
-    after = await host.idle_seconds(session)
+    after = await backend.idle_seconds(session)
     assert after is not None and after < idle
-    await host.end(session, kill_after=0.5)
-    assert await host.idle_seconds(session) is None
+    await backend.end(session, kill_after=0.5)
+    assert await backend.idle_seconds(session) is None
     with pytest.raises(BackendError):
-        await host.block(session, "gone")
+        await backend.block(session, "gone")
 
 
 # ---------------------------------------------------------------- speed
@@ -482,13 +477,13 @@ async def test_idle_time_follows_input(sessions: Sessions, account: Account, rfb
 async def test_start_is_fast(sessions: Sessions, account: Account) -> None:
     """Request to usable display: the median of five is well under a second."""
     user = account("fast")
-    host = sessions.host()
+    backend = sessions.host()
     times = []
     for _ in range(5):
         started = time.monotonic()
-        session = await sessions.start(user, host)
+        session = await sessions.start(user, backend)
         times.append(time.monotonic() - started)
         assert handshake(session, cookie_of(session))
-        await host.end(session, kill_after=0)
+        await backend.end(session, kill_after=0)
     times.sort()
     assert times[2] < 1.0, times

@@ -1,5 +1,5 @@
 """The manager's path for sessions the OS starts (DiscoveringBackend, as logind is), over an
-in-memory host: fast. The same behaviour on the real logind host (mocked logind on a
+in-memory backend: fast. The same behaviour on the real logind backend (mocked logind on a
 private bus, a real daemon) is in tests/backends/test_logind.py."""
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Room:
         self.managers: list[Manager] = []
 
     async def manager(self) -> Manager:
-        # The discovering host first: logons must still go to the host that starts sessions.
+        # The discovering backend first: logons must still go to the backend that starts sessions.
         mgr = Manager([self.os, self.fake], self.store, EventBus(), self.settings, lookup)
         await mgr.start()
         self.managers.append(mgr)
@@ -188,7 +188,7 @@ async def test_a_session_that_vanishes_ends_as_a_logout(room: Room) -> None:
     await listed(mgr, 0)
     (ended,) = room.store.ended_sessions()
     assert (ended.id, ended.reason, ended.ended_by) == (session.id, EndReason.LOGOUT, "ana")
-    assert ("end", "boot/3/1") in room.os.calls  # the host tidies up what it kept
+    assert ("end", "boot/3/1") in room.os.calls  # the backend tidies up what it kept
 
 
 async def test_actions_go_to_the_sessions_own_host(room: Room) -> None:

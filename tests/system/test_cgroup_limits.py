@@ -87,8 +87,8 @@ async def test_a_session_starts_inside_its_limits_and_leaves_no_cgroup(
     print(f"limit controllers here: { {c: f'{p} (v{v})' for c, (p, v) in offers.items()} }")
     assert offers, "this machine offers no cgroup controller for pids, memory or cpu"
     user = account("limits")
-    host = sessions.host(limits=LIMITS)
-    session = await sessions.start(user, host)
+    backend = sessions.host(limits=LIMITS)
+    session = await sessions.start(user, backend)
     key = str(session.backend_data["track_key"])
     pids = live_pids(user.uid)
     assert pids
@@ -98,6 +98,6 @@ async def test_a_session_starts_inside_its_limits_and_leaves_no_cgroup(
             assert (directory / name).read_text().strip() == value, (controller, name)
         members = {int(p) for p in (directory / "cgroup.procs").read_text().split()}
         assert set(pids) <= members, (controller, pids, members)  # every process of the session
-    await host.end(session, kill_after=1)
+    await backend.end(session, kill_after=1)
     left = [cgroups.session_dir(m, key) for m, _ in offers.values()]
     assert not [d for d in left if os.path.exists(d)]

@@ -57,7 +57,7 @@ def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def spawn(tracker: Tracker, script: str, *args: str) -> subprocess.Popen[bytes]:
-    """Start ``script`` as the host does: joining the session from the child, before exec."""
+    """Start ``script`` as the backend does: joining the session from the child, before exec."""
     env = {"PATH": "/usr/bin:/bin", **tracker.marker_env()}
     return subprocess.Popen(["sh", "-c", script, "sh", *args], env=env, start_new_session=True,
                             preexec_fn=tracker.join, stdin=subprocess.DEVNULL)

@@ -44,8 +44,7 @@ class Follower:
                 # Subscribed before the first listing, so no session starts unseen in between.
                 await self.login1.subscribe(self._on_new, self._on_removed)
             except Login1Error as exc:
-                # "logind host": the words the daemon has always said here, and tests look for
-                raise BackendError(f"logind host: {exc}") from exc
+                raise BackendError(f"logind backend: {exc}") from exc
             self._opened = True
 
     async def discover(self, found: Callable[[Discovered], Awaitable[None]]) -> None:

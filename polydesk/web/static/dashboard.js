@@ -13,20 +13,11 @@
   const mode = grid.dataset.mode; // "dashboard" or "own"
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
-  // Words in the page's language: the server puts the translation of every gettext call of the
-  // pages' scripts into the page (#polydesk-strings, i18n.script_strings); English is the text.
-  const STRINGS = JSON.parse(($("polydesk-strings") || {}).textContent || "{}");
-  const gettext = (text) => STRINGS[text] || text;
-  const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
-
-  const STATE_LABELS = { active: gettext("Active"), disconnected: gettext("Disconnected"),
-    "logging-off": gettext("Logging off") };
-  const STATUS_LABELS = {
-    ended: gettext("Logged off"), "logging-off": gettext("Logging off…"), disconnected: gettext("Disconnected"),
-    blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
-    "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
-    failed: gettext("Failed"), pending: gettext("Working…"), "logoff-cancelled": gettext("Log-off cancelled"),
-  };
+  // Words in the page's language, and the labels the fleet page shares
+  const { gettext, fill, STATE_LABELS } = window.polydeskWords; // words.js
+  const STATUS_LABELS = Object.assign({}, window.polydeskWords.STATUS_LABELS, {
+    pending: gettext("Working…"), "logoff-cancelled": gettext("Log-off cancelled"),
+  });
 
   const view = {
     size: mode === "own" ? "large" : (localStorage.getItem("polydesk.size") || "medium"),

@@ -13,18 +13,8 @@
   if (!root) return;
   const $ = (id) => document.getElementById(id);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const STRINGS = JSON.parse(($("polydesk-strings") || {}).textContent || "{}");
-  const gettext = (text) => STRINGS[text] || text;
-  const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
+  const { gettext, fill, STATE_LABELS, STATUS_LABELS } = window.polydeskWords; // words.js
   const showPrivileged = root.dataset.privileged === "true";
-  const STATE_LABELS = { active: gettext("Active"), disconnected: gettext("Disconnected"),
-    "logging-off": gettext("Logging off") };
-  const STATUS_LABELS = {
-    ended: gettext("Logged off"), "logging-off": gettext("Logging off…"), disconnected: gettext("Disconnected"),
-    blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
-    "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
-    failed: gettext("Failed"),
-  };
   const REFRESH_MS = 2000;
   const THUMB_MS = 3000;
 

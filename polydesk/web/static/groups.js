@@ -14,9 +14,7 @@
   if (!dash || !grid || grid.dataset.mode !== "dashboard") return;
   const $ = (id) => document.getElementById(id);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const STRINGS = JSON.parse(($("polydesk-strings") || {}).textContent || "{}");
-  const gettext = (text) => STRINGS[text] || text;
-  const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
+  const { gettext, fill } = window.polydeskWords; // words.js
   const isAdmin = grid.dataset.callerRole === "admin";
 
   let groups = []; // [{name, members}]

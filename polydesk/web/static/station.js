@@ -10,10 +10,8 @@ import RFB from "./novnc/core/rfb.js";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const wsBase = (window.location.protocol === "https:" ? "wss:" : "ws:") + "//" + window.location.host;
 const $ = (id) => document.getElementById(id);
-// Words in the page's language (see dashboard.js): the page carries the translations.
-const STRINGS = JSON.parse(($("polydesk-strings") || {}).textContent || "{}");
-const gettext = (text) => STRINGS[text] || text;
-const fill = (text, values) => text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
+// Words in the page's language (words.js runs first: deferred scripts and modules run in order).
+const { gettext, fill } = window.polydeskWords;
 // The bridge's close reasons (stations.py, vncproxy.py) arrive in English: named here so that
 // they are translated with the rest, and shown with gettext(how.reason).
 void [gettext("Disconnected"), gettext("Disconnected: this session was opened elsewhere"),
