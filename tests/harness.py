@@ -290,8 +290,8 @@ def make_daemon_dirs(extra_config: str = "", backends: str = '["xvnc"]') -> Daem
     config.write_text(
         f'listen = "127.0.0.1:{port}"\n'
         f'admin_group = "{ADMIN_GROUP}"\ndashboard_group = "{DASHBOARD_GROUP}"\n'
-        f"backends = {backends}\n{extra_config}\n"
         + (f'pam_service = "{PAM_SERVICE}"\n' if PAM_FILE.exists() else "")
+        + f"backends = {backends}\n{extra_config}\n"  # last: extra_config may open a [table]
     )
     return Daemon(state, runtime, port, config)
 
