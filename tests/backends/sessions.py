@@ -105,7 +105,7 @@ class Sessions:
         return backend
 
     async def start(self, user: TestUser, backend: XvncBackend | None = None) -> Session:
-        backend = backend or (self.backends[0] if self.backends else self.host())
+        backend = backend or (self.backends[0] if self.backends else self.backend())
         self._next += 1
         # Unique per test run: cgroups and markers are machine-wide.
         session_id = f"t{os.getpid()}-{self._next}-{os.urandom(2).hex()}"
@@ -180,7 +180,7 @@ async def typing_session(sessions: Sessions, user: TestUser,
                          rfb: Callable[[str], RfbClient]) -> tuple[XvncBackend, Session, RfbClient]:
     """A session of ``user`` with a focused xterm, and an RFB client whose typing reaches its shell."""
     write_xsession(user, "exec openbox --startup 'xterm -e sh'\n")
-    backend = sessions.host()
+    backend = sessions.backend()
     session = await sessions.start(user, backend)
     await windows(backend, session)
     await asyncio.sleep(0.5)  # the window manager gives the new xterm the focus

@@ -173,7 +173,7 @@ async def test_every_process_runs_as_the_user_in_the_session(sessions: Sessions,
 async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, account: Account,
                                                           options: dict[str, object], why: str) -> None:
     user = account("fail")
-    backend = sessions.host(**options)
+    backend = sessions.backend(**options)
     with pytest.raises(BackendError, match=why):
         await backend.start("failing-start", account_of(user))
     assert live_pids(user.uid) == []
@@ -187,7 +187,7 @@ async def test_a_failed_start_says_why_and_leaves_nothing(sessions: Sessions, ac
 @pytest.mark.asyncio
 async def test_a_session_id_unfit_for_a_path_is_refused(sessions: Sessions, account: Account) -> None:
     with pytest.raises(BackendError, match="session id"):
-        await sessions.host().start("../../etc", account_of(account("badid")))
+        await sessions.backend().start("../../etc", account_of(account("badid")))
 
 
 # ---------------------------------------------------------------- ending
@@ -198,7 +198,7 @@ async def test_a_session_id_unfit_for_a_path_is_refused(sessions: Sessions, acco
 async def test_end_leaves_nothing_even_escapers(sessions: Sessions, account: Account, tracking: str) -> None:
     user = account("end")
     write_xsession(user, ESCAPERS)
-    backend = sessions.host(tracking=tracking)
+    backend = sessions.backend(tracking=tracking)
     if tracking != "auto":
         assert backend.tracking.mode == tracking
     session = await sessions.start(user, backend)
@@ -225,7 +225,7 @@ async def test_end_leaves_nothing_even_escapers(sessions: Sessions, account: Acc
 @pytest.mark.asyncio
 async def test_ending_one_session_leaves_the_other_alone(sessions: Sessions, account: Account) -> None:
     first, second = account("one"), account("two")
-    backend = sessions.host()
+    backend = sessions.backend()
     one, two = await asyncio.gather(sessions.start(first, backend), sessions.start(second, backend))
     assert one.display != two.display  # started together, yet each on its own display
     await windows(backend, two)
@@ -240,7 +240,7 @@ async def test_ending_one_session_leaves_the_other_alone(sessions: Sessions, acc
 @pytest.mark.asyncio
 async def test_end_after_xvnc_died_cleans_up(sessions: Sessions, account: Account) -> None:
     user = account("died")
-    backend = sessions.host()
+    backend = sessions.backend()
     session = await sessions.start(user, backend)
     os.kill(int(session.backend_data["xvnc_pid"]), signal.SIGKILL)
     await asyncio.wait_for(backend.wait_ended(session), 5)
@@ -252,7 +252,7 @@ async def test_end_after_xvnc_died_cleans_up(sessions: Sessions, account: Accoun
 async def test_desktop_exit_ends_the_session(sessions: Sessions, account: Account) -> None:
     user = account("quit")
     write_xsession(user, "sleep 1\n")  # the user logs out from inside after a second
-    backend = sessions.host()
+    backend = sessions.backend()
     session = await sessions.start(user, backend)
     await asyncio.wait_for(backend.wait_ended(session), 10)
     await backend.end(session, kill_after=0.5)
@@ -265,12 +265,12 @@ async def test_desktop_exit_ends_the_session(sessions: Sessions, account: Accoun
 @pytest.mark.asyncio
 async def test_a_new_host_adopts_and_watches_a_running_session(sessions: Sessions, account: Account) -> None:
     user = account("adopt")
-    first = sessions.host()
+    first = sessions.backend()
     session = await sessions.start(user, first)
     await first.close()  # the daemon goes away; the session must not notice
     assert handshake(session, cookie_of(session))
 
-    second = sessions.host()
+    second = sessions.backend()
     assert await second.adopt(session)
     watcher = asyncio.create_task(second.wait_ended(session))
     await asyncio.sleep(0.2)
@@ -285,12 +285,12 @@ async def test_a_new_host_adopts_and_watches_a_running_session(sessions: Session
 @pytest.mark.asyncio
 async def test_unblock_works_after_a_daemon_restart(sessions: Sessions, account: Account) -> None:
     user = account("reblock")
-    first = sessions.host()
+    first = sessions.backend()
     session = await sessions.start(user, first)
     await first.block(session, "Blocked before the restart")
     await first.close()
     await await_for(lambda: len(_helper_windows(session)) == 1, 5, "the cover")
-    second = sessions.host()
+    second = sessions.backend()
     assert await second.adopt(session)
     await second.unblock(session)
     assert _helper_windows(session) == []
@@ -331,7 +331,7 @@ async def test_block_drops_keys_and_unblock_restores_them(sessions: Sessions, ac
 @pytest.mark.asyncio
 async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, account: Account) -> None:
     user = account("cover")
-    backend = sessions.host()
+    backend = sessions.backend()
     session = await sessions.start(user, backend)
     await windows(backend, session)
     await backend.block(session, "Blocked")
@@ -366,7 +366,7 @@ async def test_the_cover_stays_on_top_and_holds_the_input(sessions: Sessions, ac
 async def test_disconnect_drops_the_viewer_and_keeps_the_session(sessions: Sessions, account: Account,
                                                                   rfb: Rfb) -> None:
     user = account("disc")
-    backend = sessions.host()
+    backend = sessions.backend()
     session = await sessions.start(user, backend)
     client = rfb(data(session, "rfb_socket"))
     assert not client.closed_by_server(0.3)
@@ -380,7 +380,7 @@ async def test_disconnect_drops_the_viewer_and_keeps_the_session(sessions: Sessi
 @pytest.mark.asyncio
 async def test_close_windows_makes_xterm_exit(sessions: Sessions, account: Account) -> None:
     user = account("close")
-    backend = sessions.host()
+    backend = sessions.backend()
     session = await sessions.start(user, backend)
     await windows(backend, session)
     await backend.message(session, "not to be closed", None)
@@ -477,7 +477,7 @@ async def test_idle_time_follows_input(sessions: Sessions, account: Account, rfb
 async def test_start_is_fast(sessions: Sessions, account: Account) -> None:
     """Request to usable display: the median of five is well under a second."""
     user = account("fast")
-    backend = sessions.host()
+    backend = sessions.backend()
     times = []
     for _ in range(5):
         started = time.monotonic()

@@ -87,7 +87,7 @@ async def test_a_session_starts_inside_its_limits_and_leaves_no_cgroup(
     print(f"limit controllers here: { {c: f'{p} (v{v})' for c, (p, v) in offers.items()} }")
     assert offers, "this machine offers no cgroup controller for pids, memory or cpu"
     user = account("limits")
-    backend = sessions.host(limits=LIMITS)
+    backend = sessions.backend(limits=LIMITS)
     session = await sessions.start(user, backend)
     key = str(session.backend_data["track_key"])
     pids = live_pids(user.uid)
