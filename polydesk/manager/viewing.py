@@ -114,6 +114,10 @@ class ScreenThumbnails:
         self.watching = watching
         self.feed = feed  # the capture loops: closed by app.py
 
+    def watchable(self, caller: Caller, session_id: str) -> Session:
+        """The session if ``caller`` may watch it (UnknownSession, NotPermitted otherwise)."""
+        return self.watching.watchable(caller, session_id)
+
     async def of(self, session: Session, size: str) -> Thumbnail:
         """The session's picture (a placeholder that says why when it has no screen); the caller
         was checked (``watchable``)."""

@@ -84,7 +84,7 @@ class ThumbnailFastPath:
         if caller is None:
             return None
         try:
-            session = self.thumbnails.watching.watchable(caller, session_id)
+            session = self.thumbnails.watchable(caller, session_id)
         except PolydeskError:
             return None
         thumb = await self.thumbnails.of(session, sizes[0])
