@@ -43,5 +43,6 @@ def status_of(exc: PolydeskError) -> int:
     return next((status for kind, status in STATUS.items() if isinstance(exc, kind)), 500)
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
