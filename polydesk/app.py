@@ -22,10 +22,13 @@ from polydesk.core import i18n
 from polydesk.core.events import EventBus
 from polydesk.core.model import InvalidRequest, StoreError
 from polydesk.manager.manager import Manager
+from polydesk.manager.metrics import Metrics
+from polydesk.manager.viewing import ScreenThumbnails
 from polydesk.store.store import Store
 from polydesk.system import systemd
 from polydesk.system.accounts import lookup_account
 from polydesk.system.cgroups import Limits
+from polydesk.thumbnails.feed import Thumbnailer
 
 log = logging.getLogger("polydesk")
 
@@ -114,6 +117,7 @@ def open_store(settings: Settings, recover: bool) -> Store:
 async def run(settings: Settings, recover: bool = False) -> None:
     from polydesk.web import create_app
     from polydesk.web.server import make_servers, serve
+    from polydesk.web.signin import FailureLimiter, SigninChecker
 
     if os.geteuid() != 0:
         raise InvalidRequest("polydesk serve must run as root: it starts sessions as other users")
@@ -126,11 +130,12 @@ async def run(settings: Settings, recover: bool = False) -> None:
     os.chmod(settings.runtime_path, 0o755)
     store = open_store(settings, recover)
     manager = Manager(build_backends(settings), store, EventBus(), settings, lookup_account)
+    thumbnails = ScreenThumbnails(manager, Thumbnailer())  # this host's rules, for its web and the fleet
     fleet = None
     if settings.fleet is not None:  # a host of a fleet (fleet.py; nats is imported only then)
         from polydesk.fleet.node import FleetNode
 
-        fleet = FleetNode(settings, manager)
+        fleet = FleetNode(settings, manager, thumbnails=thumbnails.for_fleet)
     if recover:
         log.info("recovered sessions: %s", ", ".join(await manager.recover()) or "none")
     await manager.start()
@@ -138,7 +143,8 @@ async def run(settings: Settings, recover: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    app = create_app(manager, settings, fleet=fleet)
+    checker = SigninChecker(limiter=FailureLimiter(store), service=settings.pam_service)
+    app = create_app(manager, settings, store, thumbnails, Metrics(store, thumbnails.feed), checker, fleet)
     if fleet is not None:
         await fleet.start()  # returns at once: joining the fleet goes on while this host serves
     servers = make_servers(app, settings)
@@ -157,7 +163,7 @@ async def run(settings: Settings, recover: bool = False) -> None:
         systemd.notify("STOPPING=1")
         if fleet is not None:
             await fleet.close()  # the others see this host offline at once; its sessions run on
-        await app.state.thumbnails.close()  # stop capture loops and close their X connections
+        await thumbnails.feed.close()  # stop capture loops and close their X connections
         await manager.close()  # sessions keep running; the next daemon re-adopts them
         store.close()
         lock.close()

@@ -83,7 +83,6 @@ def violations() -> list[str]:
     return problems
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 mid-way: Screen, accounts, store reached across layers")
 def test_imports_point_down_only() -> None:
     problems = violations()
     assert not problems, "\n".join(problems)

@@ -108,6 +108,11 @@ class SessionBackend(Protocol):
         """The session's X display for thumbnails, or None when it has none we can read."""
         ...
 
+    def screen_unavailable_reason(self, session: Session) -> str | None:
+        """Why ``screen`` is None, in words for the Dashboard's placeholder (logind: a Wayland
+        session); None when there is a screen or no better word than the placeholder's own."""
+        ...
+
     def rfb_socket(self, session: Session) -> Endpoint | None:
         """The Unix socket of the session's RFB (VNC) server, for the browser station bridge."""
         ...

@@ -132,6 +132,9 @@ class FakeBackend:
     def screen(self, session: Session) -> Screen | None:
         return None  # no pixels: interfaces show a placeholder
 
+    def screen_unavailable_reason(self, session: Session) -> str | None:
+        return None  # the placeholder's own words
+
     def rfb_socket(self, session: Session) -> Endpoint | None:
         return None
 

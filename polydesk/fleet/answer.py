@@ -21,7 +21,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Role, Target, UnknownUser
+from polydesk.core.model import Caller, InvalidRequest, PolydeskError, Target
 from polydesk.fleet.desk import outcome_json
 from polydesk.fleet.wire import NONCE, Forged, ReplayGuard, Signer, seal, unseal
 from polydesk.manager.manager import Manager
@@ -42,12 +42,13 @@ _OPTIONS = {
 
 class Answers:
     def __init__(self, name: str, manager: Manager, signer: Signer,
-                 keys: Mapping[str, nacl.signing.VerifyKey], client: Callable[[], Client | None]) -> None:
+                 keys: Mapping[str, nacl.signing.VerifyKey], client: Callable[[], Client | None],
+                 thumbnails: ThumbnailSource | None = None) -> None:
         self.name = name
         self.manager = manager
         self.signer = signer
         self.keys = keys
-        self.thumbnails: ThumbnailSource | None = None  # set by the web layer, which owns thumbnails
+        self.thumbnails = thumbnails  # None: this host serves no thumbnails to the others
         self._client = client
         self._replay = ReplayGuard()
         self._handling: set[asyncio.Task[None]] = set()
@@ -98,12 +99,7 @@ class Answers:
         user = data.get("user") if isinstance(data, dict) else None
         if not isinstance(user, str) or not user:
             raise Forged("the request names no caller")
-        try:
-            account = self.manager.lookup(user)
-        except UnknownUser:  # no such account here: it may act on nothing of this host
-            return Caller(user=user, uid=-1, role=Role.STANDARD, via=f"fleet:{origin}")
-        return Caller(user=account.name, uid=account.uid, role=self.manager.role_of(account),
-                      via=f"fleet:{origin}")
+        return self.manager.caller_named(user, f"fleet:{origin}")
 
     async def _execute(self, action: str, request: dict[str, Any], caller: Caller
                        ) -> tuple[dict[str, Any], bytes]:

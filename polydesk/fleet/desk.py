@@ -35,11 +35,13 @@ from polydesk.fleet.state import FleetMirror, HostView
 from polydesk.manager.manager import Manager
 
 
-class HostUnreachable(BackendError):
+class HostUnreachable(PolydeskError):
     """Another host of the fleet cannot be asked (offline, silent, or its answer not believed).
 
-    A host is not a session backend: it is answered as one that failed (502, code ``host-error``),
-    because to the caller both are "the place that would do it could not"."""
+    Not a session backend's failure, but answered like one (web/errors.py: 502), under the same
+    code: to the caller both are "the place that would do it could not"."""
+
+    code = BackendError.code
 
 
 class Link(Protocol):
@@ -48,6 +50,7 @@ class Link(Protocol):
     name: str
     mirror: FleetMirror
     request_timeout: float
+    listen: str  # this host's own address (setting listen), as the hosts list shows it
 
     async def request(self, host: str, action: str, body: dict[str, Any],
                       timeout: float) -> tuple[dict[str, Any], bytes]: ...
@@ -107,8 +110,8 @@ class FleetDesk:
 
     def hosts(self) -> list[HostView]:
         """Every host of the fleet; this one first, always online (it is answering)."""
-        here = HostView(self.name, True, True, len(self.manager.store.sessions()), 0.0,
-                        self.manager.settings.listen, None, "online")
+        here = HostView(self.name, True, True, len(self.manager.stored_sessions()), 0.0,
+                        self.link.listen, None, "online")
         others = [h for h in self.link.mirror.hosts() if h.name != self.name]
         mine = next((h for h in self.link.mirror.hosts() if h.name == self.name), None)
         if mine is not None:

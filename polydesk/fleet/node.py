@@ -61,7 +61,9 @@ def host_record(name: str, public_key: str, listen: str, sessions: int, started:
 
 
 class FleetNode:
-    def __init__(self, settings: Settings, manager: Manager) -> None:
+    def __init__(self, settings: Settings, manager: Manager,
+                 thumbnails: ThumbnailSource | None = None) -> None:
+        """``thumbnails``: what this host answers other hosts' thumbnail requests with (app.py's)."""
         fleet = settings.fleet
         if fleet is None:
             raise InvalidRequest("fleet mode needs a [fleet] section")
@@ -81,9 +83,9 @@ class FleetNode:
         self.keys = {host: verify_key(key) for host, key in trusted.items()}
         self.mirror = FleetMirror(self.name, trusted, fleet.offline_after, fleet.stale_after)
         self.desk = FleetDesk(self, manager)
-        self.listen = manager.settings.listen
+        self.listen = settings.listen
         self._nc: Client | None = None
-        self.answers = Answers(self.name, manager, self.signer, self.keys, lambda: self._nc)
+        self.answers = Answers(self.name, manager, self.signer, self.keys, lambda: self._nc, thumbnails)
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._published: dict[str, tuple[dict[str, Any], float]] = {}  # id -> (value, when put)
@@ -114,15 +116,6 @@ class FleetNode:
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), 5)
-
-    @property
-    def thumbnails(self) -> ThumbnailSource | None:
-        return self.answers.thumbnails
-
-    @thumbnails.setter
-    def thumbnails(self, source: ThumbnailSource | None) -> None:
-        """What this host answers other hosts' thumbnail requests with (the web layer's)."""
-        self.answers.thumbnails = source
 
     @property
     def connected(self) -> bool:
@@ -240,7 +233,7 @@ class FleetNode:
         force, self._republish = self._republish, False
         try:
             now = time.monotonic()
-            current = {s.id: public_session(s) for s in self.manager.store.sessions()}
+            current = {s.id: public_session(s) for s in self.manager.stored_sessions()}
             for session_id, value in current.items():
                 put = self._published.get(session_id)
                 if force or put is None or put[0] != value or now - put[1] > refresh:
@@ -256,7 +249,7 @@ class FleetNode:
 
     async def _follow_events(self) -> None:
         """Sessions as they change, at once (the heartbeat's reconcile catches anything missed)."""
-        async with self.manager.bus.subscribe() as queue:
+        async with self.manager.events() as queue:
             while True:
                 event = await queue.get()
                 try:

@@ -19,13 +19,16 @@ given the manager's shared parts (parts.py):
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from polydesk.backends.base import SessionBackend
 from polydesk.config.settings import Settings
-from polydesk.core.events import AuditRecord, EventBus
+from polydesk.core import policy
+from polydesk.core.events import AuditRecord, Event, EventBus
 from polydesk.core.model import (
     Account,
     Action,
@@ -35,22 +38,25 @@ from polydesk.core.model import (
     Session,
     SessionState,
     Target,
+    UnknownUser,
 )
+from polydesk.core.screen import Screen
 from polydesk.manager import actions, holds, queries, recovery, tokens
 from polydesk.manager.attach import Attach
 from polydesk.manager.block import Blocks
 from polydesk.manager.blockguard import BlockGuard
 from polydesk.manager.discovery import Discovery
 from polydesk.manager.each import resolve
-from polydesk.manager.groups import Groups
+from polydesk.manager.groups import Group, Groups
 from polydesk.manager.holds import HoldKeeper
 from polydesk.manager.lifecycle import Lifecycle
 from polydesk.manager.logoff import LogoffRequest, Logoffs
 from polydesk.manager.logon import logon
 from polydesk.manager.parts import Parts
 from polydesk.manager.screensize import Ports, ScreenSizes
-from polydesk.manager.station_book import StationBook
+from polydesk.manager.station_book import StationBook, StationInfo
 from polydesk.manager.stations import Mode, Station
+from polydesk.manager.viewing import Viewing
 from polydesk.manager.watch import Watch
 from polydesk.store.store import Store
 
@@ -67,7 +73,8 @@ class Manager:
         lookup: Callable[[str], Account],
     ) -> None:
         self.parts = parts = Parts(backends, store, bus, settings, lookup)
-        # The parts interfaces read (the web boundary reaches them today), under their old names.
+        # The parts themselves, for the tests to look into: the web and the
+        # fleet use the methods below (the import contract keeps them from store and backends).
         self.backends, self.default_backend = parts.backends, parts.default_backend
         self.store, self.bus, self.settings, self.lookup = store, bus, settings, lookup
         self.accounts, self.stations = parts.accounts, parts.stations
@@ -80,6 +87,7 @@ class Manager:
         self.attach = Attach(parts, self.station_book)
         self.screens = ScreenSizes(settings, Ports(parts.session_now, parts.backend, parts.set,
                                                    self.attach.audit_resize))
+        self.viewing = Viewing(parts)
         self.lifecycle = Lifecycle(parts, self.watch, self.logoffs, Discovery(parts, self.watch),
                                    self.guard, self.attach, self.screens)
 
@@ -114,9 +122,57 @@ class Manager:
     def in_session(self, session: Session, message: str) -> str:
         return self.parts.in_session(session, message)
 
+    def stored_sessions(self) -> list[Session]:
+        """Every session as stored, unchecked and as it is (what this host tells the fleet)."""
+        return self.store.sessions()
+
+    def events(self) -> AbstractAsyncContextManager[asyncio.Queue[Event]]:
+        """``async with manager.events() as queue``: every event from now on, in order."""
+        return self.bus.subscribe()
+
+    # accounts and roles
+
     def role_of(self, account: Account) -> Role:
         """The role ``account``'s groups give it on this host (policy.role_of)."""
         return self.parts.role_of(account.groups, account.uid)
+
+    def account(self, name: str) -> Account:
+        """The account as the system gave it at most role_cache_seconds ago (UnknownUser)."""
+        return self.accounts.by_name(name)
+
+    def account_by_uid(self, uid: int) -> Account:
+        return self.accounts.by_uid(uid)
+
+    def caller_named(self, user: str, via: str) -> Caller:
+        """A caller named by another host: this host's account of that name and the role this
+        host's groups give it, read now; no such account here: a standard caller owning nothing."""
+        try:
+            account = self.lookup(user)
+        except UnknownUser:
+            return Caller(user=user, uid=-1, role=Role.STANDARD, via=via)
+        return Caller(user=account.name, uid=account.uid, role=self.role_of(account), via=via)
+
+    def end_signins_with(self, sign_out: Callable[[set[str]], int]) -> None:
+        """How web sign-ins are ended when the session they were the station of is ended by
+        someone else (the web's Authenticator; without a web interface nobody is signed in)."""
+        self.stations.sign_out = sign_out
+
+    # watching screens (viewing.py: the monitoring rules)
+
+    def may_view(self, caller: Caller, session: Session) -> policy.Decision:
+        return self.viewing.may_view(caller, session)
+
+    def on_dashboard(self, caller: Caller, session: Session) -> bool:
+        return self.viewing.on_dashboard(caller, session)
+
+    def watchable(self, caller: Caller, session_id: str) -> Session:
+        return self.viewing.watchable(caller, session_id)
+
+    def screen_of(self, session: Session) -> Screen | None:
+        return self.viewing.screen_of(session)
+
+    def no_screen_text(self, session: Session) -> str:
+        return self.viewing.no_screen_text(session)
 
     # API tokens
 
@@ -181,6 +237,7 @@ class Manager:
 
     async def open_station(self, caller: Caller, session_id: str, mode: Mode, client: str,
                            signin: str | None = None, station_id: int | None = None) -> Station:
+        self.viewing.check_station(caller, session_id, mode)
         return await self.attach.open_station(caller, session_id, mode, client, signin, station_id)
 
     def close_station(self, station: Station) -> None:
@@ -196,6 +253,36 @@ class Manager:
 
     async def open_rfb(self, session_id: str) -> socket.socket | None:
         return await self.attach.open_rfb(session_id)
+
+    # named stations and saved groups (station_book.py, groups.py)
+
+    def new_station(self, default_name: Callable[[int], str]) -> tuple[int, str] | None:
+        """A new named station for a browser that has none: (id, nonce); None when there are too many."""
+        return self.station_book.new(default_name)
+
+    def station_nonce(self, station_id: int) -> str | None:
+        return self.station_book.nonce(station_id)
+
+    async def list_stations(self, caller: Caller) -> list[StationInfo]:
+        return self.station_book.listing(caller, await self.list_sessions(caller))
+
+    def rename_station(self, caller: Caller, station_id: str, name: object) -> StationInfo:
+        return self.station_book.rename(caller, station_id, name)
+
+    def saved_groups(self, caller: Caller) -> list[Group]:
+        return self.groups.saved(caller)
+
+    def save_group(self, caller: Caller, name: object, members: object) -> Group:
+        return self.groups.save(caller, name, members)
+
+    def delete_group(self, caller: Caller, name: str) -> None:
+        self.groups.delete(caller, name)
+
+    def card_order(self, caller: Caller) -> list[str]:
+        return self.groups.order(caller)
+
+    def set_card_order(self, caller: Caller, users: object) -> list[str]:
+        return self.groups.set_order(caller, users)
 
     # the log-on page's holds (the limiter is the web's: it comes in by argument)
 

@@ -18,7 +18,6 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -27,11 +26,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from polydesk.config.settings import Settings
-from polydesk.core import policy
-from polydesk.core.model import Account, Caller, NotPermitted, StoreError, UnknownUser
+from polydesk.core.model import Account, Caller, NotPermitted, Role, StoreError, UnknownUser
 from polydesk.manager.tokens import token_digest
-from polydesk.system.accounts import account_by_uid, lookup_account
 from polydesk.web.server import PEER_KEY
 
 SESSION_USER_KEY = "user"
@@ -48,8 +44,20 @@ __all__ = ["Authenticator", "CsrfError", "token_digest"]
 log = logging.getLogger(__name__)
 
 
+class People(Protocol):
+    """Accounts and their roles, as the manager knows them (groups read again on use)."""
+
+    def account(self, name: str) -> Account: ...
+
+    def account_by_uid(self, uid: int) -> Account: ...
+
+    def role_of(self, account: Account) -> Role: ...
+
+
 class SignInRecords(Protocol):
-    """Where web sign-ins outlive the daemon (the Store)."""
+    """Where web sign-ins outlive the daemon, and which API token is whose (the Store)."""
+
+    def token_user(self, digest: str) -> str | None: ...
 
     def signins(self) -> list[tuple[str, str, float]]: ...
 
@@ -96,37 +104,25 @@ class CookieSessions:
 
 
 class Authenticator:
-    def __init__(
-        self,
-        settings: Settings,
-        token_user: Callable[[str], str | None],
-        records: SignInRecords,
-        by_uid: Callable[[int], Account] = account_by_uid,
-        by_name: Callable[[str], Account] = lookup_account,
-    ) -> None:
-        self.settings = settings
-        self.token_user = token_user
+    def __init__(self, people: People, records: SignInRecords) -> None:
+        self.people = people
         self.records = records
-        self.by_uid = by_uid
-        self.by_name = by_name
         # web session id -> (user, when it ends): what the database holds, read once
         self._signins = {sid: (user, expires) for sid, user, expires in records.signins()}
 
     def caller_for(self, account: Account, via: str) -> Caller:
-        role = policy.role_of(account.groups, account.uid, self.settings.admin_group,
-                              self.settings.dashboard_group)
-        return Caller(user=account.name, uid=account.uid, role=role, via=via)
+        return Caller(user=account.name, uid=account.uid, role=self.people.role_of(account), via=via)
 
     def identify(self, conn: HTTPConnection) -> Caller | None:
         peer = conn.scope.get(PEER_KEY)
         if peer is not None:
             try:
-                return self.caller_for(self.by_uid(peer[1]), "cli")
+                return self.caller_for(self.people.account_by_uid(peer[1]), "cli")
             except UnknownUser:
                 return None
         header = conn.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            user = self.token_user(token_digest(header[7:].strip()))
+            user = self.records.token_user(token_digest(header[7:].strip()))
             return self._by_name(user, "token") if user else None
         if "session" in conn.scope:
             name = conn.session.get(SESSION_USER_KEY)
@@ -138,7 +134,7 @@ class Authenticator:
 
     def _by_name(self, name: str, via: str) -> Caller | None:
         try:
-            return self.caller_for(self.by_name(name), via)
+            return self.caller_for(self.people.account(name), via)
         except UnknownUser:
             return None
 

@@ -16,13 +16,13 @@ Both answers close the connection, so an unread body is not waited for.
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polydesk.web.auth import Authenticator
+from polydesk.web.errors import error_response
 
 ANONYMOUS_PATHS = frozenset({"/signin", "/signout"})  # the forms someone not signed in may send
 ANONYMOUS_LIMIT = 16 * 1024  # a user name, a password and a CSRF token
@@ -77,6 +77,5 @@ def _capped(receive: Receive, limit: int) -> Receive:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
-    response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                            headers={"Connection": "close"})
+    response = error_response(status, code, message, headers={"Connection": "close"})
     await response(scope, receive, send)

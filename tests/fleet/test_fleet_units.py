@@ -121,6 +121,7 @@ class FakeLink:
 
     name = "A"
     request_timeout = 1.0
+    listen = "127.0.0.1:8765"
 
     def __init__(self) -> None:
         self.mirror = FleetMirror("A", {"A": KEY, "B": KEY, "C": KEY}, offline_after=4, stale_after=60)

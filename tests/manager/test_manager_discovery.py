@@ -112,6 +112,9 @@ class FakeOsHost:
     def screen(self, session: Session) -> Screen | None:
         return None
 
+    def screen_unavailable_reason(self, session: Session) -> str | None:
+        return None
+
     def rfb_socket(self, session: Session) -> str | None:
         return None
 

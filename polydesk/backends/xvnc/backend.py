@@ -205,6 +205,9 @@ class XvncBackend:
             return None
         return handle.screen if handle.display else None
 
+    def screen_unavailable_reason(self, session: Session) -> str | None:
+        return None  # an Xvnc session without a screen has ended: the placeholder says enough
+
     def rfb_socket(self, session: Session) -> Endpoint | None:
         try:
             handle = Handle.from_session(session)

@@ -42,7 +42,6 @@ from polydesk.manager.manager import Manager
 from polydesk.thumbnails.feed import SIZES, Patch, Thumbnailer, Watcher
 from polydesk.web.auth import Authenticator
 from polydesk.web.race import first_done
-from polydesk.web.routes.thumbs import may_watch, no_screen_text, on_dashboard, screen_for
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +77,14 @@ class _Stream:
 
     def shows(self, session: Session) -> bool:
         if self.view == "dashboard":
-            return on_dashboard(self.caller, session, self.manager.settings)
+            return self.manager.on_dashboard(self.caller, session)
         return policy.may_see(self.caller, session)
 
     def learn(self, session: Session) -> None:
         self.known.add(session.id)
-        if self.watcher is not None and may_watch(self.caller, session, self.manager.settings):
-            screen = screen_for(self.manager, session)
-            self.screens[session.id] = (screen, no_screen_text(self.manager, session))
+        if self.watcher is not None and self.manager.may_view(self.caller, session):
+            screen = self.manager.screen_of(session)
+            self.screens[session.id] = (screen, self.manager.no_screen_text(session))
             self.watcher.add(session.id, screen)
             if self.pictures:
                 self.watcher.touch(session.id)  # its first picture, even if the screen stays still
@@ -188,7 +187,7 @@ def events_router(manager: Manager, thumbnails: Thumbnailer, auth: Authenticator
         stream = _Stream(manager, caller, view, watcher, pictures)
         outbox: asyncio.Queue[Message] = asyncio.Queue(1000)
         try:
-            async with manager.bus.subscribe() as queue:
+            async with manager.events() as queue:
                 visible = [s for s in await manager.list_sessions(caller) if stream.shows(s)]
                 for session in visible:
                     stream.learn(session)

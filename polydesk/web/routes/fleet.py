@@ -17,15 +17,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
 from polydesk.config.fleet import HOST_NAME
+from polydesk.config.settings import Settings
 from polydesk.core import i18n
 from polydesk.core.model import Caller, Role, UnknownHost
 from polydesk.fleet.desk import FleetDesk, FleetSession, HostUnreachable
-from polydesk.manager.manager import Manager
-from polydesk.thumbnails.feed import Thumbnail, Thumbnailer, placeholder
+from polydesk.manager.viewing import ScreenThumbnails
+from polydesk.thumbnails.feed import placeholder
 from polydesk.web.auth import Authenticator, csrf_token
 from polydesk.web.routes.api import ERRORS, SessionOut, Who
 from polydesk.web.routes.pages import STATIC, make_templates
-from polydesk.web.routes.thumbs import Size, no_screen_text, screen_for, watchable
+from polydesk.web.routes.thumbs import Size
 
 if TYPE_CHECKING:
     from polydesk.fleet.node import FleetNode  # imports nats: only in fleet mode
@@ -59,25 +60,8 @@ def fleet_session_json(found: FleetSession, caller: Caller, local: str) -> dict[
     return {**session, "id": found.id, "own": own, "fleet_host": found.host, "host_online": found.online}
 
 
-async def local_thumbnail(manager: Manager, thumbnails: Thumbnailer, caller: Caller, session_id: str,
-                          size: str) -> Thumbnail:
-    """The thumbnail this host serves ``caller`` of one of its own sessions (its rules, its settings)."""
-    session = watchable(manager, caller, session_id)
-    screen = screen_for(manager, session)
-    if screen is None:
-        return placeholder(size, no_screen_text(manager, session))
-    return await thumbnails.get(session.id, screen, size)
-
-
-def fleet_router(manager: Manager, thumbnails: Thumbnailer, fleet: FleetNode | None) -> APIRouter:
+def fleet_router(thumbnails: ScreenThumbnails, fleet: FleetNode | None) -> APIRouter:
     router = APIRouter(prefix="/api/v1/fleet", responses=ERRORS, tags=["fleet"])
-
-    if fleet is not None:
-        async def serve_thumbnail(caller: Caller, session_id: str, size: str) -> tuple[bytes, str, int]:
-            thumb = await local_thumbnail(manager, thumbnails, caller, session_id, size)
-            return thumb.jpeg, thumb.etag, thumb.version
-
-        fleet.thumbnails = serve_thumbnail  # what this host answers other hosts' thumbnail requests with
 
     def desk() -> FleetDesk:
         if fleet is None:
@@ -128,7 +112,7 @@ def fleet_router(manager: Manager, thumbnails: Thumbnailer, fleet: FleetNode | N
         the_desk = desk()
         given = _etags(request.headers.get("if-none-match", ""))
         if host == the_desk.name:
-            thumb = await local_thumbnail(manager, thumbnails, caller, session_id, size)
+            thumb = await thumbnails.for_caller(caller, session_id, size)
             jpeg, etag, version, fresh = thumb.jpeg, thumb.etag, thumb.version, thumb.etag not in given
         else:
             try:
@@ -150,7 +134,7 @@ def _etags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
 
 
-def fleet_page_router(manager: Manager, auth: Authenticator, fleet: FleetNode | None) -> APIRouter:
+def fleet_page_router(settings: Settings, auth: Authenticator, fleet: FleetNode | None) -> APIRouter:
     """GET /fleet: every host's sessions as cards grouped by host, for Dashboard users and
     administrators (static/fleet.js does the rest over the API)."""
     router = APIRouter(include_in_schema=False)
@@ -164,7 +148,7 @@ def fleet_page_router(manager: Manager, auth: Authenticator, fleet: FleetNode | 
         if fleet is None or caller.role == Role.STANDARD:
             return RedirectResponse("/", status_code=303)
         language = i18n.negotiate(request.headers.get("accept-language", ""), i18n.server_language())
-        context = {"caller": caller, "csrf": csrf_token(request), "settings": manager.settings,
+        context = {"caller": caller, "csrf": csrf_token(request), "settings": settings,
                    "lang": i18n.bcp47(language), "strings": i18n.script_strings(STATIC, language),
                    "local": fleet.name}
         with i18n.using(language):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from polydesk.config.settings import Settings
 from polydesk.core import i18n, policy
 from polydesk.core.events import station_of
 from polydesk.core.i18n import N_
@@ -26,7 +27,6 @@ from polydesk.web.auth import CSRF_FIELD, Authenticator, CsrfError, check_csrf, 
 from polydesk.web.routes import privacy
 from polydesk.web.routes.holds import HoldsDesk, hold_out
 from polydesk.web.routes.rooms import StationCookies
-from polydesk.web.routes.thumbs import may_watch, on_dashboard
 from polydesk.web.security import STATION_CSP
 from polydesk.web.signin import (
     DEVICE_COOKIE,
@@ -113,12 +113,11 @@ def _too_many(what: str, minutes: int) -> str:
                          minutes) % {"n": minutes}
 
 
-def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
-                 devices: DeviceCookies, holds: HoldsDesk,
+def pages_router(manager: Manager, settings: Settings, auth: Authenticator, checker: SigninChecker,
+                 devices: DeviceCookies, holds: HoldsDesk, notice: privacy.Notice,
                  stations: StationCookies | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = make_templates()
-    settings = manager.settings
 
     def language(request: Request) -> str:
         """The browser's language if we have it (Accept-Language), else the server's."""
@@ -144,7 +143,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
 
     def card_context(caller: Caller, session: Session, size: str) -> dict[str, Any]:
         return {"s": session, "size": size, "thumb_width": SIZES[size],
-                "watchable": bool(may_watch(caller, session, settings)),
+                "watchable": bool(manager.may_view(caller, session)),
                 "selectable": caller.role != Role.STANDARD}
 
     def station(request: Request, caller: Caller) -> HTMLResponse:
@@ -152,7 +151,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
         (a POST with the CSRF token, never a side effect of this GET)."""
         response = render(request, "station.html", caller=caller,
                           home="" if caller.role == Role.STANDARD else "/",
-                          notice=privacy.due(caller, settings, manager.store), privacy_text=privacy.TEXT)
+                          notice=notice.due(caller), privacy_text=privacy.TEXT)
         response.headers["Content-Security-Policy"] = STATION_CSP
         if stations is not None:  # this browser is a named station from its first use on
             with i18n.using(language(request)):
@@ -168,7 +167,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
         if caller.role == Role.STANDARD:
             return station(request, caller)
         sessions = await manager.list_sessions(caller)
-        shown = sorted((s for s in sessions if on_dashboard(caller, s, settings)), key=lambda s: s.user)
+        shown = sorted((s for s in sessions if manager.on_dashboard(caller, s)), key=lambda s: s.user)
         response = render(request, "dashboard.html", caller=caller,
                           cards=[card_context(caller, s, "medium") for s in shown])
         response.headers["Content-Security-Policy"] = STATION_CSP  # its enlarged view is a station
@@ -191,7 +190,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
         own = [s for s in await manager.list_sessions(caller) if policy.owns(caller, s)]
         return render(request, "own.html", caller=caller,
                       cards=[card_context(caller, s, "large") for s in own],
-                      notice=privacy.due(caller, settings, manager.store), privacy_text=privacy.TEXT)
+                      notice=notice.due(caller), privacy_text=privacy.TEXT)
 
     @router.get("/signin", response_class=HTMLResponse)
     async def signin_page(request: Request, then: str = "") -> Response:
@@ -277,7 +276,7 @@ def pages_router(manager: Manager, auth: Authenticator, checker: SigninChecker,
         caller = auth.require(request)
         session = await manager.get_session(caller, session_id)
         shown = (policy.owns(caller, session) if caller.role == Role.STANDARD
-                 else on_dashboard(caller, session, settings))
+                 else manager.on_dashboard(caller, session))
         if not shown:
             raise NotPermitted(f"session {session_id} is not shown on your page")
         context = card_context(caller, session, size if size in SIZES else "medium")

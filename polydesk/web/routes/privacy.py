@@ -10,13 +10,13 @@ that make it true), on whatever computer they sign in at next.
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 
 from fastapi import APIRouter, Response
 
 from polydesk.config.settings import Settings
 from polydesk.core.i18n import N_
 from polydesk.core.model import Caller, Role
-from polydesk.store.store import Store
 from polydesk.web.routes.api import ERRORS, Who
 
 TEXT = N_("Monitoring is on: Dashboard users and administrators of this computer can see your screen "
@@ -34,20 +34,37 @@ def applies(caller: Caller, settings: Settings) -> bool:
     return caller.role == Role.STANDARD and settings.monitoring and settings.privacy_notice
 
 
-def due(caller: Caller, settings: Settings, store: Store) -> bool:
-    """Show it: it applies and this user has not dismissed this version of it."""
-    return applies(caller, settings) and store.notice_seen(caller.user) != version(settings)
+class NoticeRecords(Protocol):
+    """Which version of the notice each user dismissed (the Store): it follows them to any computer."""
+
+    def notice_seen(self, user: str) -> str | None: ...
+
+    def set_notice_seen(self, user: str, version: str) -> None: ...
 
 
-def privacy_router(settings: Settings, store: Store) -> APIRouter:
+class Notice:
+    def __init__(self, settings: Settings, records: NoticeRecords) -> None:
+        self.settings = settings
+        self.records = records
+
+    def due(self, caller: Caller) -> bool:
+        """Show it: it applies and this user has not dismissed this version of it."""
+        settings = self.settings
+        return applies(caller, settings) and self.records.notice_seen(caller.user) != version(settings)
+
+    def seen(self, caller: Caller) -> None:
+        # Only the caller's own record: nobody can mark it read for another user.
+        if applies(caller, self.settings):
+            self.records.set_notice_seen(caller.user, version(self.settings))
+
+
+def privacy_router(notice: Notice) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     @router.post("/privacy-notice/seen", status_code=204,
                  summary="The caller has read the monitoring notice: do not show it again")
     async def seen(caller: Who) -> Response:
-        # Only the caller's own record: nobody can mark it read for another user.
-        if applies(caller, settings):
-            store.set_notice_seen(caller.user, version(settings))
+        notice.seen(caller)
         return Response(status_code=204)
 
     return router

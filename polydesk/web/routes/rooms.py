@@ -23,7 +23,7 @@ from polydesk.core.i18n import N_
 from polydesk.core.model import StoreError
 from polydesk.core.texts import NAME_PATTERN
 from polydesk.manager.manager import Manager
-from polydesk.manager.station_book import MAX_NAME, MAX_STATIONS, StationBook
+from polydesk.manager.station_book import MAX_NAME, MAX_STATIONS
 from polydesk.web.routes.api import ERRORS, Who
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ class ForgedStation(Exception):
 
 
 class StationCookies:
-    def __init__(self, secret: str, book: StationBook) -> None:
+    def __init__(self, secret: str, manager: Manager) -> None:
         self._signer = itsdangerous.Signer(secret, salt="polydesk-station")
-        self.book = book
+        self.manager = manager
 
     def issue(self, station_id: int, nonce: str) -> str:
         return self._signer.sign(f"{station_id}:{nonce}").decode()
@@ -55,7 +55,7 @@ class StationCookies:
         except (itsdangerous.BadSignature, UnicodeDecodeError) as exc:
             raise ForgedStation("the station cookie is not signed by this server") from exc
         number, _, nonce = value.partition(":")
-        if not number.isdecimal() or len(number) > 18 or self.book.nonce(int(number)) != nonce:
+        if not number.isdecimal() or len(number) > 18 or self.manager.station_nonce(int(number)) != nonce:
             raise ForgedStation(f"station {number[:18]} does not know this cookie")
         return int(number)
 
@@ -68,7 +68,7 @@ class StationCookies:
             address = request.client.host if request.client else "unknown"
             log.warning("station page from %s: %s; it gets a station of its own", address, exc)
         try:
-            made = self.book.new(lambda n: i18n.gettext(DEFAULT_NAME).format(n=n))
+            made = self.manager.new_station(lambda n: i18n.gettext(DEFAULT_NAME).format(n=n))
         except StoreError as exc:  # a full disk: the desktop still opens, unnamed, and is named later
             log.warning("no station could be made for a browser: %s", exc)
             return
@@ -123,38 +123,36 @@ GroupName = Annotated[str, Path(min_length=1, max_length=MAX_NAME,
 
 def rooms_router(manager: Manager) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
-    book, groups = manager.station_book, manager.groups
 
     @router.get("/stations", response_model=list[StationOut],
                 summary="Stations, in use or empty (Dashboard users, administrators)")
     async def list_stations(caller: Who) -> list[dict[str, Any]]:
-        sessions = await manager.list_sessions(caller)
-        return [s.to_json() for s in book.listing(caller, sessions)]
+        return [s.to_json() for s in await manager.list_stations(caller)]
 
     @router.patch("/stations/{station_id}", response_model=StationOut,
                   summary="Rename a station (administrators)")
     async def rename_station(station_id: str, body: StationPatch, caller: Who) -> dict[str, Any]:
-        return book.rename(caller, station_id, body.name).to_json()
+        return manager.rename_station(caller, station_id, body.name).to_json()
 
     @router.get("/groups", response_model=list[GroupOut], summary="Saved groups of students (shared)")
     async def list_groups(caller: Who) -> list[dict[str, Any]]:
-        return [g.to_json() for g in groups.saved(caller)]
+        return [g.to_json() for g in manager.saved_groups(caller)]
 
     @router.put("/groups/{name}", response_model=GroupOut, summary="Save a group of students")
     async def save_group(name: GroupName, body: GroupIn, caller: Who) -> dict[str, Any]:
-        return groups.save(caller, name, body.members).to_json()
+        return manager.save_group(caller, name, body.members).to_json()
 
     @router.delete("/groups/{name}", status_code=204, summary="Delete a group of students")
     async def delete_group(name: GroupName, caller: Who) -> None:
-        groups.delete(caller, name)
+        manager.delete_group(caller, name)
 
     @router.get("/card-order", response_model=list[str],
                 summary="Your custom order of the Dashboard's cards (user names)")
     async def get_order(caller: Who) -> list[str]:
-        return groups.order(caller)
+        return manager.card_order(caller)
 
     @router.put("/card-order", response_model=list[str], summary="Save your custom order of the cards")
     async def put_order(caller: Who, body: Annotated[OrderIn, Body()]) -> list[str]:
-        return groups.set_order(caller, body.users)
+        return manager.set_card_order(caller, body.users)
 
     return router

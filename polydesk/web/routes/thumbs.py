@@ -1,4 +1,4 @@
-"""Thumbnail route and the rules for who may watch which session's screen."""
+"""The thumbnail route, and its fast path (who may watch which screen is the manager's: viewing.py)."""
 
 from __future__ import annotations
 
@@ -10,68 +10,16 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from polydesk.config.settings import Settings
-from polydesk.core import policy
-from polydesk.core.model import Action, Caller, NotPermitted, PolydeskError, Role, Session, UnknownSession
-from polydesk.core.screen import Screen
-from polydesk.manager.manager import Manager
-from polydesk.thumbnails.feed import PLACEHOLDER_TEXT, SIZES, Thumbnailer, placeholder
+from polydesk.core.model import PolydeskError
+from polydesk.manager.viewing import ScreenThumbnails
+from polydesk.thumbnails.feed import SIZES, Thumbnail
 from polydesk.web.auth import Authenticator
 from polydesk.web.routes.api import ERRORS, Who
 
 Size = Literal["small", "medium", "large"]
 
 
-def may_watch(caller: Caller, session: Session, settings: Settings) -> policy.Decision:
-    """Viewing is policy's VIEW, narrowed by the monitoring settings for other people's sessions."""
-    decision = policy.may(caller, Action.VIEW, session)
-    if not decision or policy.owns(caller, session):
-        return decision
-    if not settings.monitoring:
-        return policy.Decision(False, "monitoring is switched off (setting monitoring)")
-    if session.role != Role.STANDARD and not settings.show_privileged_sessions:
-        return policy.Decision(
-            False, "administrator and Dashboard-user sessions are not shown "
-                   "(setting show_privileged_sessions)")
-    return policy.ALLOW
-
-
-def on_dashboard(caller: Caller, session: Session, settings: Settings) -> bool:
-    """Whether the Dashboard grid shows this session (MultiPoint hides privileged ones by default)."""
-    if not policy.may_see(caller, session):
-        return False
-    return session.role == Role.STANDARD or settings.show_privileged_sessions
-
-
-def screen_for(manager: Manager, session: Session) -> Screen | None:
-    backend = manager.backends.get(session.backend)
-    return backend.screen(session) if backend is not None else None
-
-
-def no_screen_text(manager: Manager, session: Session) -> str:
-    """What the placeholder says: the backend's reason when it has one (logind: a Wayland session)."""
-    reason = getattr(manager.backends.get(session.backend), "screen_unavailable_reason", None)
-    said = reason(session) if callable(reason) else None
-    return str(said) if said else PLACEHOLDER_TEXT
-
-
-def watchable(manager: Manager, caller: Caller, session_id: str) -> Session:
-    """The session if the caller may watch it; else UnknownSession / NotPermitted.
-
-    Reads the store directly (not ``get_session``) so a thumbnail does not cost an idle-time query.
-    """
-    session = manager.session_now(session_id)
-    if session is None:
-        raise UnknownSession(session_id)
-    if not policy.may_see(caller, session):
-        raise NotPermitted(f"session {session_id} belongs to another user")
-    decision = may_watch(caller, session, manager.settings)
-    if not decision:
-        raise NotPermitted(decision.reason)
-    return session
-
-
-def thumbnails_router(manager: Manager, thumbnails: Thumbnailer) -> APIRouter:
+def thumbnails_router(thumbnails: ScreenThumbnails) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     @router.get(
@@ -87,17 +35,13 @@ def thumbnails_router(manager: Manager, thumbnails: Thumbnailer) -> APIRouter:
         size: Annotated[Size, Query(description="small (160 px), medium (320 px) or large (480 px)")]
         = "medium",
     ) -> Response:
-        session = watchable(manager, caller, session_id)
-        return await _answer(manager, thumbnails, session, size, request.headers.get("if-none-match", ""))
+        thumb = await thumbnails.for_caller(caller, session_id, size)
+        return _answer(thumb, request.headers.get("if-none-match", ""))
 
     return router
 
 
-async def _answer(manager: Manager, thumbnails: Thumbnailer, session: Session, size: str,
-                  if_none_match: str) -> Response:
-    screen = screen_for(manager, session)
-    thumb = (await thumbnails.get(session.id, screen, size) if screen is not None
-             else placeholder(size, no_screen_text(manager, session)))
+def _answer(thumb: Thumbnail, if_none_match: str) -> Response:
     headers = {"ETag": thumb.etag, "Cache-Control": "private, no-cache",
                "X-Thumbnail-Version": str(thumb.version)}
     if thumb.etag in _etags(if_none_match):
@@ -116,9 +60,8 @@ class ThumbnailFastPath:
     cookie, security-header and metrics middlewares, so those apply as to any request.
     """
 
-    def __init__(self, app: ASGIApp, manager: Manager, thumbnails: Thumbnailer, auth: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, thumbnails: ScreenThumbnails, auth: Authenticator) -> None:
         self.app = app
-        self.manager = manager
         self.thumbnails = thumbnails
         self.auth = auth
 
@@ -141,11 +84,11 @@ class ThumbnailFastPath:
         if caller is None:
             return None
         try:
-            session = watchable(self.manager, caller, session_id)
+            session = self.thumbnails.watchable(caller, session_id)
         except PolydeskError:
             return None
-        return await _answer(self.manager, self.thumbnails, session, sizes[0],
-                             conn.headers.get("if-none-match", ""))
+        thumb = await self.thumbnails.of(session, sizes[0])
+        return _answer(thumb, conn.headers.get("if-none-match", ""))
 
 
 @dataclass(frozen=True)

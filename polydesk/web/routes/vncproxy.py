@@ -29,23 +29,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
-from polydesk.core import policy
-from polydesk.core.model import (
-    BackendError,
-    Caller,
-    InvalidRequest,
-    NotPermitted,
-    PolydeskError,
-    StoreError,
-    UnknownSession,
-)
+from polydesk.core.model import BackendError, Caller, InvalidRequest, PolydeskError
 from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode, Station
 from polydesk.web.auth import Authenticator
+from polydesk.web.errors import error_response, status_of
 from polydesk.web.race import first_done
 from polydesk.web.rfbfilter import OPENING, VERSION, ClientStream, ProtocolError
 from polydesk.web.routes.api import ERRORS, Who
@@ -62,11 +53,6 @@ CLOSE_STATION = 4000  # the daemon hung up this station: taken over, disconnecte
 CLOSE_PROTOCOL = 4400  # the client sent what the bridge does not forward (not RFB, text frames)
 CLOSE_SIGNED_OUT = 4401  # the caller signed out, was signed out (session ended by another), or lost a role
 CLOSE_SCREEN_GONE = 4502  # the session's RFB server hung up (its display server ended)
-
-_STATUS: dict[type[PolydeskError], int] = {
-    UnknownSession: 404, NotPermitted: 403, InvalidRequest: 409, BackendError: 502, StoreError: 503,
-}
-
 
 def same_origin(conn: HTTPConnection) -> bool:
     """A browser sends its cookie on any site's WebSocket handshake: only our own pages may use it."""
@@ -105,7 +91,7 @@ def _reason(text: str) -> str:
 
 async def _refuse(ws: WebSocket, status: int, code: str, message: str) -> None:
     """Answer the handshake with an HTTP error, so the client never gets a WebSocket at all."""
-    body = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    body = error_response(status, code, message)
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(body)
     else:  # a server without the denial extension: closing before accept answers 403
@@ -144,12 +130,6 @@ def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies |
         except ValueError:
             await _refuse(ws, 400, "invalid-request", "mode must be own, view or control")
             return
-        session = manager.store.session(session_id)
-        if (mode != Mode.OWN and not manager.settings.monitoring and session is not None
-                and not policy.owns(caller, session)):
-            # Monitoring off: nobody watches anyone else's screen, not even through Enlarge.
-            await _refuse(ws, 403, "not-permitted", "monitoring is switched off (setting monitoring)")
-            return
         station_id = None
         if mode == Mode.OWN and stations is not None:
             try:  # a student must not appear as another station: its cookie is signed
@@ -164,7 +144,9 @@ def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies |
             station = await manager.open_station(caller, session_id, mode, client_label(ws), signin,
                                                  station_id)
         except PolydeskError as exc:
-            status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), 500)
+            # Monitoring off refuses here too (viewing.py): nobody watches anyone else's screen,
+            # not even through Enlarge. A session logging off is a conflict, not a bad request.
+            status = 409 if isinstance(exc, InvalidRequest) else status_of(exc)
             await _refuse(ws, status, exc.code, str(exc))
             return
         try:
