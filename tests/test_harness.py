@@ -187,18 +187,25 @@ SKIPPING = """
 """
 
 
+def skipping_tests(pytester: pytest.Pytester, source: str) -> None:
+    """``source`` as a test_processes.py in a package of its own: the suite's own
+    test_processes module may already be imported under that bare name."""
+    pytester.mkpydir("checked")
+    pytester.makepyfile(**{"checked/test_processes": source})
+
+
 def test_a_skip_nobody_expected_fails_the_run(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_processes=SKIPPING)
+    skipping_tests(pytester, SKIPPING)
     result = pytester.runpytest_inprocess("-p", "tests.checks", "-p", "no:cacheprovider", "-rs")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*unexpected skips*",
-                                 "test_processes.py::test_install: the tool is not installed"])
-    result.stdout.no_fnmatch_line("test_processes.py::test_kernel: *")
+                                 "*test_processes.py::test_install: the tool is not installed"])
+    result.stdout.no_fnmatch_line("*test_processes.py::test_kernel: *")
 
 
 def test_expected_skips_pass(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_processes=SKIPPING.split("def test_install")[0])
+    skipping_tests(pytester, SKIPPING.split("def test_install")[0])
     result = pytester.runpytest_inprocess("-p", "tests.checks", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(skipped=1)
