@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from pytest_asyncio import is_async_test
 
 from tests import harness, leaks
@@ -34,6 +35,37 @@ def pam_service() -> Iterator[str]:
     """The daemons of the tests sign people in through harness.PAM_SERVICE (no wait after a failure)."""
     with harness.pam_service() as service:
         yield service
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's headless Chromium driven by Playwright (never a browser Playwright downloads),
+    started once per test file: a launch costs about a second. Not once per run: the sync API
+    holds its event loop as running, and async tests need the thread's own (no file has both)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # A first page starts the helper processes Chromium keeps for its lifetime (storage,
+        # network): here, not in the first test, whose leak check would count them as its own.
+        browser.new_page().context.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Iterator[Browser]:
+    """The run's Chromium for one test; afterwards every page the test opened is closed with its
+    context (cookies, storage), so no test sees another's sign-in and no page of a finished
+    test keeps reconnecting to a daemon that is gone."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
 
 
 @pytest.fixture(autouse=True)

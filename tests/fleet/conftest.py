@@ -13,7 +13,6 @@ import pytest
 from tests.fleet import hosts
 from tests.fleet.hosts import Host
 from tests.harness import NATS_SERVER, Daemon, Nats, start_nats
-from tests.web.conftest import browser  # noqa: F401 (the fleet page's test uses it too)
 
 if not Path(NATS_SERVER).exists():  # a missing install is a failure, never a skip
     pytest.exit("nats-server is not installed: run scripts/install --test", returncode=3)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from tests.harness import Daemon
 from tests.users import TestUser
@@ -19,17 +18,3 @@ def room(fake_daemon: Daemon, make_user: Callable[..., TestUser]) -> Room:
                 make_user("ana"), make_user("bia"))
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Debian's headless Chromium driven by Playwright (never a browser Playwright downloads)."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
