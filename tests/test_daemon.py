@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.harness import Daemon, wait_for
 from tests.rfb import RfbClient
-from tests.users import TestUser, display_files, user_pids
+from tests.users import TestUser, display_files, settled_pids, user_pids
 
 ESCAPERS = """#!/bin/sh
 # A desktop with processes that try to outlive a log-off.
@@ -46,7 +46,7 @@ def test_logoff_two_selected_of_three(daemon: Daemon, make_user: Callable[..., T
         plant_xsession(user)
     sessions = [logon(daemon, u) for u in users]
     wait_for(lambda: all(len(user_pids(u.uid)) >= 3 for u in users))
-    third_pids = sorted(user_pids(users[2].uid))
+    third_pids = settled_pids(users[2].uid)
     runtime = [daemon.runtime_dir / "sessions" / str(s["id"]) for s in sessions]
 
     result = daemon.cli("logoff", str(sessions[0]["id"]), str(sessions[1]["id"]), "--force", "--yes")
@@ -57,7 +57,7 @@ def test_logoff_two_selected_of_three(daemon: Daemon, make_user: Callable[..., T
         assert user_pids(user.uid) == [], "a process of the ended session survived (escapers included)"
         assert display_left(str(session["display"]), user) == []
         assert not rundir.exists()
-    assert set(third_pids) <= set(user_pids(users[2].uid))  # the third is untouched
+    assert third_pids <= set(user_pids(users[2].uid))  # the third is untouched
     assert display_left(str(sessions[2]["display"]), users[2]) != []
     ended = daemon.cli_json("audit")[-1]
     assert ended["action"] == "logoff" and sorted(ended["targets"]) == sorted(
@@ -93,12 +93,12 @@ def test_standard_user_cannot_touch_another_session(
     ana, bia = make_user("ana"), make_user("bia")
     logon(daemon, ana)
     theirs = logon(daemon, bia)
-    pids = sorted(user_pids(bia.uid))
+    pids = settled_pids(bia.uid)
     for action in ("logoff", "disconnect", "block"):
         result = daemon.cli(action, str(theirs["id"]), "--yes" if action == "logoff" else "--json",
                             user=ana)
         assert result.returncode == 3, (action, result.stdout, result.stderr)
-    assert set(pids) <= set(user_pids(bia.uid))
+    assert pids <= set(user_pids(bia.uid))
     assert [s["blocked"] for s in daemon.sessions() if s["id"] == theirs["id"]] == [False]
     refusals = [r for r in daemon.cli_json("audit") if not r["allowed"]]
     assert {r["action"] for r in refusals} >= {"logoff", "disconnect", "block"}
@@ -107,21 +107,20 @@ def test_standard_user_cannot_touch_another_session(
 def test_disconnect_then_logon_resumes(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     ana = make_user("ana")
     session = logon(daemon, ana)
-    wait_for(lambda: len(user_pids(ana.uid)) >= 2)
-    pids = sorted(user_pids(ana.uid))
+    pids = settled_pids(ana.uid)
     assert daemon.cli("disconnect", user=ana).returncode == 0
     assert daemon.sessions()[0]["state"] == "disconnected"
     again = logon(daemon, ana)
     assert (again["id"], again["display"]) == (session["id"], session["display"])
     assert again["state"] == "active"
-    assert set(pids) <= set(user_pids(ana.uid))
+    assert pids <= set(user_pids(ana.uid))
 
 
 def test_daemon_killed_and_restarted_readopts(daemon: Daemon, make_user: Callable[..., TestUser]) -> None:
     users = [make_user(n) for n in ("ana", "bia", "caio")]
     sessions = [logon(daemon, u) for u in users]
     daemon.cli("block", str(sessions[0]["id"]))
-    pids = {u.name: set(user_pids(u.uid)) for u in users}
+    pids = {u.name: settled_pids(u.uid) for u in users}
     daemon.kill()
     assert all(pids[u.name] <= set(user_pids(u.uid)) for u in users)  # sessions outlive the daemon
     daemon.start()

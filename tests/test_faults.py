@@ -6,15 +6,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Daemon, wait_for
+from tests.harness import Daemon
 from tests.test_daemon import logon
-from tests.users import TestUser, user_pids
+from tests.users import TestUser, settled_pids, user_pids
 
 
 def test_sigterm_stops_cleanly_and_sessions_keep_running(
@@ -28,20 +27,6 @@ def test_sigterm_stops_cleanly_and_sessions_keep_running(
     assert pids <= set(user_pids(ana.uid))
     daemon.start()
     assert [s["id"] for s in daemon.sessions()] == [session["id"]]
-
-
-def settled_pids(uid: int) -> set[int]:
-    """The user's processes once their desktop has finished starting (two looks alike): a
-    desktop still starting forks and ends processes of its own (the CI saw one)."""
-    seen = [set(user_pids(uid))]
-
-    def alike() -> bool:
-        time.sleep(0.3)
-        seen.append(set(user_pids(uid)))
-        return seen[-1] == seen[-2]
-
-    wait_for(alike, timeout=10, what="the desktop's processes to settle")
-    return seen[-1]
 
 
 def start_fails(daemon: Daemon, *args: str) -> str:

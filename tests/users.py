@@ -7,6 +7,7 @@ import os
 import pwd
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 
 from tests.leaks import claim_uid
@@ -94,6 +95,22 @@ def user_pids(uid: int) -> list[int]:
         if state not in ("Z", "X"):
             pids.append(int(entry))
     return pids
+
+
+def settled_pids(uid: int, quiet: float = 1.0, timeout: float = 15.0) -> set[int]:
+    """The user's processes once their desktop has finished starting: the same set for
+    ``quiet`` seconds. A desktop still starting forks and ends processes of its own (openbox's
+    autostart; the CI saw one replaced while a test compared before and after)."""
+    deadline = time.monotonic() + timeout
+    seen, since = set(user_pids(uid)), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = set(user_pids(uid))
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return seen
+    raise AssertionError(f"the processes of uid {uid} did not settle in {timeout} s: {sorted(seen)}")
 
 
 def display_files(number: int | str, uid: int) -> list[str]:
