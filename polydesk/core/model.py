@@ -63,6 +63,8 @@ class Action(enum.StrEnum):
     STATIONS = "stations"  # list the stations (station_book.py)
     RENAME_STATION = "rename-station"
     GROUPS = "groups"  # read and change the saved groups of students and the card order (groups.py)
+    PROJECT = "project"  # show a session's screen at other sessions' stations (projection.py)
+    STOP_PROJECTING = "stop-projecting"
 
 
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.
@@ -73,6 +75,8 @@ SESSION_ACTIONS = (
     Action.BLOCK,
     Action.UNBLOCK,
     Action.MESSAGE,
+    Action.PROJECT,
+    Action.STOP_PROJECTING,
 )
 
 
@@ -121,6 +125,17 @@ class LogoffPlan:
 
 
 @dataclass(frozen=True)
+class Projection:
+    """What a projection target's station shows instead of its own desktop: the screen of
+    session ``source`` (of ``source_user``), projected by ``by`` since ``since``."""
+
+    source: str
+    source_user: str
+    by: str
+    since: float
+
+
+@dataclass(frozen=True)
 class Session:
     id: str
     user: str
@@ -141,6 +156,7 @@ class Session:
     # The language its user's station asked for when it started or resumed it (a catalogue
     # name, "pt_BR"); None: their desktop's or the server's (i18n.session_language).
     language: str | None = None
+    projection: Projection | None = None  # while its station shows another session's screen
     # One more on every stored change (Store.put_session), never reset: a Dashboard orders the
     # updates of a card by it, not by when they arrive (web/static/dashboard.js).
     version: int = 0
@@ -174,6 +190,8 @@ class Status(enum.StrEnum):
     UNBLOCKED = "unblocked"
     SHOWN = "shown"
     RESIZED = "resized"
+    PROJECTED = "projected"
+    PROJECTION_STOPPED = "projection-stopped"
     WOULD_END = "would-end"
     WOULD_DO = "would-do"
     UNKNOWN = "unknown-session"
