@@ -70,7 +70,10 @@ class Projections:
             raise UnknownSession(source_id)
         decision = may_view(caller, session, parts.settings)
         if not decision:
-            raise NotPermitted(f"you may not project session {source_id}: {decision.reason}")
+            reason = f"you may not project session {source_id}: {decision.reason}"
+            parts.audit.one(caller, Action.PROJECT, Outcome(source_id, Status.FORBIDDEN, session.user, reason),
+                            allowed=False, detail={"source": source_id})
+            raise NotPermitted(reason)
         return session
 
     async def project(self, caller: Caller, source_id: str | None, target: Target,

@@ -125,6 +125,13 @@ class Results(BaseModel):
     failed: int
 
 
+class ProjectionOut(BaseModel):
+    source: str
+    source_user: str
+    by: str
+    since: float
+
+
 class SessionOut(BaseModel):
     id: str
     user: str
@@ -146,6 +153,9 @@ class SessionOut(BaseModel):
     station: str | None = Field(None, description=(
         "The name of the station the user is at: a browser station's, or the logind seat"))
     logoff_deadline: float | None
+    projection: ProjectionOut | None = Field(None, description=(
+        "While the session's own station is shown another session's screen (a projection): "
+        "whose, and who projects it"))
     version: int = Field(0, description=(
         "One more on every change of the session: of two updates, the higher version is the newer"))
     details: dict[str, Any] = Field(default_factory=dict, description=(
