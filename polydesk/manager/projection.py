@@ -71,8 +71,8 @@ class Projections:
         decision = may_view(caller, session, parts.settings)
         if not decision:
             reason = f"you may not project session {source_id}: {decision.reason}"
-            parts.audit.one(caller, Action.PROJECT, Outcome(source_id, Status.FORBIDDEN, session.user, reason),
-                            allowed=False, detail={"source": source_id})
+            refused = Outcome(source_id, Status.FORBIDDEN, session.user, reason)
+            parts.audit.one(caller, Action.PROJECT, refused, allowed=False, detail={"source": source_id})
             raise NotPermitted(reason)
         return session
 

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket
 
-from polydesk.web.relay import DESKTOP_SIZE, PIXEL_FORMAT, TIGHT, Relay, RelayError, Version
+from polydesk.web.relay import (
+    DESKTOP_SIZE,
+    PIXEL_FORMAT,
+    TIGHT,
+    Relay,
+    RelayError,
+    Version,
+    raw_layout,
+)
 from polydesk.web.rfbfilter import (
     SECURITY_NONE,
     SET_ENCODINGS,
@@ -74,7 +82,7 @@ class _Wants:
 
     tight: bool = False
     desktop_size: bool = False
-    raw_ok: bool = True  # its pixel format is the relay's own (Raw can be sent as it is)
+    layout: str | None = "RGBX"  # how Raw pixels are laid out for it (relay.raw_layout)
     whole: bool = True
     asked: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -85,7 +93,7 @@ def _read_messages(canonical: bytes, wants: _Wants) -> None:
     while at < len(canonical):
         kind = canonical[at]
         if kind == SET_PIXEL_FORMAT:
-            wants.raw_ok = canonical[at + 4:at + 20] == PIXEL_FORMAT
+            wants.layout = raw_layout(canonical[at + 4:at + 20])
             wants.whole = True
             at += 20
         elif kind == SET_ENCODINGS:
@@ -150,13 +158,14 @@ async def serve(ws: WebSocket, relay: Relay, name: str) -> None:
             version = await _next(relay, sent, wants)
             if version is None:
                 return  # the source is gone; the manager ends the projection
-            if not wants.tight and not wants.raw_ok:
+            if not wants.tight and wants.layout is None:
                 raise ProtocolError("this viewer's pixel format cannot show a projection: "
                                     "use 32-bit colour or a viewer with Tight encoding")
             resized = version.size != size
             if resized and not wants.desktop_size:
                 raise ProtocolError("the projected screen changed size and this viewer cannot follow")
-            version, message = await relay.update(sent, wants.tight, whole=wants.whole or resized)
+            form = "tight" if wants.tight else str(wants.layout)
+            version, message = await relay.update(sent, form, whole=wants.whole or resized)
             if resized:
                 (count,) = struct.unpack_from(">H", message, 2)
                 message = (struct.pack(">BxH", 0, count + 1)

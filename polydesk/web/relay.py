@@ -10,7 +10,8 @@ update) would lack: the trap of relaying Tight or ZRLE as Xvnc encodes them, whe
 client must have seen every byte before. So one encoding serves every station: a station one
 version behind gets what that version changed, any other (new, slow, or asking for the whole
 screen) the whole screen; each is encoded at most once per version, and a slow station only
-skips versions. A station that cannot take Tight (a viewer without it) gets Raw instead.
+skips versions. A station that cannot take Tight (a viewer without it) gets Raw instead, in
+its own pixel layout if it is one of 32 bits.
 
 Pure protocol and pixels; the source's socket comes from the manager (``open_rfb``).
 """
@@ -218,23 +219,40 @@ class Relay:
             await self._changed.wait_for(lambda: self.version.number > number or self.ended.is_set())
         return None if self.ended.is_set() else self.version
 
-    async def update(self, sent: int, tight: bool, whole: bool = False) -> tuple[Version, bytes]:
+    async def update(self, sent: int, form: str, whole: bool = False) -> tuple[Version, bytes]:
         """The FramebufferUpdate message that brings a station from version ``sent`` to the
-        newest: what changed when it is one behind, else the whole screen."""
+        newest: what changed when it is one behind, else the whole screen. ``form``: "tight",
+        or the Raw pixel layout the station asked for (``raw_layout``)."""
         version = self.version
         kind = "change" if (not whole and sent == version.number - 1 and not version.resized) else "whole"
-        key = (version.number, kind, "tight" if tight else "raw")
+        key = (version.number, kind, form)
         message = self._encoded.get(key)
         if message is None:
             boxes = list(version.changed) if kind == "change" else [(0, 0, *version.size)]
-            message = await asyncio.to_thread(_encode, version.pixels, version.size[0], boxes, tight)
+            message = await asyncio.to_thread(_encode, version.pixels, version.size[0], boxes, form)
             if version.number == self.version.number:
                 self._encoded[key] = message
             self.encodes += 1
         return version, message
 
 
-def _encode(pixels: bytes, width: int, boxes: list[Box], tight: bool) -> bytes:
+def raw_layout(pixel_format: bytes) -> str | None:
+    """How Raw pixels are laid out for a station of this pixel format (SetPixelFormat's 16
+    bytes), as Pillow names it ("BGRX"...); None for a format the relay does not write
+    (colour maps, 8 and 16 bits: such a viewer needs Tight)."""
+    bpp, _depth, big, true, rmax, gmax, bmax, rshift, gshift, bshift = struct.unpack_from(
+        ">BBBBHHHBBB", pixel_format)
+    shifts = (rshift, gshift, bshift)
+    if bpp != 32 or not true or (rmax, gmax, bmax) != (255, 255, 255) or any(s % 8 for s in shifts):
+        return None
+    places = ["X"] * 4
+    for name, shift in zip("RGB", shifts, strict=True):
+        places[3 - shift // 8 if big else shift // 8] = name
+    layout = "".join(places)
+    return layout if layout in ("RGBX", "BGRX", "XRGB", "XBGR") else None
+
+
+def _encode(pixels: bytes, width: int, boxes: list[Box], form: str) -> bytes:
     """A FramebufferUpdate of ``boxes`` of the screen (its pixels, ``width`` wide)."""
     around = bounding(boxes)
     assert around is not None
@@ -243,16 +261,16 @@ def _encode(pixels: bytes, width: int, boxes: list[Box], tight: bool) -> bytes:
     else:
         boxes = merge_boxes(boxes, limit=8, slack=64 * 64)
     image = Image.frombuffer("RGB", (width, len(pixels) // (width * 4)), pixels, "raw", "RGBX", 0, 1)
-    rects = [_rect(image, band, tight) for box in boxes for band in _bands(box)]
+    rects = [_rect(image, band, form) for box in boxes for band in _bands(box)]
     return struct.pack(">BxH", 0, len(rects)) + b"".join(rects)
 
 
-def _rect(image: Image.Image, box: Box, tight: bool) -> bytes:
+def _rect(image: Image.Image, box: Box, form: str) -> bytes:
     left, top, right, bottom = box
     head = struct.pack(">HHHH", left, top, right - left, bottom - top)
     part = image.crop(box)
-    if not tight:
-        return head + struct.pack(">i", RAW) + part.tobytes("raw", "RGBX")
+    if form != "tight":
+        return head + struct.pack(">i", RAW) + part.tobytes("raw", form)
     buffer = io.BytesIO()
     part.save(buffer, "JPEG", quality=JPEG_QUALITY)
     jpeg = buffer.getvalue()

@@ -8,9 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from PIL import Image
 
 from polydesk.core.screen import Screen
 from polydesk.system.x11 import xserver
@@ -18,7 +22,7 @@ from tests.harness import Daemon, wait_for
 from tests.rfb import RfbClient, key_events
 from tests.screens import fill
 from tests.users import TestUser, user_pids
-from tests.web.stationclient import WsSocket, station
+from tests.web.stationclient import TcpRelay, WsSocket, station, vnc_url
 from tests.web.test_station_bridge import token_for
 from tests.web.webclient import logon, socket_client
 
@@ -69,7 +73,7 @@ def projection_of(daemon: Daemon, session_id: str) -> dict[str, object] | None:
 
 
 def test_the_source_reaches_every_target_station_and_nothing_comes_back(
-    daemon: Daemon, make_user: Callable[..., TestUser]
+    daemon: Daemon, make_user: Callable[..., TestUser], tmp_path: Path
 ) -> None:
     teacher, boss = make_user("tch", "dashboard"), make_user("boss", "admin")
     ana, bia, caio = make_user("ana"), make_user("bia"), make_user("caio")
@@ -99,7 +103,7 @@ def test_the_source_reaches_every_target_station_and_nothing_comes_back(
             pixels = rfb.framebuffer()
             assert pixel(pixels, 150, 150) == (0xFF, 0x80, 0x00)
             assert pixel(pixels, 20, 700) == (0x20, 0x40, 0x80)
-        fill(daemon, a, source.display, (120, 120, 184, 160), NAVY)  # a change on the source (no window there)
+        fill(daemon, a, source.display, (120, 120, 184, 160), NAVY)  # a change where no window is
         for rfb in (at_bia, at_caio):
             box = changed_box(rfb)
             assert box[0] <= 120 and box[1] <= 120 and box[2] >= 184 and box[3] >= 160, box
@@ -126,6 +130,19 @@ def test_the_source_reaches_every_target_station_and_nothing_comes_back(
         assert close_code(at_caio, 10) == 4000
         assert isinstance(at_caio.sock, WsSocket) and "ended" in str(at_caio.sock.ws.close_reason)
         assert close_code(at_bia, 0.5) is None and projection_of(daemon, b) is not None
+    # a native VNC client (vncdotool, no Tight, a pixel layout of its own) through a TCP relay
+    tcp = TcpRelay(vnc_url(daemon, b), bia_key)
+    try:
+        shot = tmp_path / "shown.png"
+        vncdo = Path(sys.executable).parent / "vncdo"
+        captured = subprocess.run([str(vncdo), "-s", f"127.0.0.1::{tcp.port}", "-t", "30", "capture",
+                                   str(shot)], capture_output=True, text=True, timeout=60)
+        assert captured.returncode == 0, captured.stderr
+        with Image.open(shot) as image:
+            assert image.convert("RGB").getpixel((150, 150)) == (0xFF, 0x80, 0x00)
+    finally:
+        tcp.close()
+
     with station(daemon, b, bia_key) as again, station(daemon, b, token_for(daemon, bia)) as second:
         assert close_code(again) == 4000  # taken over by the second, which is shown the projection
         assert pixel(second.framebuffer(), 150, 150) == (0xFF, 0x80, 0x00)

@@ -20,7 +20,8 @@
       ended: gettext("Logged off"), "logging-off": gettext("Logging off…"), disconnected: gettext("Disconnected"),
       blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
       "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
-      failed: gettext("Failed"),
+      failed: gettext("Failed"), projected: gettext("Projected"), "projection-stopped": gettext("Projection stopped"),
+      "would-do": gettext("Would be done"),
     }),
   });
 })();
