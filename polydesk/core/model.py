@@ -283,6 +283,12 @@ class InvalidRequest(PolydeskError):
     code = "invalid-request"
 
 
+class Conflict(PolydeskError):
+    """A well-formed request the sessions' present state does not allow (nothing to project)."""
+
+    code = "conflict"
+
+
 class BackendError(PolydeskError):
     """A session backend could not do what was asked (Xvnc did not start, X refused ...)."""
 

@@ -20,6 +20,7 @@ from polydesk.core.model import (
     SYSTEM,
     Action,
     Caller,
+    Conflict,
     InvalidRequest,
     NotPermitted,
     Outcome,
@@ -45,10 +46,7 @@ SOURCE_ENDED = "the projected session ended"
 SOURCE_DISCONNECTED = "the projected session was disconnected"
 
 
-def _one_host(source: str, target: Target) -> None:
-    if target.scope is not None or "/" in source or any("/" in i for i in target.ids):
-        raise InvalidRequest("a projection stays on one host: the source and its targets must be "
-                             "sessions of the host that shows them (no host/id, no fleet)")
+ONE_HOST = "a projection stays on one host: its targets must be sessions of this host"
 
 
 class Projections:
@@ -63,7 +61,7 @@ class Projections:
             own = [s for s in parts.sessions_now() if s.uid == caller.uid
                    and s.state != SessionState.LOGGING_OFF]
             if not own:
-                raise InvalidRequest("you have no session to project: log on first, or name one")
+                raise Conflict("you have no session to project: log on first, or name one")
             return own[0]
         session = parts.session_now(source_id)
         if session is None:
@@ -79,13 +77,14 @@ class Projections:
     async def project(self, caller: Caller, source_id: str | None, target: Target,
                       what_if: bool = False) -> list[Outcome]:
         """Show the source's screen at the targets' stations (their own desktops keep running)."""
-        _one_host(source_id or "", target)
+        if target.scope is not None:
+            raise InvalidRequest(ONE_HOST + " (no --fleet, no --host)")
         source = self.source(caller, source_id)
         parts = self.parts
         if source.state not in (SessionState.ACTIVE, SessionState.DISCONNECTED):
-            raise InvalidRequest(f"session {source.id} is {source.state}: it cannot be projected")
+            raise Conflict(f"session {source.id} is {source.state}: it cannot be projected")
         if parts.backend(source).rfb_socket(source) is None:
-            raise InvalidRequest(f"session {source.id} ({source.backend}) has no screen the daemon can "
+            raise Conflict(f"session {source.id} ({source.backend}) has no screen the daemon can "
                                  "relay: only Polydesk's own (xvnc) sessions can be projected")
         mark = Projection(source.id, source.user, caller.user, time.time())
         if target.all:  # everyone the caller may act on, but the caller and the source
@@ -94,6 +93,12 @@ class Projections:
             if not ids:
                 return []
             target = Target(ids=ids)
+
+        elsewhere = [Outcome(i, Status.FAILED, None, ONE_HOST) for i in target.ids if "/" in i]
+        target = Target(ids=tuple(i for i in target.ids if "/" not in i), all=target.all)
+        if not target.ids and not target.all:
+            parts.audit.outcomes(caller, Action.PROJECT, elsewhere, detail={"source": source.id})
+            return elsewhere
 
         async def act(session: Session) -> Outcome:
             if session.id == source.id:
@@ -109,8 +114,8 @@ class Projections:
             parts.stations.close_all(session.id, PROJECTION_STARTED, Mode.OWN, switched=True)
             return Outcome(session.id, Status.PROJECTED, session.user)
 
-        return await each(parts, caller, Action.PROJECT, target, act,
-                          {"source": source.id, "source_user": source.user, "what_if": what_if})
+        return elsewhere + await each(parts, caller, Action.PROJECT, target, act,
+                                      {"source": source.id, "source_user": source.user, "what_if": what_if})
 
     async def stop(self, caller: Caller, source_id: str | None, target: Target | None = None,
                    what_if: bool = False) -> list[Outcome]:

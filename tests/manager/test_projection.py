@@ -8,6 +8,7 @@ import pytest
 from polydesk.backends.fake import FakeBackend
 from polydesk.core.model import (
     Caller,
+    Conflict,
     InvalidRequest,
     NotPermitted,
     Role,
@@ -81,11 +82,12 @@ async def test_bad_requests_name_what_is_wrong_and_change_nothing(manager: Manag
     with_screens(manager, a)  # b has no screen the bridge serves (a logind seat, say)
     with pytest.raises(UnknownSession, match="'99'"):
         await manager.project(TEACHER, "99", Target(ids=(b,)))
-    with pytest.raises(InvalidRequest, match="one host"):
-        await manager.project(TEACHER, a, Target(ids=("other-host/3",)))
+    [elsewhere] = await manager.project(TEACHER, a, Target(ids=("other-host/3",)))
+    assert (elsewhere.id, elsewhere.status) == ("other-host/3", Status.FAILED)
+    assert "one host" in (elsewhere.reason or "")
     with pytest.raises(InvalidRequest, match="one host"):
         await manager.project(TEACHER, a, Target(all=True, scope="*"))
-    with pytest.raises(InvalidRequest, match="no session to project"):
+    with pytest.raises(Conflict, match="no session to project"):
         await manager.project(TEACHER, None, Target(ids=(b,)))  # the teacher has no session here
     [onto_seat] = await manager.project(TEACHER, a, Target(ids=(b,)))
     assert onto_seat.status == Status.FAILED and "cannot show a projection" in (onto_seat.reason or "")
@@ -93,7 +95,7 @@ async def test_bad_requests_name_what_is_wrong_and_change_nothing(manager: Manag
     assert onto_itself.status == Status.FAILED and "itself" in (onto_itself.reason or "")
     with_screens(manager, b)
     manager.backends["fake"].rfb.pop(a)  # type: ignore[attr-defined]
-    with pytest.raises(InvalidRequest, match="xvnc"):
+    with pytest.raises(Conflict, match="xvnc"):
         await manager.project(TEACHER, a, Target(ids=(b,)))
     [unknown] = await manager.project(TEACHER, b, Target(ids=("42",)))
     assert unknown.status == Status.UNKNOWN and "'42'" in (unknown.reason or "")

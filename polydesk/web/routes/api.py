@@ -103,6 +103,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "Not signed in: use the Unix socket, a bearer token or the log-on page"),
         (403, "Not permitted (or a missing or wrong CSRF token)"),
         (404, "No such session, user or token: the message names it"),
+        (409, "The sessions' present state does not allow it (the message says why)"),
         (413, "Request body too large (setting max_request_body)"),
         (429, "Too many failed log-ons"),
         (502, "The session backend could not do it"),

@@ -12,7 +12,8 @@ from polydesk.core.model import InvalidRequest, Target
 from polydesk.manager.manager import Manager
 from polydesk.web.routes.api import ERRORS, REFUSED, Results, Who, results
 
-SessionId = Annotated[str, Field(min_length=1, max_length=128)]
+SessionId = Annotated[str, Field(min_length=1, max_length=128,
+                                 description="a session of this host (a projection stays on one host)")]
 
 
 class ProjectRequest(BaseModel):
