@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
+from polydesk.core.events import Event
 from polydesk.core.model import (
     SYSTEM,
     Action,
@@ -112,6 +113,8 @@ class Projections:
                 return Outcome(session.id, Status.WOULD_DO, session.user)
             parts.set(session.with_(projection=mark))
             parts.stations.close_all(session.id, PROJECTION_STARTED, Mode.OWN, switched=True)
+            parts.bus.publish(Event("projection-started", session.id, None,
+                                    {"source": source.id, "source_user": source.user, "by": caller.user}))
             return Outcome(session.id, Status.PROJECTED, session.user)
 
         return elsewhere + await each(parts, caller, Action.PROJECT, target, act,
@@ -139,7 +142,7 @@ class Projections:
                                + (f" of session {source_id}" if source_id else ""))
             if what_if:
                 return Outcome(session.id, Status.WOULD_DO, session.user)
-            self._give_back(session)
+            self._give_back(session, f"stopped by {caller.user}")
             return Outcome(session.id, Status.PROJECTION_STOPPED, session.user)
 
         return await each(parts, caller, Action.STOP_PROJECTING, target, act,
@@ -149,9 +152,11 @@ class Projections:
         return [s for s in self.parts.store.sessions()
                 if s.projection is not None and s.projection.source == source_id]
 
-    def _give_back(self, session: Session) -> None:
+    def _give_back(self, session: Session, why: str) -> None:
         self.parts.set(session.with_(projection=None))
         self.parts.stations.close_all(session.id, PROJECTION_ENDED, Mode.OWN, switched=True)
+        source = session.projection.source if session.projection else None
+        self.parts.bus.publish(Event("projection-ended", session.id, None, {"source": source, "why": why}))
 
     def source_gone(self, source_id: str, ended: bool) -> None:
         """Session ``source_id`` ended or was disconnected: its projections end, audited as the
@@ -161,7 +166,7 @@ class Projections:
             return
         why = SOURCE_ENDED if ended else SOURCE_DISCONNECTED
         for target in targets:
-            self._give_back(target)
+            self._give_back(target, why)
         log.info("projection of session %s ended: %s", source_id, why)
         self.parts.audit.outcomes(SYSTEM, Action.STOP_PROJECTING,
                                   [Outcome(t.id, Status.PROJECTION_STOPPED, t.user, why) for t in targets],

@@ -229,7 +229,7 @@ class Relay:
         message = self._encoded.get(key)
         if message is None:
             boxes = list(version.changed) if kind == "change" else [(0, 0, *version.size)]
-            message = await asyncio.to_thread(_encode, version.pixels, version.size[0], boxes, form)
+            message = await asyncio.to_thread(encode_update, version.pixels, version.size[0], boxes, form)
             if version.number == self.version.number:
                 self._encoded[key] = message
             self.encodes += 1
@@ -252,7 +252,7 @@ def raw_layout(pixel_format: bytes) -> str | None:
     return layout if layout in ("RGBX", "BGRX", "XRGB", "XBGR") else None
 
 
-def _encode(pixels: bytes, width: int, boxes: list[Box], form: str) -> bytes:
+def encode_update(pixels: bytes, width: int, boxes: list[Box], form: str) -> bytes:
     """A FramebufferUpdate of ``boxes`` of the screen (its pixels, ``width`` wide)."""
     around = bounding(boxes)
     assert around is not None

@@ -40,7 +40,11 @@ async def test_project_marks_the_targets_and_stop_gives_them_back(manager: Manag
     with_screens(manager, a, b, c)
     station = await manager.open_station(Caller("bia", 2002, Role.STANDARD), b, Mode.OWN, "test")
 
-    outcomes = await manager.project(TEACHER, a, Target(all=True))
+    async with manager.events() as events:
+        outcomes = await manager.project(TEACHER, a, Target(all=True))
+        started = [events.get_nowait() for _ in range(events.qsize())]
+    assert {(e.session_id, e.detail["source"], e.detail["by"]) for e in started
+            if e.kind == "projection-started"} == {(b, a, "teacher"), (c, a, "teacher")}
 
     assert {(o.id, o.status) for o in outcomes} == {(b, Status.PROJECTED), (c, Status.PROJECTED)}
     assert (shown(manager, a), shown(manager, b), shown(manager, c)) == (None, a, a)
