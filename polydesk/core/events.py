@@ -67,6 +67,7 @@ def public_session(session: Session) -> dict[str, Any]:
         "details": dict(session.backend_data.get("details") or {}),
         "logoff_deadline": session.logoff.deadline if session.logoff else None,
         "version": session.version,
+        "web_limit": session.web_limit.as_dict() if session.web_limit else None,
     }
 
 

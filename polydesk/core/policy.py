@@ -33,13 +33,14 @@ _ON_OTHERS = frozenset(
         Action.MESSAGE,
         Action.VIEW,
         Action.CONTROL,
+        Action.WEB_LIMIT,  # as block: never one's own session
     }
 )
 # RESIZE is only ever one's own: a watcher's window never changes the size of the student's screen.
 _ON_OWN: dict[Role, frozenset[Action]] = {
     Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}),
-    Role.DASHBOARD: _ON_OTHERS - {Action.BLOCK} | {Action.RESIZE},
-    Role.ADMIN: _ON_OTHERS - {Action.BLOCK} | {Action.RESIZE},
+    Role.DASHBOARD: _ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
+    Role.ADMIN: _ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
 }
 # Which owners' sessions each role may act on (other than its own).
 _OVER: dict[Role, frozenset[Role]] = {
@@ -74,6 +75,8 @@ def may(caller: Caller, action: Action, session: Session) -> Decision:
             return ALLOW
         if action == Action.BLOCK:
             return Decision(False, "you cannot block your own session")
+        if action == Action.WEB_LIMIT:
+            return Decision(False, "you cannot limit your own session's web access")
         return Decision(False, f"a {caller.role} user may not {action} sessions")
     if action not in _ON_OTHERS or caller.role == Role.STANDARD:
         return Decision(False, f"session {session.id} belongs to another user")
@@ -141,7 +144,7 @@ def may_global(caller: Caller, action: Action) -> Decision:
         if caller.role == Role.ADMIN:
             return ALLOW
         return Decision(False, "only administrators may rename stations")
-    if action in (Action.STATIONS, Action.GROUPS):
+    if action in (Action.STATIONS, Action.GROUPS, Action.WEB_LISTS):
         if caller.role != Role.STANDARD:
             return ALLOW
         return Decision(False, f"only Dashboard users and administrators may use {action}")

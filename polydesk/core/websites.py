@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 
@@ -102,6 +103,17 @@ def web_limit(mode: object, sites: object) -> WebLimit:
         raise InvalidRequest("sites: an allow list needs at least one site (to cut the web, block everything "
                              "with an allow list of one site nobody uses)")
     return WebLimit(web_mode, entries)
+
+
+def stored_limit(text: str | None) -> WebLimit | None:
+    """A limit as the store keeps it (JSON), read back; None: none (or one no longer valid)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        return web_limit(data["mode"], data["sites"])
+    except (ValueError, KeyError, TypeError, InvalidRequest):
+        return None
 
 
 def list_name(value: object) -> str:

@@ -22,18 +22,18 @@ def session_of(owner: str, caller_role: Role) -> Session:
 
 
 ON_OTHERS = {Action.LOGOFF, Action.DISCONNECT, Action.BLOCK, Action.UNBLOCK, Action.MESSAGE,
-             Action.VIEW, Action.CONTROL}
+             Action.VIEW, Action.CONTROL, Action.WEB_LIMIT}
 EXPECTED: dict[tuple[Role, str], set[Action]] = {
     # RESIZE: a station sizes its own session's screen only (never a watcher's window).
     (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE},
     (Role.STANDARD, "standard"): set(),
     (Role.STANDARD, "dashboard"): set(),
     (Role.STANDARD, "admin"): set(),
-    (Role.DASHBOARD, "self"): ON_OTHERS - {Action.BLOCK} | {Action.RESIZE},
+    (Role.DASHBOARD, "self"): ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
     (Role.DASHBOARD, "standard"): ON_OTHERS,
     (Role.DASHBOARD, "dashboard"): ON_OTHERS,
     (Role.DASHBOARD, "admin"): set(),
-    (Role.ADMIN, "self"): ON_OTHERS - {Action.BLOCK} | {Action.RESIZE},
+    (Role.ADMIN, "self"): ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
     (Role.ADMIN, "standard"): ON_OTHERS,
     (Role.ADMIN, "dashboard"): ON_OTHERS,
     (Role.ADMIN, "admin"): ON_OTHERS,
@@ -149,7 +149,7 @@ def test_stations_and_groups() -> None:
     administrators rename stations; standard users do neither."""
     ana, tch, boss = (Caller(n, i, r) for n, i, r in (("ana", 1, Role.STANDARD), ("tch", 2, Role.DASHBOARD),
                                                        ("boss", 3, Role.ADMIN)))
-    for action in (Action.STATIONS, Action.GROUPS):
+    for action in (Action.STATIONS, Action.GROUPS, Action.WEB_LISTS):
         assert not may_global(ana, action) and may_global(tch, action) and may_global(boss, action)
     assert not may_global(tch, Action.RENAME_STATION) and may_global(boss, Action.RENAME_STATION)
     assert "administrators" in may_global(tch, Action.RENAME_STATION).reason
