@@ -33,6 +33,7 @@ from polydesk.web.routes.privacy import Notice, NoticeRecords, privacy_router
 from polydesk.web.routes.rooms import StationCookies, rooms_router
 from polydesk.web.routes.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.routes.vncproxy import vnc_router
+from polydesk.web.routes.weblimits import web_limits_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.signin import DeviceCookies, SigninChecker
 
@@ -100,6 +101,7 @@ def create_app(
     station_cookies = StationCookies(secret, manager)
     app.include_router(vnc_router(manager, auth, station_cookies))
     app.include_router(rooms_router(manager))
+    app.include_router(web_limits_router(manager))
     notice = Notice(settings, records)
     app.include_router(privacy_router(notice))
     holds = HoldsDesk(manager, checker.limiter)
