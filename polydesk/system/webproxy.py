@@ -8,12 +8,17 @@ whose it is, and so which list applies. For each connection the proxy:
    redirected (someone dialling the port itself) is closed;
 2. reads its first bytes, at most ``sniff.MAX_HELLO`` and for ``SNIFF_SECONDS``, for the
    HTTP ``Host`` or the TLS SNI (core/sniff.py);
-3. applies the user's list (core/websites.py): allowed, it connects to the original
-   destination, sends what it read and splices the two; refused, plain HTTP gets a small page
+3. applies the user's list (core/websites.py), and checks that the name leads to where the
+   connection goes (the host's resolver, answers kept ``NAMES_SECONDS``): naming an allowed
+   site while dialling another's address (``curl --resolve``, a forged Host or SNI) is refused;
+4. allowed, it connects to the original destination, sends what it read and splices the two;
+   refused, plain HTTP gets a small page
    ("Blocked by your teacher: SITE", in the server's language) and anything else is reset at
    once (``SO_LINGER`` 0: the client sees the refusal now, it does not hang).
 
-A ClientHello with Encrypted Client Hello is refused in both modes: its SNI is not the site.
+Encrypted Client Hello cannot be refused here: Chromium sends an ECH extension on every
+connection (GREASE, made to look like the real one), so the list applies to the outer SNI, and
+the browsers' managed policies turn ECH off (docs/web-limits.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from polydesk.core.sniff import MAX_HELLO, MORE, Malformed, Sniffed, sniff
-from polydesk.core.websites import WebLimit, WebMode
+from polydesk.core.websites import WebLimit, WebMode, host_name
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,7 @@ SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST is the same
 SNIFF_SECONDS = 3.0
 CONNECT_SECONDS = 5.0
 MAX_CONNECTIONS = 512  # per user: a flood of connections cannot take the daemon's descriptors
+NAMES_SECONDS = 300.0  # a name's addresses, as the resolver gave them, are kept (and added up)
 _CHUNK = 64 * 1024
 
 
@@ -53,6 +59,7 @@ class WebProxy:
     def __init__(self, refused_page: Callable[[str], bytes]) -> None:
         self.refused_page = refused_page
         self.users: dict[int, _User] = {}
+        self.names: dict[str, tuple[float, set[str]]] = {}  # name -> (until, its addresses)
 
     def port_of(self, uid: int) -> int | None:
         user = self.users.get(uid)
@@ -102,9 +109,9 @@ class WebProxy:
                 return
             head, seen = await _read_head(reader)
             name = seen.name if seen is not None else None
-            if (seen is None and user.limit.mode == WebMode.ALLOW) or (seen is not None and seen.ech) \
-                    or not user.limit.permits(name):
-                await self._refuse(writer, seen, name)
+            if (seen is None and user.limit.mode == WebMode.ALLOW) or not user.limit.permits(name) \
+                    or (name is not None and not await self._leads_to(name, destination[0])):
+                await self._refuse(reader, writer, seen, name)
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(
@@ -117,16 +124,47 @@ class WebProxy:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             _reset(writer)
+        except Exception:
+            log.exception("web limits: a connection of uid %s failed", user)
+            _reset(writer)
         finally:
             for end in (writer, upstream):
                 if end is not None and not end.is_closing():
                     end.close()
 
-    async def _refuse(self, writer: asyncio.StreamWriter, seen: Sniffed | None, name: str | None) -> None:
+    async def _leads_to(self, name: str, address: str) -> bool:
+        """Whether the resolver gives ``address`` for ``name`` (names with no site, as
+        ``Host: 192.0.2.1``, are the list's business, not this check's)."""
+        site = host_name(name)
+        if site is None:
+            return True
+        loop = asyncio.get_running_loop()
+        until, known = self.names.get(site, (0.0, set()))
+        if address in known:
+            return True
+        if loop.time() < until - NAMES_SECONDS + 1.0:
+            return False  # asked less than a second ago: do not let a client make us ask in a loop
+        try:
+            answers = await asyncio.wait_for(loop.getaddrinfo(site, None, type=socket.SOCK_STREAM),
+                                             CONNECT_SECONDS)
+        except (OSError, TimeoutError):
+            answers = []
+        fresh = {str(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in answers}
+        if len(self.names) > 10000:
+            self.names.clear()
+        self.names[site] = (loop.time() + NAMES_SECONDS, (known if loop.time() < until else set()) | fresh)
+        return address in self.names[site][1]
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Sniffed | None, name: str | None) -> None:
         if seen is not None and seen.kind == "http":
             writer.write(self.refused_page(name or "?"))
-            with contextlib.suppress(ConnectionError, TimeoutError):
+            # A lingering close, as HTTP servers do: the page, our FIN, then what the client still
+            # sends is read and dropped until it closes. Closing with unread bytes would send a
+            # reset, which can reach the client before it has read the page.
+            with contextlib.suppress(ConnectionError, TimeoutError, OSError):
                 await asyncio.wait_for(writer.drain(), SNIFF_SECONDS)
+                writer.write_eof()
+                await asyncio.wait_for(_drain_input(reader), SNIFF_SECONDS)
             writer.close()
             return
         _reset(writer)
@@ -206,6 +244,11 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, Sniffed | Non
         if not chunk:
             raise ConnectionResetError("the client left before naming a site")
         head += chunk
+
+
+async def _drain_input(reader: asyncio.StreamReader) -> None:
+    while await reader.read(_CHUNK):
+        pass
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -83,26 +83,34 @@ def ruleset(users: Iterable[UserRules], dns: Iterable[str] = (), closed: bool = 
               f"  map proxy_port {{ type uid : inet_service; {_elements(ports)} }}",
               f"  set dns4 {{ type ipv4_addr; {_elements(', '.join(v4))} }}",
               f"  set dns6 {{ type ipv6_addr; {_elements(', '.join(v6))} }}"]
+    # Every rule matches the limited users positively: a packet with no socket owner to read
+    # (a SYN-ACK of a listening socket, a TIME_WAIT's ACK) matches neither ``@limited`` nor
+    # ``!= @limited``, so a "return unless limited" would let it fall into the rejects.
+    web = ", ".join(map(str, WEB_PORTS))
     if not closed:
         lines += [
             "  chain web_redirect {",
             "    type nat hook output priority -100; policy accept;",
-            "    meta skuid != @limited return",
-            "    ip daddr 127.0.0.0/8 return",
-            "    ip6 daddr ::1 return",
-            f"    tcp dport {{ {', '.join(map(str, WEB_PORTS))} }} redirect to meta skuid map @proxy_port",
+            "    meta skuid @limited ip daddr != 127.0.0.0/8 tcp dport { " + web
+            + " } redirect to meta skuid map @proxy_port",
+            "    meta skuid @limited ip6 daddr != ::1 tcp dport { " + web
+            + " } redirect to meta skuid map @proxy_port",
             "  }",
         ]
     lines += [
         "  chain web_refuse {",
         "    type filter hook output priority filter; policy accept;",
-        "    meta skuid != @limited return",
+        "    meta skuid @limited jump limited",
+        "  }",
+        "  chain limited {",
         # What the redirect sent to the proxy: its packets now go to loopback, which is open.
         "    ip daddr 127.0.0.0/8 accept",
         "    ip6 daddr ::1 accept",
-        f"    tcp dport {{ {', '.join(map(str, WEB_PORTS))}, 853 }} reject with tcp reset",
+        f"    tcp dport {{ {web}, 853 }} reject with tcp reset",
         "    udp dport { 443, 853 } reject",
-        "    meta skuid != @allow_only accept",
+        "    meta skuid @allow_only jump allow_only",
+        "  }",
+        "  chain allow_only {",
         "    udp dport 53 ip daddr @dns4 accept",
         "    tcp dport 53 ip daddr @dns4 accept",
         "    udp dport 53 ip6 daddr @dns6 accept",
