@@ -40,7 +40,8 @@ class World:
         assert status == "200", f"{url}: {result.stdout}"
         return body.strip()
 
-    def refused(self, url: str, user: TestUser | None = None, *extra: str) -> subprocess.CompletedProcess[str]:
+    def refused(self, url: str, user: TestUser | None = None,
+                *extra: str) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         result = self.lab.curl(url, user, *extra)
         took = time.monotonic() - started
@@ -213,7 +214,7 @@ def test_chromium_as_the_student(world: World) -> None:
     assert w.daemon.cli("web", "allow", w.session, "contoso.test").returncode == 0
     try:
         chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--ignore-certificate-errors", "--user-data-dir=/tmp/pdt-weblab-chromium-" + w.student.name,
+                    "--ignore-certificate-errors", f"--user-data-dir={w.student.home}/chromium",
                     "--virtual-time-budget=3000", "--dump-dom"]
         allowed = w.lab.run([*chromium, "https://www.contoso.test/"], w.student, timeout=40)
         assert "hello www.contoso.test" in allowed.stdout, allowed.stderr[-2000:]

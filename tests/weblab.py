@@ -87,7 +87,8 @@ def private_network() -> Iterator[None]:
     try:
         _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         try:
-            for command in (["ip", "link", "set", "lo", "up"],  # the servers' addresses: on lo, no module needed
+            # The servers' addresses go on lo: a dummy interface needs a module this kernel may lack.
+            for command in (["ip", "link", "set", "lo", "up"],
                             ["ip", "addr", "add", f"{V4}/32", "dev", "lo"],
                             ["ip", "addr", "add", f"{V4_OTHER}/32", "dev", "lo"],
                             ["ip", "addr", "add", f"{V6}/128", "dev", "lo"]):

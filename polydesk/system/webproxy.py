@@ -155,7 +155,8 @@ class WebProxy:
         self.names[site] = (loop.time() + NAMES_SECONDS, (known if loop.time() < until else set()) | fresh)
         return address in self.names[site][1]
 
-    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Sniffed | None, name: str | None) -> None:
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      seen: Sniffed | None, name: str | None) -> None:
         if seen is not None and seen.kind == "http":
             writer.write(self.refused_page(name or "?"))
             # A lingering close, as HTTP servers do: the page, our FIN, then what the client still
