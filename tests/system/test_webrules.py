@@ -14,10 +14,11 @@ from polydesk.system import webrules
 from polydesk.system.webrules import UserRules
 from tests import weblab
 
-pytestmark = pytest.mark.skipif(not webrules.nft_available(), reason="nftables is not installed (scripts/install)")
+pytestmark = pytest.mark.skipif(not webrules.nft_available(),
+                                reason="nftables is not installed (scripts/install)")
 
-OTHER = "table inet someone_else {\n  chain out {\n    type filter hook output priority 10; policy accept;\n" \
-        "    tcp dport 9 counter\n  }\n}\n"
+OTHER = ("table inet someone_else {\n  chain out {\n"
+         "    type filter hook output priority 10; policy accept;\n    tcp dport 9 counter\n  }\n}\n")
 
 
 @pytest.fixture
@@ -34,7 +35,8 @@ def _ruleset() -> str:
 def test_the_table_is_replaced_whole_and_removed_leaving_others_alone(netns: None) -> None:
     other = subprocess.run(["nft", "list", "table", "inet", "someone_else"], capture_output=True, text=True,
                            check=True).stdout
-    webrules.apply([UserRules(1001, 40001, True), UserRules(1002, 40002, False)], ["192.0.2.53", "2001:db8::53"])
+    webrules.apply([UserRules(1001, 40001, True), UserRules(1002, 40002, False)],
+                   ["192.0.2.53", "2001:db8::53"])
     table = webrules.listed()
     assert "elements = { 1001, 1002 }" in table and "1001 : 40001" in table and "192.0.2.53" in table
     webrules.apply([UserRules(1002, 40003, False)])  # one transaction: the old rules go with it
