@@ -99,12 +99,15 @@ def test_allow_only(world: World) -> None:
     assert "Blocked by your teacher: www.contoso.test" in forged.stdout
     w.refused("http://www.contoso.test:8080/", student)
     w.refused("telnet://fabrikam.test:853", student)
-    quic = w.lab.run(["python3", "-c", _UDP_443], student)
+    quic = w.lab.run(["python3", "-c", _udp(weblab.V4, 443)], student)
     assert quic.stdout.strip() == "refused", quic.stdout + quic.stderr
+    # DNS: to the host's resolver (resolv.conf: V4), and nowhere else.
+    assert w.lab.run(["python3", "-c", _udp(weblab.V4, 53)], student).stdout.strip() == "echo"
+    assert w.lab.run(["python3", "-c", _udp(weblab.V4_OTHER, 53)], student).stdout.strip() == "refused"
     # Everyone else is untouched: another user, root.
     assert w.ok("https://fabrikam.test/", w.other) == "hello fabrikam.test"
     assert w.ok("http://fabrikam.test:8080/", None) == "hello fabrikam.test:8080"
-    assert w.lab.run(["python3", "-c", _UDP_443], w.other).stdout.strip() == "echo"
+    assert w.lab.run(["python3", "-c", _udp(weblab.V4, 443)], w.other).stdout.strip() == "echo"
     # Everyone sees it: the session list, the CLI.
     shown = w.daemon.cli("web", "show", w.session)
     assert "allow only\tcontoso.test wiki" in shown.stdout
@@ -113,12 +116,14 @@ def test_allow_only(world: World) -> None:
     assert listed[w.other_session]["web_limit"] is None
 
 
-_UDP_443 = f"""
+def _udp(address: str, port: int) -> str:
+    """A UDP client's script: "echo", "refused" (the ICMP answer, or EPERM at once) or "timeout"."""
+    return f"""
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
-s.connect(({weblab.V4!r}, 443))
+s.connect(({address!r}, {port}))
 try: s.send(b"quic"); print("echo" if s.recv(10) == b"quic" else "?")
-except (ConnectionRefusedError, PermissionError): print("refused")  # the ICMP answer, or EPERM at once
+except (ConnectionRefusedError, PermissionError): print("refused")
 except TimeoutError: print("timeout")
 """
 
@@ -169,6 +174,13 @@ def test_a_limit_outlives_a_killed_daemon_and_ends_without_a_trace(
     assert [s["web_limit"] for s in daemon.sessions()] == [{"mode": "allow", "sites": ["contoso.test"]}]
     assert w.ok("https://www.contoso.test/", student) == "hello www.contoso.test"
     w.refused("https://fabrikam.test/", student)
+    # A daemon that stops cleanly leaves the web refused too: nothing redirected, all reset.
+    assert daemon.stop() == 0
+    table = _table()
+    assert f"elements = {{ {student.uid} }}" in table and "redirect" not in table
+    w.refused("https://www.contoso.test/", student)
+    weblab.start_daemon(daemon, w.lab)
+    assert w.ok("https://www.contoso.test/", student) == "hello www.contoso.test"
     assert daemon.cli("web", "off", "--all").returncode == 0
     assert "polydesk" not in _table()
     assert w.ok("https://fabrikam.test/", student) == "hello fabrikam.test"

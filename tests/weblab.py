@@ -25,8 +25,8 @@ NAMES = ("www.contoso.test", "contoso.test", "a.b.contoso.test")  # on V4
 OTHER_NAMES = ("fabrikam.test", "wiki.fabrikam.test", "games.test", "mygames.test")  # on V4_OTHER
 V6_NAMES = ("v6.contoso.test", "v6.fabrikam.test")
 SERVER = Path(__file__).with_name("weblab_server.py")
-# Run as the namespace's /etc/hosts, then exec the rest of the command line.
-_WITH_HOSTS = 'mount --bind "$0" /etc/hosts && exec "$@"'
+# The lab's hosts file and resolv.conf in place of the machine's, then exec the rest of the command line.
+_WITH_HOSTS = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
 CLONE_NEWNET = 0x40000000  # os.unshare and os.setns come with Python 3.12; Debian 12 has 3.11
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -48,7 +48,7 @@ class Lab:
         """``argv`` in a mount namespace that sees the lab's names (and as ``user``, if given)."""
         as_user = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups"] if user else []
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _WITH_HOSTS,
-                str(self.hosts), *as_user, *argv]
+                str(self.hosts), str(self.hosts.with_name("resolv.conf")), *as_user, *argv]
 
     def env(self, user: TestUser | None) -> dict[str, str]:
         """A plain environment: no proxy variables, Debian's programs first."""
@@ -109,6 +109,8 @@ def web() -> Iterator[Lab]:
                      + "".join(f"{V4} {name}\n" for name in NAMES)
                      + "".join(f"{V4_OTHER} {name}\n" for name in OTHER_NAMES)
                      + "".join(f"{V6} {name}\n" for name in V6_NAMES))
+    (folder / "resolv.conf").write_text(f"nameserver {V4}\n")  # the lab's "resolver": a UDP echo on 53
+    (folder / "resolv.conf").chmod(0o644)
     cert, key = folder / "cert.pem", folder / "key.pem"
     names = ",".join(f"DNS:{n}" for n in (*NAMES, *OTHER_NAMES, *V6_NAMES))
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

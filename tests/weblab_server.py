@@ -1,6 +1,6 @@
 """The web of the web-limit tests, run inside their private network namespace (tests/weblab.py):
 HTTP on 80 and 8080, HTTPS on 443 (a self-signed certificate for the test names), a TCP
-listener on 853 (DNS over TLS) and a UDP echo on 443 (QUIC). Every HTTP answer says which
+listener on 853 (DNS over TLS), a UDP echo on 443 (QUIC) and on 53 (the lab's resolver). Every HTTP answer says which
 Host it was asked for: ``hello HOST``. Stops when its standard input closes.
 
     python tests/weblab_server.py CERT KEY
@@ -52,10 +52,10 @@ class DotServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
-def udp_echo() -> None:
+def udp_echo(port: int) -> None:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind(("::", 443))
+    sock.bind(("::", port))
     while True:
         data, peer = sock.recvfrom(2048)
         sock.sendto(data, peer)
@@ -71,7 +71,8 @@ def main() -> None:
     servers += [tls, DotServer(("::", 853), Dot)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    threading.Thread(target=udp_echo, daemon=True).start()
+    for port in (443, 53):  # QUIC, and the lab's resolver (an echo is enough to see it reached)
+        threading.Thread(target=udp_echo, args=(port,), daemon=True).start()
     print("ready", flush=True)
     sys.stdin.read()
 
