@@ -1,7 +1,7 @@
 """The web of the web-limit tests, run inside their private network namespace (tests/weblab.py):
 HTTP on 80 and 8080, HTTPS on 443 (a self-signed certificate for the test names), a TCP
-listener on 853 (DNS over TLS), a UDP echo on 443 (QUIC) and on 53 (the lab's resolver). Every HTTP answer says which
-Host it was asked for: ``hello HOST``. Stops when its standard input closes.
+listener on 853 (DNS over TLS), a UDP echo on 443 (QUIC) and on 53 (the lab's resolver).
+Every HTTP answer says which Host it was asked for: ``hello HOST``. Stops when its standard input closes.
 
     python tests/weblab_server.py CERT KEY
 """
