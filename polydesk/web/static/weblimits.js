@@ -1,5 +1,8 @@
 /* Polydesk Dashboard: the "Limit web access" dialog and the saved lists of sites.
  *
+ * Opened from whatever carries data-web-limit: the thumbnails' right-click menu (the toolbar
+ * has no room left for it in Portuguese on a laptop); it acts on the selected sessions or all.
+ *
  * Beside dashboard.js (window.polydeskDashboard: the selection, the results panel). The limit
  * itself is the daemon's (POST /api/v1/sessions/web-limit, /off; saved lists in /web-lists),
  * held by the kernel; this page only says what the teacher wants. Sites and list names come
@@ -18,7 +21,7 @@
 
   let sites = [];
   let lists = [];
-  let targets = { ids: [] };
+  let chosenIds = [];
   let opener = null;
 
   async function call(method, path, body) {
@@ -91,11 +94,14 @@
 
   async function open() {
     const ids = [...dash.selected];
-    targets = ids.length ? { ids } : { all: true };
+    chosenIds = ids;
     const users = ids.map((id) => (dash.cardOf(id) || { dataset: {} }).dataset.user).filter(Boolean);
     $("web-targets").textContent = ids.length
-      ? fill(gettext("For the selected sessions: {users}"), { users: users.join(", ") })
-      : gettext("For every session (no session is selected).");
+      ? fill(gettext("The selected sessions: {users}"), { users: users.join(", ") })
+      : gettext("The selected sessions: none");
+    const scope = dialog.querySelector('input[name="web-scope"][value="selected"]');
+    scope.disabled = ids.length === 0;
+    dialog.querySelector(`input[name="web-scope"][value="${ids.length ? "selected" : "all"}"]`).checked = true;
     sites = [];
     setMode("allow");
     error("");
@@ -118,6 +124,8 @@
   async function apply(path, body) {
     const title = path === "web-limit" ? gettext("Limit web access") : gettext("Remove the web limit");
     try {
+      const all = dialog.querySelector('input[name="web-scope"]:checked').value === "all";
+      const targets = all ? { all: true } : { ids: chosenIds };
       const result = await call("POST", "/sessions/" + path, Object.assign({}, targets, body));
       dialog.close();
       dash.showResults(fill(gettext("{action}: {done} done, {failed} failed"),
