@@ -23,6 +23,8 @@ from polydesk.cli.actions import All, act, selection
 from polydesk.cli.client import USAGE, connect, fail
 from polydesk.cli.output import Json, list_lines, printable, show_json
 from polydesk.core.i18n import _
+from polydesk.core.model import InvalidRequest
+from polydesk.core.websites import site_entry
 
 web_app = typer.Typer(help=_("Limit the web access of sessions: allow only, or block only, some sites."),
                       no_args_is_help=True)
@@ -59,6 +61,7 @@ def _limit(mode: str, args: list[str] | None, all_: bool, saved: str | None, as_
         sites = [*lists[saved]["sites"], *sites]
     if not sites and mode == "allow":
         fail(USAGE, _("give the sites to allow after the session ids (or --list NAME)"))
+    sites = _entries(sites)
     act("web-limit", {**selection(ids, all_, own_if_empty=False), "mode": mode, "sites": sites}, as_json)
 
 
@@ -98,6 +101,14 @@ def show(session_id: Annotated[str, typer.Argument(help=_("Session id."))], as_j
     typer.echo(printable(f"{session['id']}\t{session['user']}\t{mode}\t{' '.join(limit['sites'])}"))
 
 
+def _entries(sites: list[str]) -> list[str]:
+    """The sites in the one form the API takes (``https://WWW.Contoso.com/x``: ``www.contoso.com``)."""
+    try:
+        return [site_entry(site) for site in sites]
+    except InvalidRequest as exc:
+        fail(USAGE, str(exc))
+
+
 def _line(row: dict[str, Any]) -> str:
     return f"{row['name']}\t{row['mode']}\t{' '.join(row['sites'])}"
 
@@ -116,7 +127,7 @@ def save(
 ) -> None:
     """Save a list of sites, or replace one."""
     typer.echo(printable(_line(connect().call("PUT", f"/web-lists/{quote(name, safe='')}",
-                                              json={"mode": mode, "sites": sites}))))
+                                              json={"mode": mode, "sites": _entries(sites)}))))
 
 
 @web_app.command("delete")

@@ -27,6 +27,12 @@ from polydesk.core.model import InvalidRequest
 
 MAX_SITES = 200  # entries in one list
 MAX_NAME = 253  # a DNS name's length
+# A list entry in its one form, as the REST API takes it (the CLI and the Dashboard bring what
+# people type to it with ``site_entry`` and the URL parser): lower-case ASCII labels, no hyphen
+# at either end of one, and a last label that is not all digits (that would be an address).
+_L = "[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_LAST = "(?:[a-z]|[a-z][a-z0-9-]*[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z]|[a-z0-9][a-z0-9-]*[a-z][a-z0-9-]*[a-z0-9])"
+SITE_PATTERN = rf"^(?:{_L}\.)*{_LAST}$"
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LIST_NAME = re.compile(r"^[^\x00-\x1f\x7f-\x9f/]{1,60}$")
 
@@ -82,7 +88,7 @@ def site_entry(value: object) -> str:
         text = text.encode("idna").decode("ascii") if not text.isascii() else text
     except UnicodeError:
         raise InvalidRequest(f"sites: {shown!r} is not a site name") from None
-    if not text or len(text) > MAX_NAME or not all(_LABEL.match(label) for label in text.split(".")):
+    if not text or len(text) > MAX_NAME or not re.match(SITE_PATTERN, text):
         raise InvalidRequest(f"sites: {shown!r} is not a site name "
                              "(like contoso.com, or a word like contoso)")
     return text
@@ -98,11 +104,8 @@ def web_limit(mode: object, sites: object) -> WebLimit:
         raise InvalidRequest("sites: must be a list of site names")
     if len(sites) > MAX_SITES:
         raise InvalidRequest(f"sites: at most {MAX_SITES} sites in one list")
-    entries = tuple(dict.fromkeys(site_entry(site) for site in sites))
-    if web_mode == WebMode.ALLOW and not entries:
-        raise InvalidRequest("sites: an allow list needs at least one site (to cut the web, block everything "
-                             "with an allow list of one site nobody uses)")
-    return WebLimit(web_mode, entries)
+    # An empty allow list is a limit too: no site at all (the web cut off).
+    return WebLimit(web_mode, tuple(dict.fromkeys(site_entry(site) for site in sites)))
 
 
 def stored_limit(text: str | None) -> WebLimit | None:

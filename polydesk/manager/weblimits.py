@@ -157,8 +157,8 @@ class WebLimits:
             await asyncio.gather(self.follower, return_exceptions=True)
         await self.proxy.close()
         if webrules.nft_available():
-            with contextlib.suppress(BackendError):
-                users = [webrules.UserRules(uid, 0, True) for uid in self.enforced]
+            with contextlib.suppress(BackendError):  # as the store says now: ended sessions are gone
+                users = [webrules.UserRules(uid, 0, True) for uid in self._wanted()]
                 await asyncio.to_thread(webrules.apply, users, (), True)
 
     async def enforce(self, cut: bool = True) -> None:

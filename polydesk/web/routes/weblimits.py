@@ -12,18 +12,19 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from polydesk.core.websites import MAX_NAME, MAX_SITES
+from polydesk.core.websites import MAX_NAME, MAX_SITES, SITE_PATTERN
 from polydesk.manager.manager import Manager
 from polydesk.web.routes.api import _REFUSED, ERRORS, Results, Selection, Who, _results
 
-Site = Annotated[str, Field(min_length=1, max_length=MAX_NAME + 200, description=(
+Site = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=SITE_PATTERN, description=(
     "contoso.com: that domain and its subdomains; a bare word (contoso): every domain with that "
-    "label. A scheme, port or path typed with it is dropped"))]
+    "label. In its one form: lower case, ASCII (IDNA), no scheme, port or path"))]
 
 
 class WebLimitOut(BaseModel):
     mode: Literal["allow", "block"] = Field(description=(
-        '"allow": only these sites (and nothing that names no site); "block": every site but these'))
+        '"allow": only these sites (and nothing that names no site; none: no site at all); '
+        '"block": every site but these'))
     sites: list[str]
 
 

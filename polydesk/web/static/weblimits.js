@@ -82,9 +82,22 @@
     $("web-list-delete").hidden = select.value === "";
   }
 
+  // What a teacher types, in the one form the daemon keeps (core/websites.py): the browser's URL
+  // parser drops a scheme, user, port and path, lowers the case and writes other scripts in IDNA.
+  function canonical(text) {
+    const typed = text.trim().replace(/^\*\./, "");
+    try {
+      const url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(typed) ? typed : "http://" + typed);
+      return url.hostname.replace(/\.$/, "") || typed;
+    } catch (e) {
+      return typed; // the daemon's answer says what is wrong with it
+    }
+  }
+
   function addSite() {
     const input = $("web-site");
-    for (const site of input.value.split(/[\s,]+/)) {
+    for (const typed of input.value.split(/[\s,]+/)) {
+      const site = typed && canonical(typed);
       if (site && !sites.includes(site)) sites.push(site);
     }
     input.value = "";
