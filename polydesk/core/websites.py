@@ -34,7 +34,8 @@ _L = "[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _LAST = "(?:[a-z]|[a-z][a-z0-9-]*[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z]|[a-z0-9][a-z0-9-]*[a-z][a-z0-9-]*[a-z0-9])"
 SITE_PATTERN = rf"^(?:{_L}\.)*{_LAST}$"
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_LIST_NAME = re.compile(r"^[^\x00-\x1f\x7f-\x9f/]{1,60}$")
+# A saved list's name: one line, no control character and no "/", not blank (as the API says it).
+LIST_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f/]*[^\s\x00-\x1f\x7f-\x9f/][^\x00-\x1f\x7f-\x9f/]*$"
 
 
 class WebMode(enum.StrEnum):
@@ -121,7 +122,7 @@ def stored_limit(text: str | None) -> WebLimit | None:
 
 def list_name(value: object) -> str:
     """The name of a saved list ("Exam", "Research"): one line of at most 60 characters."""
-    if not isinstance(value, str) or not _LIST_NAME.match(value) or not value.strip():
+    if not isinstance(value, str) or not 1 <= len(value) <= 60 or not re.match(LIST_NAME_PATTERN, value):
         raise InvalidRequest("name: a list's name is one line of 1 to 60 characters, without '/'")
     return value.strip()
 

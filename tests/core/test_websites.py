@@ -71,7 +71,7 @@ def test_requests_are_checked_field_by_field() -> None:
         web_limit("block", [f"s{i}.test" for i in range(201)])
     assert web_limit("block", ["A.test", "a.test"]) == WebLimit(WebMode.BLOCK, ("a.test",))
     assert list_name(" Exam ") == "Exam"
-    for bad in ("", " ", "a/b", "x" * 61, "a\nb", None):
+    for bad in ("", " ", "a/b", "x" * 61, "a\nb", "\x87", " \x85 ", None):
         with pytest.raises(InvalidRequest, match=r"^name: "):
             list_name(bad)
 

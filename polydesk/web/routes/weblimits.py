@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from polydesk.core.websites import MAX_NAME, MAX_SITES, SITE_PATTERN
+from polydesk.core.websites import LIST_NAME_PATTERN, MAX_NAME, MAX_SITES, SITE_PATTERN
 from polydesk.manager.manager import Manager
 from polydesk.web.routes.api import _REFUSED, ERRORS, Results, Selection, Who, _results
 
@@ -45,8 +45,7 @@ class WebListOut(WebLimitOut):
     updated_by: str
 
 
-_LIST_NAME = r"^[^\x00-\x1f\x7f-\x9f/]*\S[^\x00-\x1f\x7f-\x9f/]*$"  # websites.list_name's rule
-ListName = Annotated[str, Path(min_length=1, max_length=60, pattern=_LIST_NAME)]
+ListName = Annotated[str, Path(min_length=1, max_length=60, pattern=LIST_NAME_PATTERN)]
 
 
 def web_limits_router(manager: Manager) -> APIRouter:
