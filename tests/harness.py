@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+REPOSITORY = Path(__file__).resolve().parents[1]  # the checkout whose code the tests run
 
 # ---------------------------------------------------------------- waiting
 
@@ -194,7 +195,10 @@ class Daemon:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLYDESK_")}
         env.update(POLYDESK_CONFIG=str(self.config), POLYDESK_STATE_DIR=str(self.state_dir),
-                   POLYDESK_RUNTIME_DIR=str(self.runtime_dir))
+                   POLYDESK_RUNTIME_DIR=str(self.runtime_dir),
+                   # The code under test, from wherever the CLI runs (cwd "/"), not the venv's copy
+                   PYTHONPATH=os.pathsep.join([str(REPOSITORY), *os.environ.get("PYTHONPATH", "").split(
+                       os.pathsep)]).rstrip(os.pathsep))
         return env
 
     def start(self, *args: str) -> None:

@@ -37,6 +37,7 @@ class FakeBackend:
         self.calls: list[tuple[str, str]] = []
         self.fail_on: set[tuple[str, str]] = set()  # (method, session id) that raise BackendError
         self.idle: dict[str, float] = {}  # seconds without input, per session (default 0)
+        self.rfb: dict[str, Endpoint] = {}  # the RFB servers tests give sessions (default none)
         self._next_pid = 10_000
 
     def _record(self, method: str, session_id: str) -> FakeDesktop:
@@ -136,7 +137,7 @@ class FakeBackend:
         return None  # the placeholder's own words
 
     def rfb_socket(self, session: Session) -> Endpoint | None:
-        return None
+        return self.rfb.get(session.id)
 
     async def close(self) -> None:
         self.calls.append(("close", ""))

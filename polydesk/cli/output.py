@@ -25,7 +25,8 @@ WORDS = {
     "started": N_("started"), "resumed": N_("resumed"), "ended": N_("ended"), "blocked": N_("blocked"),
     "unblocked": N_("unblocked"), "shown": N_("shown"), "would-end": N_("would-end"),
     "would-do": N_("would-do"), "unknown-session": N_("unknown-session"),
-    "not-permitted": N_("not-permitted"), "failed": N_("failed"),
+    "not-permitted": N_("not-permitted"), "failed": N_("failed"), "projected": N_("projected"),
+    "projection-stopped": N_("projection-stopped"),
 }
 
 

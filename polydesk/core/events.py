@@ -66,6 +66,10 @@ def public_session(session: Session) -> dict[str, Any]:
         # What a backend chooses to show of its own data (logind: seat, tty, type, remote host).
         "details": dict(session.backend_data.get("details") or {}),
         "logoff_deadline": session.logoff.deadline if session.logoff else None,
+        # A projection target: whose screen its station shows, and who projects it.
+        "projection": ({"source": session.projection.source, "source_user": session.projection.source_user,
+                        "by": session.projection.by, "since": session.projection.since}
+                       if session.projection else None),
         "version": session.version,
         "web_limit": session.web_limit.as_dict() if session.web_limit else None,
     }

@@ -66,6 +66,8 @@ class Action(enum.StrEnum):
     STATIONS = "stations"  # list the stations (station_book.py)
     RENAME_STATION = "rename-station"
     GROUPS = "groups"  # read and change the saved groups of students and the card order (groups.py)
+    PROJECT = "project"  # show a session's screen at other sessions' stations (projection.py)
+    STOP_PROJECTING = "stop-projecting"
     WEB_LIMIT = "web-limit"  # limit a session's web access, or end the limit (manager/weblimits.py)
     WEB_LISTS = "web-lists"  # read and change the saved lists of sites ("Exam", "Research")
 
@@ -78,6 +80,8 @@ SESSION_ACTIONS = (
     Action.BLOCK,
     Action.UNBLOCK,
     Action.MESSAGE,
+    Action.PROJECT,
+    Action.STOP_PROJECTING,
 )
 
 
@@ -126,6 +130,17 @@ class LogoffPlan:
 
 
 @dataclass(frozen=True)
+class Projection:
+    """What a projection target's station shows instead of its own desktop: the screen of
+    session ``source`` (of ``source_user``), projected by ``by`` since ``since``."""
+
+    source: str
+    source_user: str
+    by: str
+    since: float
+
+
+@dataclass(frozen=True)
 class Session:
     id: str
     user: str
@@ -146,6 +161,7 @@ class Session:
     # The language its user's station asked for when it started or resumed it (a catalogue
     # name, "pt_BR"); None: their desktop's or the server's (i18n.session_language).
     language: str | None = None
+    projection: Projection | None = None  # while its station shows another session's screen
     # One more on every stored change (Store.put_session), never reset: a Dashboard orders the
     # updates of a card by it, not by when they arrive (web/static/dashboard.js).
     version: int = 0
@@ -181,6 +197,8 @@ class Status(enum.StrEnum):
     UNBLOCKED = "unblocked"
     SHOWN = "shown"
     RESIZED = "resized"
+    PROJECTED = "projected"
+    PROJECTION_STOPPED = "projection-stopped"
     WEB_LIMITED = "web-limited"
     WEB_UNLIMITED = "web-unlimited"
     WOULD_END = "would-end"
@@ -272,6 +290,12 @@ class NotPermitted(PolydeskError):
 
 class InvalidRequest(PolydeskError):
     code = "invalid-request"
+
+
+class Conflict(PolydeskError):
+    """A well-formed request the sessions' present state does not allow (nothing to project)."""
+
+    code = "conflict"
 
 
 class BackendError(PolydeskError):

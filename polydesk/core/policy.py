@@ -5,11 +5,12 @@ The table is MultiPoint's account types mapped onto Polydesk roles:
 | caller    | own session              | standard user's | Dashboard user's | administrator's |
 |-----------|--------------------------|-----------------|------------------|-----------------|
 | standard  | logoff, disconnect, view | -               | -                | -               |
-| dashboard | all but block            | all             | all              | -               |
-| admin     | all but block            | all             | all              | all             |
+| dashboard | all but block, project   | all             | all              | -               |
+| admin     | all but block, project   | all             | all              | all             |
 
-"All" is logoff, disconnect, block, unblock, message, view, control. Nobody
-blocks their own session (they would lock themselves out). Who may log a session off
+"All" is logoff, disconnect, block, unblock, message, view, control, project (onto the
+session's station) and stop projecting. Nobody blocks or projects onto their own session
+(they would lock themselves out, or hide their own desktop). Who may log a session off
 may cancel that log-off while it waits, except a log-off of one's own session that
 someone else asked for (a student does not undo the teacher's; administrators may).
 Listing the audit
@@ -33,14 +34,19 @@ _ON_OTHERS = frozenset(
         Action.MESSAGE,
         Action.VIEW,
         Action.CONTROL,
+        Action.PROJECT,
+        Action.STOP_PROJECTING,
         Action.WEB_LIMIT,  # as block: never one's own session
     }
 )
+# A block would lock oneself out; a projection onto one's own station would hide one's desktop;
+# a web limit is the teacher's on others (as block).
+_NOT_ON_OWN = frozenset({Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT})
 # RESIZE is only ever one's own: a watcher's window never changes the size of the student's screen.
 _ON_OWN: dict[Role, frozenset[Action]] = {
     Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}),
-    Role.DASHBOARD: _ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
-    Role.ADMIN: _ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
+    Role.DASHBOARD: _ON_OTHERS - _NOT_ON_OWN | {Action.RESIZE},
+    Role.ADMIN: _ON_OTHERS - _NOT_ON_OWN | {Action.RESIZE},
 }
 # Which owners' sessions each role may act on (other than its own).
 _OVER: dict[Role, frozenset[Role]] = {
@@ -75,6 +81,8 @@ def may(caller: Caller, action: Action, session: Session) -> Decision:
             return ALLOW
         if action == Action.BLOCK:
             return Decision(False, "you cannot block your own session")
+        if action in (Action.PROJECT, Action.STOP_PROJECTING):
+            return Decision(False, "you cannot project onto your own session")
         if action == Action.WEB_LIMIT:
             return Decision(False, "you cannot limit your own session's web access")
         return Decision(False, f"a {caller.role} user may not {action} sessions")

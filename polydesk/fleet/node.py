@@ -90,6 +90,7 @@ class FleetNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._published: dict[str, tuple[dict[str, Any], float]] = {}  # id -> (value, when put)
         self._republish = True  # everything again: at start, after a reconnect or a failed put
+        self._connected = asyncio.Event()  # set while the NATS connection is up
         self._last_beat_ok: float | None = None
         self._started = time.time()
         self._stopping = False
@@ -123,6 +124,7 @@ class FleetNode:
 
     async def _run(self) -> None:
         self._nc = await self._connect()
+        self._connected.set()
         self._kv = await self._bucket(self._nc)
         if await self._name_taken(self._nc):
             log.error("fleet: another daemon already answers as host %s; this one stays out of the "
@@ -153,10 +155,12 @@ class FleetNode:
             errors.append(now)
 
         async def on_disconnect() -> None:
+            self._connected.clear()
             if not self._stopping:
                 log.warning("fleet: disconnected from NATS; reconnecting")
 
         async def on_reconnect() -> None:
+            self._connected.set()
             log.info("fleet: reconnected to NATS; publishing this host's sessions again")
             self._republish = True
 
@@ -340,8 +344,15 @@ class FleetNode:
     async def request(self, host: str, action: str, body: dict[str, Any],
                       timeout: float) -> tuple[dict[str, Any], bytes]:
         nc = self._nc
+        # A NATS node restarting moves this host to another within a second or two: a command
+        # given meanwhile waits for that rather than failing (up to its own timeout).
+        deadline = time.monotonic() + timeout
+        if nc is not None and not nc.is_connected and not nc.is_closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), timeout)
         if nc is None or not nc.is_connected:
             raise HostUnreachable(f"host {host} cannot be reached: this host is not connected to NATS")
+        timeout = max(0.5, deadline - time.monotonic())
         subject = command_subject(self.settings.subject_prefix, host, action)
         data = json.dumps(body).encode()
         headers = seal(self.signer, self.name, subject, data)

@@ -10,6 +10,7 @@ given the manager's shared parts (parts.py):
     lifecycle   start, close                   recovery    recover
     logon       logon                          logoff      logoff, cancel_logoff
     block       block, unblock                 blockguard  the block guard, restores
+    projection  project, stop_projecting
     actions     disconnect, message            attach      the stations on sessions
     queries     list_sessions, get_session...  tokens      API tokens
     discovery   sessions the OS starts         watch       sessions that end by themselves
@@ -34,6 +35,7 @@ from polydesk.core.model import (
     Action,
     Caller,
     Outcome,
+    Projection,
     Role,
     Session,
     SessionState,
@@ -53,6 +55,7 @@ from polydesk.manager.lifecycle import Lifecycle
 from polydesk.manager.logoff import LogoffRequest, Logoffs
 from polydesk.manager.logon import logon
 from polydesk.manager.parts import Parts
+from polydesk.manager.projection import Projections
 from polydesk.manager.screensize import Ports, ScreenSizes
 from polydesk.manager.station_book import StationBook, StationInfo
 from polydesk.manager.stations import Mode, Station
@@ -89,6 +92,7 @@ class Manager:
         self.screens = ScreenSizes(settings, Ports(parts.session_now, parts.backend, parts.set,
                                                    self.attach.audit_resize))
         self.viewing = Viewing(parts)
+        self.projections = Projections(parts)
         self.web = WebLimits(parts)
         self.lifecycle = Lifecycle(parts, self.watch, self.logoffs, Discovery(parts, self.watch),
                                    self.guard, self.attach, self.screens)
@@ -228,6 +232,20 @@ class Manager:
 
     async def unblock(self, caller: Caller, target: Target) -> list[Outcome]:
         return await self.blocks.unblock(caller, target)
+
+    async def project(self, caller: Caller, source_id: str | None, target: Target,
+                      what_if: bool = False) -> list[Outcome]:
+        """Show session ``source_id``'s screen (None: the caller's own) at the targets' stations."""
+        return await self.projections.project(caller, source_id, target, what_if)
+
+    async def stop_projecting(self, caller: Caller, source_id: str | None = None,
+                              target: Target | None = None, what_if: bool = False) -> list[Outcome]:
+        return await self.projections.stop(caller, source_id, target, what_if)
+
+    def projected_to(self, session_id: str) -> Projection | None:
+        """Whose screen session ``session_id``'s own station shows instead of its own (the bridge)."""
+        session = self.parts.store.session(session_id)
+        return None if session is None else session.projection
 
     def resolve(self, caller: Caller, action: Action, target: Target) -> list[Session | Outcome]:
         """The sessions a request is about; refusals and unknown ids as ready Outcomes."""

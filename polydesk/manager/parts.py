@@ -28,6 +28,7 @@ from polydesk.core.model import (
     Outcome,
     Role,
     Session,
+    SessionState,
     StoreError,
     UnknownUser,
 )
@@ -62,6 +63,8 @@ class Parts:
         self.watchers: dict[str, asyncio.Task[None]] = {}  # watch.py
         self.logoffs: dict[str, asyncio.Task[Outcome]] = {}  # logoff.py
         self.blocked: set[str] = set()  # read on every input message a station sends
+        # Told when a session ends (True) or is disconnected (False): its projections end (projection.py)
+        self.source_gone: Callable[[str, bool], None] = lambda session_id, ended: None
 
     def backend(self, session: Session) -> SessionBackend:
         backend = self.backends.get(session.backend)
@@ -81,6 +84,8 @@ class Parts:
         else:
             self.blocked.discard(session.id)
         self.bus.publish(session_changed(session))
+        if session.state == SessionState.DISCONNECTED:
+            self.source_gone(session.id, False)
         return session
 
     def restation(self, old: str, new: str) -> None:
@@ -144,6 +149,7 @@ class Parts:
     def forget(self, session_id: str, user: str) -> None:
         self.end_signins(SYSTEM, session_id, user, ENDED)  # the log-off itself is audited as its caller's
         self.stations.close_all(session_id, ENDED)
+        self.source_gone(session_id, True)
         watcher = self.watchers.pop(session_id, None)
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()

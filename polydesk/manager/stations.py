@@ -41,12 +41,14 @@ class Station:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str | None = None
     signed_out: bool = False  # closed because its sign-in was ended: the page goes to the log-on form
+    switched: bool = False  # closed because what it shows changed (a projection): it connects again at once
 
-    def close(self, reason: str, signed_out: bool = False) -> None:
+    def close(self, reason: str, signed_out: bool = False, switched: bool = False) -> None:
         """Ask the bridge to hang up, telling the station why."""
         if not self.closed.is_set():
             self.close_reason = reason
             self.signed_out = signed_out
+            self.switched = switched
             self.closed.set()
 
 
@@ -85,8 +87,8 @@ class Stations:
     def of(self, session_id: str, *modes: Mode) -> list[Station]:
         return [s for s in self._by_session.get(session_id, []) if not modes or s.mode in modes]
 
-    def close_all(self, session_id: str, reason: str, *modes: Mode) -> int:
+    def close_all(self, session_id: str, reason: str, *modes: Mode, switched: bool = False) -> int:
         stations = self.of(session_id, *modes)
         for station in stations:
-            station.close(reason)
+            station.close(reason, switched=switched)
         return len(stations)

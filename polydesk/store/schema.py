@@ -80,6 +80,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
+    # Whose screen a projection target's station shows (manager/projection.py): kept across restarts.
+    """
+    ALTER TABLE sessions ADD COLUMN projection TEXT;
+    """,
     # Web limits: a session's (JSON: mode, sites; kept across restarts as a block is) and the
     # saved lists of sites, shared by the Dashboard users (manager/weblimits.py).
     """

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
-from polydesk.core.model import EndedSession, EndReason, LogoffPlan, Role, Session, SessionState
+from polydesk.core.model import (
+    EndedSession,
+    EndReason,
+    LogoffPlan,
+    Projection,
+    Role,
+    Session,
+    SessionState,
+)
 from polydesk.core.websites import stored_limit
 from polydesk.store.database import Database
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff, block_undone, language, station, version, web_limit"
+    "host_data, logoff, block_undone, language, station, version, projection, web_limit"
 )
 
 
@@ -33,13 +42,14 @@ class SessionTables(Database):
         session = session.with_(version=max(session.version, row[0] if row else 0) + 1)
         self.write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.backend,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
                 session.block_message, session.client, json.dumps(session.backend_data),
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
                 session.block_undone, session.language, session.station, session.version,
+                json.dumps(asdict(session.projection)) if session.projection else None,
                 json.dumps(session.web_limit.as_dict()) if session.web_limit else None,
             ),
         ))
@@ -115,5 +125,6 @@ def _session(row: tuple[Any, ...]) -> Session:
         state=SessionState(row[5]), logon_time=row[6], display=row[7], blocked=bool(row[8]),
         block_message=row[9], client=row[10], backend_data=json.loads(row[11]),
         logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
-        station=row[15], version=row[16], web_limit=stored_limit(row[17]),
+        station=row[15], version=row[16],
+        projection=Projection(**json.loads(row[17])) if row[17] else None, web_limit=stored_limit(row[18]),
     )

@@ -30,6 +30,7 @@ from polydesk.web.routes.holds import HoldsDesk, holds_router
 from polydesk.web.routes.metrics import RequestTimer, metrics_router
 from polydesk.web.routes.pages import pages_router
 from polydesk.web.routes.privacy import Notice, NoticeRecords, privacy_router
+from polydesk.web.routes.projection import projection_router
 from polydesk.web.routes.rooms import StationCookies, rooms_router
 from polydesk.web.routes.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.routes.vncproxy import vnc_router
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(events_router(manager, thumbnails.feed, auth))
     station_cookies = StationCookies(secret, manager)
     app.include_router(vnc_router(manager, auth, station_cookies))
+    app.include_router(projection_router(manager))
     app.include_router(rooms_router(manager))
     app.include_router(web_limits_router(manager))
     notice = Notice(settings, records)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from polydesk.core.model import (
     BackendError,
+    Conflict,
     InvalidRequest,
     NotPermitted,
     PolydeskError,
@@ -31,6 +32,7 @@ STATUS: dict[type[PolydeskError], int] = {
     UnknownName: 404,
     NotPermitted: 403,
     InvalidRequest: 400,
+    Conflict: 409,
     BackendError: 502,
     HostUnreachable: 502,  # another host of the fleet could not be asked: as a backend that failed
     StoreError: 503,

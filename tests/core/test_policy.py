@@ -22,18 +22,21 @@ def session_of(owner: str, caller_role: Role) -> Session:
 
 
 ON_OTHERS = {Action.LOGOFF, Action.DISCONNECT, Action.BLOCK, Action.UNBLOCK, Action.MESSAGE,
-             Action.VIEW, Action.CONTROL, Action.WEB_LIMIT}
+             Action.VIEW, Action.CONTROL, Action.PROJECT, Action.STOP_PROJECTING,
+             Action.WEB_LIMIT}
+# Nobody blocks their own session, nor projects onto it (it would hide their own desktop).
+NOT_ON_OWN = {Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT}
 EXPECTED: dict[tuple[Role, str], set[Action]] = {
     # RESIZE: a station sizes its own session's screen only (never a watcher's window).
     (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE},
     (Role.STANDARD, "standard"): set(),
     (Role.STANDARD, "dashboard"): set(),
     (Role.STANDARD, "admin"): set(),
-    (Role.DASHBOARD, "self"): ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
+    (Role.DASHBOARD, "self"): ON_OTHERS - NOT_ON_OWN | {Action.RESIZE},
     (Role.DASHBOARD, "standard"): ON_OTHERS,
     (Role.DASHBOARD, "dashboard"): ON_OTHERS,
     (Role.DASHBOARD, "admin"): set(),
-    (Role.ADMIN, "self"): ON_OTHERS - {Action.BLOCK, Action.WEB_LIMIT} | {Action.RESIZE},
+    (Role.ADMIN, "self"): ON_OTHERS - NOT_ON_OWN | {Action.RESIZE},
     (Role.ADMIN, "standard"): ON_OTHERS,
     (Role.ADMIN, "dashboard"): ON_OTHERS,
     (Role.ADMIN, "admin"): ON_OTHERS,

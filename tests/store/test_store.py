@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from polydesk.core.events import AuditRecord
-from polydesk.core.model import EndReason, LogoffPlan, Role, Session, SessionState, StoreError
+from polydesk.core.model import (
+    EndReason,
+    LogoffPlan,
+    Projection,
+    Role,
+    Session,
+    SessionState,
+    StoreError,
+)
 from polydesk.store.schema import MIGRATIONS
 from polydesk.store.space import RESERVE_BYTES, Priority, essential
 from polydesk.store.store import Store
@@ -27,11 +35,14 @@ def test_sessions_survive_reopen_with_their_logoff_plan(tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
     first = store.new_session_id()
     plan = LogoffPlan("boss", 1.0, 31.0, False, "bye")
-    store.put_session(a_session(first).with_(state=SessionState.LOGGING_OFF, logoff=plan))
+    projection = Projection("7", "bia", "teacher", 2.0)  # a projection outlives a restart too
+    store.put_session(a_session(first).with_(state=SessionState.LOGGING_OFF, logoff=plan,
+                                             projection=projection))
     store.close()
     again = Store(tmp_path / "p.db")
     (session,) = again.sessions()
     assert session.logoff == plan and session.backend_data == {"xvnc_pid": 42}
+    assert session.projection == projection
     assert again.new_session_id() != first  # ids are never reused
     again.end_session(session, "boss", EndReason.LOGOFF)
     assert again.sessions() == []

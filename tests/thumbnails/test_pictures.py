@@ -11,7 +11,6 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from websockets.sync.client import ClientConnection, unix_connect
 from websockets.sync.client import connect as tcp_connect
 
 from tests.harness import Daemon
+from tests.screens import fill
 from tests.thumbnails.test_thumbnails_xvnc import set_background
 from tests.users import TestUser
 from tests.web.webclient import COOKIE, logon, signin, socket_client
@@ -85,20 +85,6 @@ def connect_url(url: str, headers: dict[str, str]) -> Iterator[ClientConnection]
     with tcp_connect(url, additional_headers=headers, open_timeout=10, max_size=2**22) as ws:
         assert json.loads(ws.recv(timeout=10))["kind"] == "snapshot"
         yield ws
-
-
-def fill(daemon: Daemon, session_id: str, display: str, box: tuple[int, int, int, int], pixel: int) -> None:
-    """Paint a rectangle straight onto the root window, as root with the session's cookie."""
-    from polydesk.core.screen import Screen
-    from polydesk.system.x11.client import connection
-
-    xauthority = daemon.runtime_dir / "sessions" / session_id / "Xauthority"
-    with connection(Screen(display, str(xauthority))) as conn:
-        root: Any = conn.screen().root
-        gc = root.create_gc(foreground=pixel)
-        root.fill_rectangle(gc, box[0], box[1], box[2] - box[0], box[3] - box[1])
-        gc.free()
-        conn.sync()
 
 
 def thumbnail(client: httpx.Client, session_id: str, size: str) -> tuple[Image.Image, int]:

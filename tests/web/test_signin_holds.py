@@ -16,7 +16,7 @@ from tests.users import TestUser
 from tests.web.test_signin_attacks import attempt
 from tests.web.webclient import sign_in
 
-TITLE = {"en-US": "Log-on holds", "pt-BR": "Bloqueios de logon"}
+TITLE = {"en-US": "Log-on holds", "pt-BR": "Esperas de logon"}
 
 
 def guess_until_held(daemon: Daemon, user: TestUser) -> None:

@@ -103,6 +103,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "Not signed in: use the Unix socket, a bearer token or the log-on page"),
         (403, "Not permitted (or a missing or wrong CSRF token)"),
         (404, "No such session, user or token: the message names it"),
+        (409, "The sessions' present state does not allow it (the message says why)"),
         (413, "Request body too large (setting max_request_body)"),
         (429, "Too many failed log-ons"),
         (502, "The session backend could not do it"),
@@ -123,6 +124,13 @@ class Results(BaseModel):
     results: list[Result]
     succeeded: int
     failed: int
+
+
+class ProjectionOut(BaseModel):
+    source: str
+    source_user: str
+    by: str
+    since: float
 
 
 class SessionOut(BaseModel):
@@ -146,6 +154,9 @@ class SessionOut(BaseModel):
     station: str | None = Field(None, description=(
         "The name of the station the user is at: a browser station's, or the logind seat"))
     logoff_deadline: float | None
+    projection: ProjectionOut | None = Field(None, description=(
+        "While the session's own station is shown another session's screen (a projection): "
+        "whose, and who projects it"))
     version: int = Field(0, description=(
         "One more on every change of the session: of two updates, the higher version is the newer"))
     details: dict[str, Any] = Field(default_factory=dict, description=(
@@ -182,17 +193,17 @@ class TokenInfo(BaseModel):
     note: str
 
 
-def _results(outcomes: list[Outcome]) -> Results | JSONResponse:
+def results(outcomes: list[Outcome]) -> Results | JSONResponse:
     """One result per session; 403 (with the same results) when every target was refused."""
     rows = [Result(id=o.id, status=str(o.status), ok=o.ok, user=o.user, reason=o.reason)
             for o in outcomes]
     ok = sum(r.ok for r in rows)
-    results = Results(results=rows, succeeded=ok, failed=len(rows) - ok)
+    answer = Results(results=rows, succeeded=ok, failed=len(rows) - ok)
     if outcomes and all(o.status == Status.FORBIDDEN for o in outcomes):
         reasons = "; ".join(dict.fromkeys(o.reason or "not permitted" for o in outcomes))
         return JSONResponse({"error": {"code": "not-permitted", "message": reasons},
-                             **results.model_dump()}, status_code=403)
-    return results
+                             **answer.model_dump()}, status_code=403)
+    return answer
 
 
 def _session_out(session: Any, caller: Caller) -> SessionOut:
@@ -223,7 +234,7 @@ class Desk(Protocol):
 
     async def message(self, caller: Caller, target: Target, text: str,
                       timeout: int | None = None) -> list[Outcome]: ...
-_REFUSED: dict[int | str, dict[str, Any]] = {
+REFUSED: dict[int | str, dict[str, Any]] = {
     403: {"description": "every target was refused (the results say why)"}}
 
 
@@ -247,38 +258,38 @@ def api_router(manager: Manager, desk: Desk | None = None) -> APIRouter:
         session, resumed = await manager.logon(caller, body.user, language=asked)
         return LogonOut(session=_session_out(session, caller), resumed=resumed)
 
-    @router.post("/sessions/logoff", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/logoff", response_model=Results, responses=REFUSED,
                  summary="Log off sessions")
     async def logoff(body: LogoffRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await sessions_desk.logoff(
+        return results(await sessions_desk.logoff(
             caller, body.target(), grace=body.grace, force=body.force, message=body.message,
             what_if=body.what_if, wait=body.wait, wait_limit=LOGOFF_WAIT_LIMIT_S,
         ))
 
-    @router.post("/sessions/logoff/cancel", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/logoff/cancel", response_model=Results, responses=REFUSED,
                  summary="Cancel log-offs still in their grace period")
     async def cancel_logoff(body: Selection, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.cancel_logoff(caller, body.target()))
+        return results(await manager.cancel_logoff(caller, body.target()))
 
-    @router.post("/sessions/disconnect", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/disconnect", response_model=Results, responses=REFUSED,
                  summary="Disconnect sessions")
     async def disconnect(body: Selection, caller: Who) -> Results | JSONResponse:
-        return _results(await sessions_desk.disconnect(caller, body.target()))
+        return results(await sessions_desk.disconnect(caller, body.target()))
 
-    @router.post("/sessions/block", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/block", response_model=Results, responses=REFUSED,
                  summary="Block sessions with a message")
     async def block(body: BlockRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await sessions_desk.block(caller, body.target(), body.message))
+        return results(await sessions_desk.block(caller, body.target(), body.message))
 
-    @router.post("/sessions/unblock", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/unblock", response_model=Results, responses=REFUSED,
                  summary="Unblock sessions")
     async def unblock(body: Selection, caller: Who) -> Results | JSONResponse:
-        return _results(await sessions_desk.unblock(caller, body.target()))
+        return results(await sessions_desk.unblock(caller, body.target()))
 
-    @router.post("/sessions/message", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/message", response_model=Results, responses=REFUSED,
                  summary="Show a message on sessions")
     async def message(body: MessageRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await sessions_desk.message(caller, body.target(), body.text, body.time))
+        return results(await sessions_desk.message(caller, body.target(), body.text, body.time))
 
     @router.get("/audit", summary="The audit log (administrators)")
     async def audit(

@@ -4,6 +4,9 @@ Messages are JSON objects ``{"kind", "session_id", "session", "detail"}``:
 
 - ``snapshot`` first, with ``sessions``: every session the caller sees now;
 - ``session-started`` / ``session-changed`` (with the session) and ``session-ended``;
+- ``projection-started`` (``detail``: ``source``, ``source_user``, ``by``) and
+  ``projection-ended`` (``detail``: ``source``, ``why``) for a session whose station is shown
+  another session's screen, or its own again;
 - ``thumbnail-changed`` (``detail.version``), only with ``?thumbnails=true``: the caller
   then counts as a watcher of every session whose screen it may see, so those are
   followed while the socket is open (captured when they change, at most once a second),

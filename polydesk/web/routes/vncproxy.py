@@ -32,11 +32,12 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
-from polydesk.core.model import BackendError, Caller, InvalidRequest, PolydeskError
+from polydesk.core.model import BackendError, Caller, InvalidRequest, PolydeskError, Projection
 from polydesk.manager.manager import Manager
 from polydesk.manager.stations import Mode, Station
 from polydesk.web.auth import Authenticator
 from polydesk.web.errors import error_response, status_of
+from polydesk.web.projected import RelayError, Relays, serve
 from polydesk.web.race import first_done
 from polydesk.web.rfbfilter import OPENING, VERSION, ClientStream, ProtocolError
 from polydesk.web.routes.api import ERRORS, Who
@@ -50,6 +51,7 @@ READ_SIZE = 1 << 16
 
 # Close codes (4000-4999 are the application's). The reason is a sentence for the person.
 CLOSE_STATION = 4000  # the daemon hung up this station: taken over, disconnected, session ended
+CLOSE_SWITCHED = 4100  # a projection started or stopped: connect again at once to see what to show
 CLOSE_PROTOCOL = 4400  # the client sent what the bridge does not forward (not RFB, text frames)
 CLOSE_SIGNED_OUT = 4401  # the caller signed out, was signed out (session ended by another), or lost a role
 CLOSE_SCREEN_GONE = 4502  # the session's RFB server hung up (its display server ended)
@@ -107,8 +109,10 @@ class ConnectionOut(BaseModel):
     disconnected_at: float | None
 
 
-def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies | None = None) -> APIRouter:
+def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies | None = None,
+               relays: Relays | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
+    relays = relays or Relays(manager.open_rfb)
 
     @router.get("/sessions/{session_id}/connections", response_model=list[ConnectionOut],
                 summary="Stations that were attached to a session: who, how, from where, when")
@@ -150,7 +154,7 @@ def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies |
             await _refuse(ws, status, exc.code, str(exc))
             return
         try:
-            await _attach(ws, manager, auth, caller, station)
+            await _attach(ws, manager, auth, caller, station, relays)
         finally:
             manager.close_station(station)
 
@@ -158,7 +162,11 @@ def vnc_router(manager: Manager, auth: Authenticator, stations: StationCookies |
 
 
 async def _attach(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Caller,
-                  station: Station) -> None:
+                  station: Station, relays: Relays) -> None:
+    projection = manager.projected_to(station.session_id) if station.mode == Mode.OWN else None
+    if projection is not None:
+        await _attach_projection(ws, auth, caller, station, relays, projection)
+        return
     try:
         sock = await manager.open_rfb(station.session_id)
     except BackendError as exc:
@@ -230,14 +238,6 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
         await asyncio.sleep(0.5)  # the session ending closes the station too: prefer its reason
         return CLOSE_SCREEN_GONE, station.close_reason or "Disconnected: the session's screen closed"
 
-    def hang_up() -> tuple[int | None, str]:
-        # A station whose sign-in was ended goes to the sign-in form: it says so by its code
-        code = CLOSE_SIGNED_OUT if station.signed_out else CLOSE_STATION
-        return code, station.close_reason or "Disconnected"
-
-    async def hung_up() -> tuple[int | None, str]:
-        await station.closed.wait()
-        return hang_up()
 
     async def resizes() -> tuple[int | None, str]:  # never forwarded: the daemon resizes, by RandR
         while True:
@@ -250,18 +250,38 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
                 log.info("station %d of %s: no resize to %dx%d: %s", station.id, caller.user,
                          width, height, exc)
 
-    async def recheck() -> tuple[int | None, str]:
-        while True:
-            await asyncio.sleep(RECHECK_S)
-            if auth.identify(ws) != caller:
-                return CLOSE_SIGNED_OUT, "Disconnected: you signed out or your role changed"
+    jobs: list[Awaitable[tuple[int | None, str]]] = [upstream(), downstream(), _hung_up(station),
+                                                     _recheck(ws, auth, caller), resizes()]
+    return await _first_ending(jobs, caller, station)
 
-    jobs: list[Awaitable[tuple[int | None, str]]] = [upstream(), downstream(), hung_up(), recheck(),
-                                                     resizes()]
+
+def _hang_up(station: Station) -> tuple[int | None, str]:
+    # A station whose sign-in was ended goes to the sign-in form, one whose projection started or
+    # stopped connects again at once: it says so by its code
+    code = (CLOSE_SIGNED_OUT if station.signed_out else CLOSE_SWITCHED if station.switched
+            else CLOSE_STATION)
+    return code, station.close_reason or "Disconnected"
+
+
+async def _hung_up(station: Station) -> tuple[int | None, str]:
+    await station.closed.wait()
+    return _hang_up(station)
+
+
+async def _recheck(ws: WebSocket, auth: Authenticator, caller: Caller) -> tuple[int | None, str]:
+    while True:
+        await asyncio.sleep(RECHECK_S)
+        if auth.identify(ws) != caller:
+            return CLOSE_SIGNED_OUT, "Disconnected: you signed out or your role changed"
+
+
+async def _first_ending(jobs: list[Awaitable[tuple[int | None, str]]], caller: Caller,
+                        station: Station) -> tuple[int | None, str]:
+    """Run the station's jobs until one ends; how to close the WebSocket (None: it is closed)."""
     done = await first_done(jobs)
     first: asyncio.Future[Any] = next(iter(done))
     if station.closed.is_set():  # taken over, disconnected, ended: that is what to tell
-        return hang_up()
+        return _hang_up(station)
     exc = first.exception()
     if isinstance(exc, ProtocolError):
         log.info("station %d of %s: %s", station.id, caller.user, exc)
@@ -272,3 +292,29 @@ async def _pump(ws: WebSocket, manager: Manager, auth: Authenticator, caller: Ca
         return 1011, "the bridge failed"
     result: tuple[int | None, str] = first.result()
     return result
+
+
+async def _attach_projection(ws: WebSocket, auth: Authenticator, caller: Caller, station: Station,
+                             relays: Relays, projection: Projection) -> None:
+    """The station of a projection target: shown the source's screen by the bridge itself."""
+    try:
+        async with relays.watching(projection.source) as relay:
+            subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
+            await ws.accept(subprotocol=subprotocol)
+            log.info("station %d: %s shown the screen of session %s", station.id, caller.user,
+                     projection.source)
+
+            async def shown() -> tuple[int | None, str]:
+                await serve(ws, relay, f"{projection.source_user} (Polydesk)")
+                # The source went away: the manager ends the projection; look again at once.
+                return CLOSE_SWITCHED, "Showing your own screen again"
+
+            code, reason = await _first_ending([shown(), _hung_up(station), _recheck(ws, auth, caller)],
+                                               caller, station)
+    except RelayError as exc:
+        log.warning("station %d: no projection of session %s: %s", station.id, projection.source, exc)
+        await _refuse(ws, 502, "host-error", f"session {projection.source}: its screen does not answer")
+        return
+    if code is not None:
+        with contextlib.suppress(Exception):  # the browser may be gone already
+            await ws.close(code=code, reason=_reason(reason))

@@ -272,14 +272,15 @@
 
   // ---------------------------------------------------------------- menus
 
-  const dropdown = $("logoff-dropdown");
-  const dropdownButton = $("logoff-button");
+  // The toolbar's menus (Log off, Project): a button and its dropdown each.
+  const menus = Array.from(document.querySelectorAll("#toolbar .menu")).map((menu) => ({
+    button: menu.querySelector("[aria-haspopup=menu]"), list: menu.querySelector(".dropdown") }));
   const contextMenu = $("context-menu");
 
   let menuOpener = null; // where the focus goes back when a menu closes with Escape
 
   function closeMenus() {
-    if (dropdown) { dropdown.hidden = true; dropdownButton.setAttribute("aria-expanded", "false"); }
+    for (const menu of menus) { menu.list.hidden = true; menu.button.setAttribute("aria-expanded", "false"); }
     if (contextMenu) contextMenu.hidden = true;
   }
 
@@ -311,7 +312,7 @@
   }
 
   // Up and Down (and Home, End) move between a menu's items; Tab leaves it closed.
-  for (const menu of [dropdown, contextMenu]) {
+  for (const menu of [...menus.map((m) => m.list), contextMenu]) {
     if (!menu) continue;
     menu.addEventListener("keydown", (event) => {
       const items = Array.from(menu.querySelectorAll("[role=menuitem]")).filter((i) => !i.closest("[hidden]"));
@@ -326,15 +327,15 @@
     });
   }
 
-  if (dropdownButton) {
-    dropdownButton.addEventListener("click", (event) => {
+  for (const { button, list } of menus) {
+    button.addEventListener("click", (event) => {
       event.stopPropagation();
-      const open = dropdown.hidden;
+      const open = list.hidden;
       closeMenus();
-      dropdown.hidden = !open;
-      dropdownButton.setAttribute("aria-expanded", open ? "true" : "false");
-      menuOpener = dropdownButton;
-      if (open) dropdown.querySelector("button").focus();
+      list.hidden = !open;
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+      menuOpener = button;
+      if (open) list.querySelector("button").focus();
     });
   }
 
@@ -352,7 +353,7 @@
   });
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
-    const open = (dropdown && !dropdown.hidden) || (contextMenu && !contextMenu.hidden);
+    const open = menus.some((m) => !m.list.hidden) || (contextMenu && !contextMenu.hidden);
     if (open) event.preventDefault(); // this Escape is the menu's (the enlarged view stays)
     closeMenus();
     if (open && menuOpener && document.contains(menuOpener)) menuOpener.focus();
@@ -714,6 +715,7 @@
       client.textContent = session.client || "";
       client.hidden = !session.client;
     }
+    document.dispatchEvent(new CustomEvent("polydesk:card", { detail: { card: card, session: session } }));
   }
 
   function removeCard(id) {
@@ -724,6 +726,7 @@
     canvases.delete(id);
     if (anchor === id) anchor = null;
     markEnded(id);
+    document.dispatchEvent(new CustomEvent("polydesk:card-removed", { detail: { id: id } }));
   }
 
   function handle(message) {
@@ -806,6 +809,18 @@
     }
     // the own page's buttons answer with a results fragment; the socket updates the card itself
     if (event.detail && event.detail.target && event.detail.target.id === "own-result") applyView();
+  });
+
+  // What the other scripts of the Dashboard (groups.js, projection.js) act through.
+  Object.assign(window.polydeskDashboard, {
+    selectedIds: () => Array.from(selected).filter((id) => cardOf(id)),
+    cards: cards,
+    cardOf: cardOf,
+    post: api,
+    confirm: confirmWith,
+    showResults: showResults,
+    notice: notice,
+    closeMenus: closeMenus,
   });
 
   applyView();

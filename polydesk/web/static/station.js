@@ -21,7 +21,8 @@ void [gettext("Disconnected"), gettext("Disconnected: this session was opened el
   gettext("Disconnected: the session was idle for too long")];
 
 // Close codes of the bridge (polydesk/web/vncproxy.py): the reason is a sentence for the person.
-const CLOSE_STATION = 4000, CLOSE_SIGNED_OUT = 4401, CLOSE_SCREEN_GONE = 4502;
+// CLOSE_SWITCHED: a projection started or stopped; connecting again shows what to show now.
+const CLOSE_STATION = 4000, CLOSE_SWITCHED = 4100, CLOSE_SIGNED_OUT = 4401, CLOSE_SCREEN_GONE = 4502;
 // After the daemon restarts (a service restart, an upgrade) a station comes back by itself:
 // waits of 1, 2, 4, 8 s, then every 10 s, for at most 5 minutes.
 const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 10000, RETRY_FOR_MS = 5 * 60 * 1000;
@@ -131,6 +132,7 @@ function stationPage(root) {
   const home = root.dataset.home; // Dashboard users go back there; standard users sign out
   const screen = $("screen");
   let sessionId = null, viewer = null, rfb = null, leaving = null, retries = 0, blocked = false;
+  let projection = null; // while this station is shown another session's screen: whose
   let lostAt = null; // when the connection to the daemon was lost (null: not reconnecting)
   let deadline = null, countdown = null;
   const controllers = new Map(); // name -> how many control stations they have open
@@ -192,8 +194,8 @@ function stationPage(root) {
       rfb = r;
       retries = 0;
       lostAt = null;
-      rfb.viewOnly = blocked;
-      setState("connected", gettext("Connected"));
+      rfb.viewOnly = blocked || projection !== null;
+      setState("connected", statusText());
       rfb.focus();
     }, ended);
   }
@@ -227,6 +229,11 @@ function stationPage(root) {
     viewer = null;
     rfb = null;
     if (leaving) return;
+    if (how.code === CLOSE_SWITCHED) { // the teacher's screen, or our own again: at once
+      setState("connecting", gettext("Connecting…"));
+      window.setTimeout(() => { if (!leaving && !viewer) connect(); }, 50);
+      return;
+    }
     if (how.code === CLOSE_SIGNED_OUT) {
       // Someone else ended or disconnected the session (the sign-in has ended), or a sign-out
       const then = how.reason.includes("ended") ? "session-ended"
@@ -256,12 +263,24 @@ function stationPage(root) {
     }
   }
 
+  function statusText() {
+    if (projection) return fill(gettext("Showing {user}'s screen"), { user: projection.source_user });
+    return blocked ? gettext("Blocked") : gettext("Connected");
+  }
+
   function changed(session) {
     blocked = session.blocked;
+    projection = session.projection || null;
+    root.dataset.projected = projection ? "true" : "false";
     $("cover-message").textContent = session.block_message || "";
-    $("cover").hidden = !blocked;
-    if (rfb) rfb.viewOnly = blocked; // the bridge drops the input anyway; do not even send it
-    if (root.dataset.state === "connected") $("station-status").textContent = blocked ? gettext("Blocked") : gettext("Connected");
+    $("cover").hidden = !blocked || projection !== null; // a projection wins while it lasts
+    const banner = $("projection-banner");
+    banner.textContent = projection ? fill(gettext("Showing {user}'s screen (projected by {by})"),
+      { user: projection.source_user, by: projection.by }) : "";
+    banner.hidden = projection === null;
+    // the bridge drops the input anyway; do not even send it
+    if (rfb) rfb.viewOnly = blocked || projection !== null;
+    if (root.dataset.state === "connected") $("station-status").textContent = statusText();
     deadline = session.state === "logging-off" ? session.logoff_deadline : null;
     tick();
   }

@@ -21,7 +21,8 @@
       blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
       "web-limited": gettext("Web limited"), "web-unlimited": gettext("Web open"),
       "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
-      failed: gettext("Failed"),
+      failed: gettext("Failed"), projected: gettext("Projected"), "projection-stopped": gettext("Projection stopped"),
+      "would-do": gettext("Would be done"),
     }),
   });
 })();
