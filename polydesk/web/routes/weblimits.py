@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from polydesk.core.websites import LIST_NAME_PATTERN, MAX_NAME, MAX_SITES, SITE_PATTERN
 from polydesk.manager.manager import Manager
-from polydesk.web.routes.api import _REFUSED, ERRORS, Results, Selection, Who, _results
+from polydesk.web.routes.api import ERRORS, REFUSED, Results, Selection, Who, results
 
 Site = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=SITE_PATTERN, description=(
     "contoso.com: that domain and its subdomains; a bare word (contoso): every domain with that "
@@ -51,15 +51,15 @@ ListName = Annotated[str, Path(min_length=1, max_length=60, pattern=LIST_NAME_PA
 def web_limits_router(manager: Manager) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
-    @router.post("/sessions/web-limit", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/web-limit", response_model=Results, responses=REFUSED,
                  summary="Limit the web access of sessions (allow only, or block only, these sites)")
     async def limit(body: WebLimitRequest, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.web_limit(caller, body.target(), body.mode, body.sites))
+        return results(await manager.web_limit(caller, body.target(), body.mode, body.sites))
 
-    @router.post("/sessions/web-limit/off", response_model=Results, responses=_REFUSED,
+    @router.post("/sessions/web-limit/off", response_model=Results, responses=REFUSED,
                  summary="End the web limit of sessions")
     async def unlimit(body: Selection, caller: Who) -> Results | JSONResponse:
-        return _results(await manager.web_unlimit(caller, body.target()))
+        return results(await manager.web_unlimit(caller, body.target()))
 
     @router.get("/web-lists", response_model=list[WebListOut], summary="Saved lists of sites (shared)")
     async def lists(caller: Who) -> list[dict[str, Any]]:
