@@ -89,7 +89,8 @@ class Relay:
         self._pixels = bytearray()
         self.version = Version(0, (), (0, 0), False)  # version 1 is the first whole screen
         self._changed = asyncio.Condition()
-        self._encoded: dict[tuple[int, str, str], bytes] = {}  # (version, whole|change, tight|raw)
+        # (version, whole|change, tight|Raw layout) -> its FramebufferUpdate, being encoded or done
+        self._encoded: dict[tuple[int, str, str], asyncio.Future[bytes]] = {}
         self._task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.ended = asyncio.Event()
@@ -225,15 +226,17 @@ class Relay:
         or the Raw pixel layout the station asked for (``raw_layout``)."""
         version = self.version
         kind = "change" if (not whole and sent == version.number - 1 and not version.resized) else "whole"
+        if kind == "change" and bounding(version.changed) == (0, 0, *version.size):
+            kind = "whole"  # the whole screen changed: one encoding for both kinds of station
         key = (version.number, kind, form)
-        message = self._encoded.get(key)
-        if message is None:
+        encoding = self._encoded.get(key)
+        if encoding is None:  # the first station to want it encodes it; the others wait for it
             boxes = list(version.changed) if kind == "change" else [(0, 0, *version.size)]
-            message = await asyncio.to_thread(encode_update, version.pixels, version.size[0], boxes, form)
-            if version.number == self.version.number:
-                self._encoded[key] = message
+            encoding = asyncio.ensure_future(
+                asyncio.to_thread(encode_update, version.pixels, version.size[0], boxes, form))
+            self._encoded[key] = encoding
             self.encodes += 1
-        return version, message
+        return version, await asyncio.shield(encoding)
 
 
 def raw_layout(pixel_format: bytes) -> str | None:
@@ -260,7 +263,8 @@ def encode_update(pixels: bytes, width: int, boxes: list[Box], form: str) -> byt
         boxes = [around]
     else:
         boxes = merge_boxes(boxes, limit=8, slack=64 * 64)
-    image = Image.frombuffer("RGB", (width, len(pixels) // (width * 4)), pixels, "raw", "RGBX", 0, 1)
+    # RGBX maps the pixels as they are (RGB would unpack the whole screen for every update)
+    image = Image.frombuffer("RGBX", (width, len(pixels) // (width * 4)), pixels, "raw", "RGBX", 0, 1)
     rects = [_rect(image, band, form) for box in boxes for band in _bands(box)]
     return struct.pack(">BxH", 0, len(rects)) + b"".join(rects)
 
@@ -270,7 +274,7 @@ def _rect(image: Image.Image, box: Box, form: str) -> bytes:
     head = struct.pack(">HHHH", left, top, right - left, bottom - top)
     part = image.crop(box)
     if form != "tight":
-        return head + struct.pack(">i", RAW) + part.tobytes("raw", form)
+        return head + struct.pack(">i", RAW) + part.convert("RGB").tobytes("raw", form)
     buffer = io.BytesIO()
     part.save(buffer, "JPEG", quality=JPEG_QUALITY)
     jpeg = buffer.getvalue()

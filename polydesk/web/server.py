@@ -151,7 +151,9 @@ def _peer_uid(transport: asyncio.BaseTransport) -> int | None:
 
 def make_servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
     """The Unix socket's server first, then the TCP listener's (if ``listen`` is set)."""
-    common: dict[str, Any] = {"log_level": "warning", "lifespan": "off"}
+    # No permessage-deflate: what the WebSockets carry is compressed already (the stations' RFB in
+    # Tight or ZRLE, projections and pictures in JPEG); deflating it again costs CPU for nothing.
+    common: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "ws_per_message_deflate": False}
     unix = _Config(app, uds=str(settings.api_socket), http=PeerCredProtocol, ws=PeerCredWebSocketProtocol,
                    proxy_headers=False, backlog=UNIX_BACKLOG, **common)
     unix.guard = unix_guard(settings.request_timeout, _peer_uid)
