@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from polydesk.cli import actions, admin, projection, rooms, sessions
+from polydesk.cli import actions, admin, projection, rooms, sessions, web
 from polydesk.cli.client import use
 from polydesk.core.i18n import _
 
@@ -43,6 +43,7 @@ def _options(
 for group in (sessions.app, actions.app, projection.app, admin.app):
     app.add_typer(group)
 rooms.register(app)
+web.register(app)
 
 
 def _translate_help(group: typer.Typer) -> None:

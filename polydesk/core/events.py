@@ -71,6 +71,7 @@ def public_session(session: Session) -> dict[str, Any]:
                         "by": session.projection.by, "since": session.projection.since}
                        if session.projection else None),
         "version": session.version,
+        "web_limit": session.web_limit.as_dict() if session.web_limit else None,
     }
 
 

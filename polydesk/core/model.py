@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a noun of its own module (websites.py), which raises InvalidRequest from here
+    from polydesk.core.websites import WebLimit
 
 
 class Role(enum.StrEnum):
@@ -65,6 +68,8 @@ class Action(enum.StrEnum):
     GROUPS = "groups"  # read and change the saved groups of students and the card order (groups.py)
     PROJECT = "project"  # show a session's screen at other sessions' stations (projection.py)
     STOP_PROJECTING = "stop-projecting"
+    WEB_LIMIT = "web-limit"  # limit a session's web access, or end the limit (manager/weblimits.py)
+    WEB_LISTS = "web-lists"  # read and change the saved lists of sites ("Exam", "Research")
 
 
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.
@@ -160,6 +165,8 @@ class Session:
     # One more on every stored change (Store.put_session), never reset: a Dashboard orders the
     # updates of a card by it, not by when they arrive (web/static/dashboard.js).
     version: int = 0
+    # The sites its user may reach (core/websites.py), enforced per user by the kernel; None: all.
+    web_limit: WebLimit | None = None
 
     def with_(self, **changes: Any) -> Session:
         return replace(self, **changes)
@@ -192,6 +199,8 @@ class Status(enum.StrEnum):
     RESIZED = "resized"
     PROJECTED = "projected"
     PROJECTION_STOPPED = "projection-stopped"
+    WEB_LIMITED = "web-limited"
+    WEB_UNLIMITED = "web-unlimited"
     WOULD_END = "would-end"
     WOULD_DO = "would-do"
     UNKNOWN = "unknown-session"

@@ -36,10 +36,12 @@ _ON_OTHERS = frozenset(
         Action.CONTROL,
         Action.PROJECT,
         Action.STOP_PROJECTING,
+        Action.WEB_LIMIT,  # as block: never one's own session
     }
 )
-# A block would lock oneself out; a projection onto one's own station would hide one's desktop.
-_NOT_ON_OWN = frozenset({Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING})
+# A block would lock oneself out; a projection onto one's own station would hide one's desktop;
+# a web limit is the teacher's on others (as block).
+_NOT_ON_OWN = frozenset({Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT})
 # RESIZE is only ever one's own: a watcher's window never changes the size of the student's screen.
 _ON_OWN: dict[Role, frozenset[Action]] = {
     Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}),
@@ -81,6 +83,8 @@ def may(caller: Caller, action: Action, session: Session) -> Decision:
             return Decision(False, "you cannot block your own session")
         if action in (Action.PROJECT, Action.STOP_PROJECTING):
             return Decision(False, "you cannot project onto your own session")
+        if action == Action.WEB_LIMIT:
+            return Decision(False, "you cannot limit your own session's web access")
         return Decision(False, f"a {caller.role} user may not {action} sessions")
     if action not in _ON_OTHERS or caller.role == Role.STANDARD:
         return Decision(False, f"session {session.id} belongs to another user")
@@ -148,7 +152,7 @@ def may_global(caller: Caller, action: Action) -> Decision:
         if caller.role == Role.ADMIN:
             return ALLOW
         return Decision(False, "only administrators may rename stations")
-    if action in (Action.STATIONS, Action.GROUPS):
+    if action in (Action.STATIONS, Action.GROUPS, Action.WEB_LISTS):
         if caller.role != Role.STANDARD:
             return ALLOW
         return Decision(False, f"only Dashboard users and administrators may use {action}")

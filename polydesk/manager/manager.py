@@ -61,6 +61,7 @@ from polydesk.manager.station_book import StationBook, StationInfo
 from polydesk.manager.stations import Mode, Station
 from polydesk.manager.viewing import Viewing
 from polydesk.manager.watch import Watch
+from polydesk.manager.weblimits import SavedList, WebLimits
 from polydesk.store.store import Store
 
 H = TypeVar("H")
@@ -92,6 +93,7 @@ class Manager:
                                                    self.attach.audit_resize))
         self.viewing = Viewing(parts)
         self.projections = Projections(parts)
+        self.web = WebLimits(parts)
         self.lifecycle = Lifecycle(parts, self.watch, self.logoffs, Discovery(parts, self.watch),
                                    self.guard, self.attach, self.screens)
 
@@ -99,11 +101,13 @@ class Manager:
 
     async def start(self) -> None:
         await self.lifecycle.start(self)
+        await self.web.start()
 
     async def recover(self) -> list[str]:
         return await recovery.recover(self.parts)
 
     async def close(self) -> None:
+        await self.web.close()
         await self.lifecycle.close()
 
     # queries
@@ -250,6 +254,23 @@ class Manager:
     async def restore_blocks(self) -> None:
         """One round of the block guard (blockguard.py) over every blocked session, at once."""
         await self.guard.restore_blocks()
+
+    # web limits (weblimits.py): what the session's user may reach of the web
+
+    async def web_limit(self, caller: Caller, target: Target, mode: object, sites: object) -> list[Outcome]:
+        return await self.web.limit(caller, target, mode, sites)
+
+    async def web_unlimit(self, caller: Caller, target: Target) -> list[Outcome]:
+        return await self.web.unlimit(caller, target)
+
+    def web_lists(self, caller: Caller) -> list[SavedList]:
+        return self.web.lists(caller)
+
+    def save_web_list(self, caller: Caller, name: object, mode: object, sites: object) -> SavedList:
+        return self.web.save_list(caller, name, mode, sites)
+
+    def delete_web_list(self, caller: Caller, name: str) -> None:
+        self.web.delete_list(caller, name)
 
     # stations: the browsers (or VNC clients) attached through the bridge
 

@@ -84,6 +84,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN projection TEXT;
     """,
+    # Web limits: a session's (JSON: mode, sites; kept across restarts as a block is) and the
+    # saved lists of sites, shared by the Dashboard users (manager/weblimits.py).
+    """
+    ALTER TABLE sessions ADD COLUMN web_limit TEXT;
+    CREATE TABLE web_lists (
+        name TEXT PRIMARY KEY, mode TEXT NOT NULL, sites TEXT NOT NULL, updated REAL NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    """,
 ]
 
 

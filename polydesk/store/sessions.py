@@ -17,11 +17,12 @@ from polydesk.core.model import (
     Session,
     SessionState,
 )
+from polydesk.core.websites import stored_limit
 from polydesk.store.database import Database
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff, block_undone, language, station, version, projection"
+    "host_data, logoff, block_undone, language, station, version, projection, web_limit"
 )
 
 
@@ -41,7 +42,7 @@ class SessionTables(Database):
         session = session.with_(version=max(session.version, row[0] if row else 0) + 1)
         self.write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.backend,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
@@ -49,6 +50,7 @@ class SessionTables(Database):
                 json.dumps(session.logoff.__dict__) if session.logoff else None,
                 session.block_undone, session.language, session.station, session.version,
                 json.dumps(asdict(session.projection)) if session.projection else None,
+                json.dumps(session.web_limit.as_dict()) if session.web_limit else None,
             ),
         ))
         return session
@@ -124,5 +126,5 @@ def _session(row: tuple[Any, ...]) -> Session:
         block_message=row[9], client=row[10], backend_data=json.loads(row[11]),
         logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
         station=row[15], version=row[16],
-        projection=Projection(**json.loads(row[17])) if row[17] else None,
+        projection=Projection(**json.loads(row[17])) if row[17] else None, web_limit=stored_limit(row[18]),
     )

@@ -34,6 +34,7 @@ from polydesk.web.routes.projection import projection_router
 from polydesk.web.routes.rooms import StationCookies, rooms_router
 from polydesk.web.routes.thumbs import ThumbnailFastPath, thumbnails_router
 from polydesk.web.routes.vncproxy import vnc_router
+from polydesk.web.routes.weblimits import web_limits_router
 from polydesk.web.security import SecurityHeaders
 from polydesk.web.signin import DeviceCookies, SigninChecker
 
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(vnc_router(manager, auth, station_cookies))
     app.include_router(projection_router(manager))
     app.include_router(rooms_router(manager))
+    app.include_router(web_limits_router(manager))
     notice = Notice(settings, records)
     app.include_router(privacy_router(notice))
     holds = HoldsDesk(manager, checker.limiter)

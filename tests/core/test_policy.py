@@ -22,9 +22,10 @@ def session_of(owner: str, caller_role: Role) -> Session:
 
 
 ON_OTHERS = {Action.LOGOFF, Action.DISCONNECT, Action.BLOCK, Action.UNBLOCK, Action.MESSAGE,
-             Action.VIEW, Action.CONTROL, Action.PROJECT, Action.STOP_PROJECTING}
+             Action.VIEW, Action.CONTROL, Action.PROJECT, Action.STOP_PROJECTING,
+             Action.WEB_LIMIT}
 # Nobody blocks their own session, nor projects onto it (it would hide their own desktop).
-NOT_ON_OWN = {Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING}
+NOT_ON_OWN = {Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT}
 EXPECTED: dict[tuple[Role, str], set[Action]] = {
     # RESIZE: a station sizes its own session's screen only (never a watcher's window).
     (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE},
@@ -151,7 +152,7 @@ def test_stations_and_groups() -> None:
     administrators rename stations; standard users do neither."""
     ana, tch, boss = (Caller(n, i, r) for n, i, r in (("ana", 1, Role.STANDARD), ("tch", 2, Role.DASHBOARD),
                                                        ("boss", 3, Role.ADMIN)))
-    for action in (Action.STATIONS, Action.GROUPS):
+    for action in (Action.STATIONS, Action.GROUPS, Action.WEB_LISTS):
         assert not may_global(ana, action) and may_global(tch, action) and may_global(boss, action)
     assert not may_global(tch, Action.RENAME_STATION) and may_global(boss, Action.RENAME_STATION)
     assert "administrators" in may_global(tch, Action.RENAME_STATION).reason

@@ -162,6 +162,8 @@ class SessionOut(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict, description=(
         "What the session's backend shows of it: for logind sessions logind_id, seat, tty, "
         "type (x11, wayland, tty), class, remote, remote_host, service"))
+    web_limit: dict[str, Any] | None = Field(None, description=(
+        'Its web limit: {"mode": "allow" | "block", "sites": [...]} (docs/web-limits.md); null: none'))
     own: bool
 
 

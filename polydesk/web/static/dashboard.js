@@ -174,7 +174,8 @@
   bindControl("sort", "sort", true);
   bindControl("search", "search", false);
   // For groups.js: the view to apply again, and the selection to save as a group or move.
-  window.polydeskDashboard = { applyView, selected, view, cardOf };
+  // weblimits.js: the selection, and the results panel for what it did.
+  window.polydeskDashboard = { applyView, selected, view, cardOf, showResults: (...a) => showResults(...a) };
 
   // ---------------------------------------------------------------- selection
 
@@ -699,6 +700,8 @@
     card.classList.toggle("is-blocked", session.blocked);
     card.querySelector(".state").textContent = STATE_LABELS[session.state] || session.state;
     card.querySelector(".blocked-badge").hidden = !session.blocked;
+    const web = card.querySelector(".web-badge");  // a web limit (weblimits.js)
+    if (web) web.hidden = !session.web_limit;
     const undone = card.querySelector(".undone-badge");  // the block was undone from inside
     undone.hidden = !session.block_undone;
     undone.querySelector(".undone-count").textContent = String(session.block_undone || 0);

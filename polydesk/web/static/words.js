@@ -19,6 +19,7 @@
     STATUS_LABELS: Object.freeze({
       ended: gettext("Logged off"), "logging-off": gettext("Logging off…"), disconnected: gettext("Disconnected"),
       blocked: gettext("Blocked"), unblocked: gettext("Unblocked"), shown: gettext("Message shown"),
+      "web-limited": gettext("Web limited"), "web-unlimited": gettext("Web open"),
       "unknown-session": gettext("Unknown session"), "not-permitted": gettext("Not permitted"),
       failed: gettext("Failed"), projected: gettext("Projected"), "projection-stopped": gettext("Projection stopped"),
       "would-do": gettext("Would be done"),
