@@ -4,12 +4,13 @@ The table is MultiPoint's account types mapped onto Polydesk roles:
 
 | caller    | own session              | standard user's | Dashboard user's | administrator's |
 |-----------|--------------------------|-----------------|------------------|-----------------|
-| standard  | logoff, disconnect, view | -               | -                | -               |
+| standard  | logoff, disconnect, view, apps | -         | -                | -               |
 | dashboard | all but block, project   | all             | all              | -               |
 | admin     | all but block, project   | all             | all              | all             |
 
 "All" is logoff, disconnect, block, unblock, message, view, control, project (onto the
-session's station) and stop projecting. Nobody blocks or projects onto their own session
+session's station), stop projecting, and the applications' launch, apps (list) and close-app;
+"apps" in the first row is those three. Nobody blocks or projects onto their own session
 (they would lock themselves out, or hide their own desktop). Who may log a session off
 may cancel that log-off while it waits, except a log-off of one's own session that
 someone else asked for (a student does not undo the teacher's; administrators may).
@@ -37,14 +38,20 @@ _ON_OTHERS = frozenset(
         Action.PROJECT,
         Action.STOP_PROJECTING,
         Action.WEB_LIMIT,  # as block: never one's own session
+        Action.LAUNCH,
+        Action.APPS,
+        Action.CLOSE_APP,
     }
 )
 # A block would lock oneself out; a projection onto one's own station would hide one's desktop;
 # a web limit is the teacher's on others (as block).
 _NOT_ON_OWN = frozenset({Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT})
+# Applications: a standard user starts, lists and closes them in their own session only.
+_APPS = frozenset({Action.LAUNCH, Action.APPS, Action.CLOSE_APP})
 # RESIZE is only ever one's own: a watcher's window never changes the size of the student's screen.
 _ON_OWN: dict[Role, frozenset[Action]] = {
-    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}),
+    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE})
+    | _APPS,
     Role.DASHBOARD: _ON_OTHERS - _NOT_ON_OWN | {Action.RESIZE},
     Role.ADMIN: _ON_OTHERS - _NOT_ON_OWN | {Action.RESIZE},
 }

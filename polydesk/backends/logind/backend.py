@@ -38,6 +38,7 @@ from polydesk.backends.logind.dbus import Login1, Login1Error
 from polydesk.backends.logind.follow import Follower, translated
 from polydesk.backends.logind.local import comm, find_screen, session_pids, write_terminal
 from polydesk.backends.logind.sessions import SCREEN_TTL, Ref, describe
+from polydesk.core.apps import App
 from polydesk.core.model import Account, BackendError, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
 from polydesk.system import processes as procs
@@ -280,6 +281,24 @@ class LogindBackend:
 
     def rfb_socket(self, session: Session) -> Endpoint | None:
         return None  # stations of logind sessions are their own seats or remote clients
+
+    # Applications (docs/applications.md): not yet for the machine's own sessions, whose
+    # environment and cgroup are systemd's; refused with the reason, nothing is started.
+
+    async def launch(self, session: Session, account: Account, argv: list[str]) -> int:
+        raise BackendError(self._no_apps(session))
+
+    async def apps(self, session: Session) -> list[App]:
+        raise BackendError(self._no_apps(session))
+
+    async def close_app(self, session: Session, pid: int, start: int | None, wait: float,
+                        kill_after: float) -> str:
+        raise BackendError(self._no_apps(session))
+
+    def _no_apps(self, session: Session) -> str:
+        why = self._why(session) if self.screen(session) is None else None
+        return (f"session {session.id}: applications cannot be launched, listed or closed in "
+                f"logind sessions yet{': ' + why if why else ''}")
 
     async def close(self) -> None:
         await self._follow.close()
