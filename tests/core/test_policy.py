@@ -21,14 +21,17 @@ def session_of(owner: str, caller_role: Role) -> Session:
                    state=SessionState.ACTIVE, logon_time=0)
 
 
+# Applications (issue 16): launched, listed and closed in one's own session by anyone.
+APPS = {Action.LAUNCH, Action.APPS, Action.CLOSE_APP}
 ON_OTHERS = {Action.LOGOFF, Action.DISCONNECT, Action.BLOCK, Action.UNBLOCK, Action.MESSAGE,
              Action.VIEW, Action.CONTROL, Action.PROJECT, Action.STOP_PROJECTING,
-             Action.WEB_LIMIT}
+             Action.WEB_LIMIT} | APPS
 # Nobody blocks their own session, nor projects onto it (it would hide their own desktop).
 NOT_ON_OWN = {Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT}
 EXPECTED: dict[tuple[Role, str], set[Action]] = {
     # RESIZE: a station sizes its own session's screen only (never a watcher's window).
-    (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE},
+    (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}
+    | APPS,
     (Role.STANDARD, "standard"): set(),
     (Role.STANDARD, "dashboard"): set(),
     (Role.STANDARD, "admin"): set(),
