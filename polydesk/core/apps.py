@@ -54,8 +54,6 @@ def check_argv(argv: object) -> list[str]:
     for index, arg in enumerate(argv):
         value = check_text(f"argv[{index}]", arg, max_length=MAX_ARG, required=index == 0)
         checked.append(value or "")
-    if checked[0].startswith("-"):
-        raise InvalidRequest("argv[0]: a program, not an option")
     return checked
 
 

@@ -7,15 +7,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field
 
 from polydesk.core.apps import MAX_ARG, MAX_ARGS
-from polydesk.core.texts import TEXT_PATTERN
+from polydesk.core.texts import NOT_BLANK_PATTERN, TEXT_PATTERN
 from polydesk.manager.manager import Manager
 from polydesk.web.routes.api import _ONE_SELECTION, ERRORS, REFUSED, Results, Selection, Who, results
 
-_ONE_OF: dict[str, Any] = {"oneOf": [{"required": ["argv"]}, {"required": ["app"]}, {"required": ["url"]}]}
-_PID_OR_NAME: dict[str, Any] = {"oneOf": [{"required": ["pid"]}, {"required": ["name"]}]}
+
+def _one_of(**kinds: str) -> dict[str, Any]:
+    """Exactly one of these fields, not null (the manager's rule, said in the schema)."""
+    return {"oneOf": [{"required": [name], "properties": {name: {"type": kind}}}
+                      for name, kind in kinds.items()]}
+
+
+_ONE_OF = _one_of(argv="array", app="string", url="string")
+_PID_OR_NAME: dict[str, Any] = {"oneOf": [
+    {"required": ["pid", "ids"], "properties": {
+        "pid": {"type": "integer"}, "ids": {"minItems": 1, "maxItems": 1},
+        "all": {"const": False}, "own": {"const": False}}},
+    {"required": ["name"], "properties": {"name": {"type": "string"}}},
+]}
+# What check_url takes: a known scheme, or an absolute path; one line.
+_LINE = r"[^\x00-\x1f\x7f-\x9f]*"
+URL_PATTERN = (r"^([Hh][Tt][Tt][Pp][Ss]?|[Ff][Tt][Pp]|[Mm][Aa][Ii][Ll][Tt][Oo]|[Ff][Ii][Ll][Ee]):" + _LINE
+               + "$|^/" + _LINE + "$")
 _Arg = Annotated[str, Field(max_length=MAX_ARG, json_schema_extra={"pattern": TEXT_PATTERN})]
 DESKTOP_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}\.desktop$"
 
@@ -25,10 +41,11 @@ class LaunchRequest(Selection):
     application, by its .desktop file's name) or ``url`` (an address or absolute path, opened
     with the desktop's default handler, xdg-open)."""
 
-    argv: list[_Arg] | None = Field(default=None, min_length=1, max_length=MAX_ARGS)
+    argv: list[_Arg] | None = Field(default=None, min_length=1, max_length=MAX_ARGS, json_schema_extra={
+        "prefixItems": [{"type": "string", "minLength": 1, "pattern": NOT_BLANK_PATTERN}]})
     app: str | None = Field(default=None, pattern=DESKTOP_ID)
     url: str | None = Field(default=None, min_length=1, max_length=MAX_ARG,
-                            json_schema_extra={"pattern": TEXT_PATTERN})
+                            json_schema_extra={"pattern": URL_PATTERN})
 
     model_config = {**Selection.model_config, "json_schema_extra": {
         "allOf": [_ONE_SELECTION, _ONE_OF]}}
@@ -38,10 +55,10 @@ class CloseRequest(Selection):
     """``pid`` (and ``start``, as the list gave them) in one session, or every application
     called ``name`` (its name or WM_CLASS) in the sessions."""
 
-    pid: StrictInt | None = Field(default=None, ge=2, le=2**22)
-    start: StrictInt | None = Field(default=None, ge=0, le=2**63 - 1)
+    pid: int | None = Field(default=None, ge=2, le=2**22)
+    start: int | None = Field(default=None, ge=0, le=2**63 - 1)
     name: str | None = Field(default=None, min_length=1, max_length=200,
-                             json_schema_extra={"pattern": TEXT_PATTERN})
+                             json_schema_extra={"pattern": NOT_BLANK_PATTERN})
 
     model_config = {**Selection.model_config, "json_schema_extra": {
         "allOf": [_ONE_SELECTION, _PID_OR_NAME]}}
