@@ -45,7 +45,8 @@ def test_launch_from_the_dashboard_on_two_selected_sessions(
     expect(page.locator("#launch-button")).to_be_focused()
 
     page.click("#launch-button")
-    page.fill("#launch-input", 'xterm -T "pdt launched" -bg "#c81e1e" -geometry 400x120+0+0')
+    # (a shell in it would put its prompt in the title: a command of its own keeps the title)
+    page.fill("#launch-input", 'xterm -T "pdt launched" -bg "#c81e1e" -geometry 400x120+0+0 -e sleep 600')
     page.click("#launch-ok")
     rows = page.locator("#results-body tr")
     expect(rows).to_have_count(2)
@@ -73,6 +74,6 @@ def test_launch_from_the_dashboard_on_two_selected_sessions(
     audit = [r for r in daemon.cli_json("audit") if r["action"] in ("launch", "close-app")]
     assert [r["action"] for r in audit] == ["launch", "close-app"]
     assert audit[0]["detail"]["argv"] == ["xterm", "-T", "pdt launched", "-bg", "#c81e1e", "-geometry",
-                                          "400x120+0+0"]
+                                          "400x120+0+0", "-e", "sleep", "600"]
     assert json.dumps(audit[1]["targets"]) == json.dumps([ids[ana.name]])
     assert page.errors == []  # type: ignore[attr-defined]
