@@ -34,7 +34,8 @@ def test_launch_from_the_dashboard_on_two_selected_sessions(
 
     page.locator(f"#card-{ids[ana.name]}").click()
     page.locator(f"#card-{ids[bia.name]}").click(modifiers=["Control"])
-    page.click("#launch-button")
+    page.locator(f"#card-{ids[bia.name]}").click(button="right")  # the thumbnails' menu
+    page.click("#context-menu [data-apps=launch]")
     dialog = page.locator("#launch-dialog")
     expect(dialog).to_be_visible()
     expect(page.locator("#launch-cancel")).to_be_focused()  # never the button that acts
@@ -42,9 +43,10 @@ def test_launch_from_the_dashboard_on_two_selected_sessions(
     expect(page.locator("#launch-picker li", has_text="XTerm").first).to_be_visible()  # installed, with icons
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-    expect(page.locator("#launch-button")).to_be_focused()
+    expect(page.locator("#grid .card:focus")).to_have_count(1)  # back to the thumbnails
 
-    page.click("#launch-button")
+    page.locator(f"#card-{ids[bia.name]}").click(button="right")
+    page.click("#context-menu [data-apps=launch]")
     # (a shell in it would put its prompt in the title: a command of its own keeps the title)
     page.fill("#launch-input", 'xterm -T "pdt launched" -bg "#c81e1e" -geometry 400x120+0+0 -e sleep 600')
     page.click("#launch-ok")
@@ -63,6 +65,7 @@ def test_launch_from_the_dashboard_on_two_selected_sessions(
     # The applications panel of one session: the window, its pid; Close ends it.
     pid = int(re.findall(r"pid (\d+)", rows.filter(has_text=ana.name).inner_text())[0])
     page.locator(f"#card-{ids[ana.name]}").click()
+    page.locator(f"#card-{ids[ana.name]}").click(button="right")  # the thumbnail's menu
     page.click("#apps-button")
     row = page.locator("#apps-body tr", has_text="pdt launched")
     expect(row).to_have_count(1)

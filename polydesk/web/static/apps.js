@@ -146,8 +146,8 @@
     }));
   }
 
-  async function openLaunch() {
-    opener = document.activeElement;
+  async function openLaunch(from) {
+    opener = from || document.activeElement;
     notice("");
     const targets = selectedTargets();
     $("launch-selected-label").textContent = fill(gettext("The selected sessions ({n})"), { n: targets.length });
@@ -200,7 +200,6 @@
   }
 
   if (dialog) {
-    $("launch-button").addEventListener("click", openLaunch);
     $("launch-form").addEventListener("submit", launch);
     $("launch-cancel").addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
@@ -300,17 +299,32 @@
     if (!$("apps-status").textContent) $("apps-status").textContent = status;
   }
 
+  function listSelected() {
+    const targets = selectedTargets();
+    if (targets.length !== 1) {
+      notice(gettext("Select one session to see its applications."));
+      return;
+    }
+    notice("");
+    showApps(targets[0].id).then(() => $("apps-refresh").focus());
+  }
+
   if (panel) {
-    $("apps-button").addEventListener("click", () => {
-      const targets = selectedTargets();
-      if (targets.length !== 1) {
-        notice(gettext("Select one session to see its applications."));
-        return;
-      }
-      notice("");
-      showApps(targets[0].id);
-    });
     $("apps-refresh").addEventListener("click", () => { if (shownSession) showApps(shownSession); });
     $("apps-close").addEventListener("click", () => { panel.hidden = true; shownSession = null; });
   }
+
+  // The toolbar's Launch and the thumbnails' menu (Launch, Applications): the menu closes first.
+  document.addEventListener("click", (event) => {
+    const item = event.target.closest("button[data-apps]");
+    if (!item) return;
+    const menu = item.closest(".context-menu");
+    if (menu) menu.hidden = true;
+    if (item.dataset.apps === "launch" && dialog) {
+      // from the thumbnails' menu, the focus goes back to the thumbnails (their roving one)
+      openLaunch(menu ? grid.querySelector('.card[tabindex="0"]') : item);
+    } else if (item.dataset.apps === "list" && panel) {
+      listSelected();
+    }
+  });
 })();
