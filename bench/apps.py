@@ -14,6 +14,7 @@ those times over every session and repeat, and how long the request itself took 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import select
 import statistics
@@ -45,9 +46,6 @@ def watch(rig: Rig, sessions: list[dict[str, Any]]) -> dict[str, xdisplay.Displa
 
 def mapped_after(watchers: dict[str, xdisplay.Display], started: float, timeout: float) -> dict[str, float]:
     """Seconds from ``started`` to the first MapNotify on each session's screen."""
-    for conn in watchers.values():  # what happened before the request does not count
-        while conn.pending_events():
-            conn.next_event()
     seen: dict[str, float] = {}
     by_fd = {conn.fileno(): (sid, conn) for sid, conn in watchers.items()}
     deadline = started + timeout
@@ -60,6 +58,17 @@ def mapped_after(watchers: dict[str, xdisplay.Display], started: float, timeout:
                 if conn.next_event().type == X.MapNotify and sid not in seen:
                     seen[sid] = now - started
     return seen
+
+
+def launch(rig: Rig, round_: int, started: float) -> tuple[dict[str, Any], float]:
+    """What the Dashboard's Launch sends for all sessions; its answer and how long it took."""
+    with rig.api() as api:
+        answer = api.post("/sessions/launch", json={
+            "all": True, "argv": ["xmessage", "-title", f"bench {round_}", "Polydesk bench"]})
+        took = time.monotonic() - started
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result, took
 
 
 def measure(sessions: int, repeat: int) -> dict[str, Any]:
@@ -75,16 +84,17 @@ def measure(sessions: int, repeat: int) -> dict[str, Any]:
         try:
             for round_ in range(repeat):
                 time.sleep(1.0)
-                for conn in watchers.values():
+                for conn in watchers.values():  # what happened before the request does not count
                     while conn.pending_events():
                         conn.next_event()
                 started = time.monotonic()
-                answer = api.post("/sessions/launch", json={
-                    "all": True, "argv": ["xmessage", "-title", f"bench {round_}", "Polydesk bench"]})
-                answers.append(time.monotonic() - started)
-                answer.raise_for_status()
-                assert answer.json()["succeeded"] == sessions, answer.text
-                seen = mapped_after(watchers, started, timeout=60)
+                # The request in a thread: the windows are watched while it is answered.
+                with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                    sent = pool.submit(launch, rig, round_, started)
+                    seen = mapped_after(watchers, started, timeout=60)
+                    answer, took = sent.result()
+                answers.append(took)
+                assert answer["succeeded"] == sessions, answer
                 if len(seen) < sessions:
                     raise RuntimeError(f"round {round_}: {sessions - len(seen)} windows never mapped")
                 times.extend(seen.values())
