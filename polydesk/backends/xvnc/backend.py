@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from polydesk.backends import apps as shared_apps
 from polydesk.backends.base import Recovered, Started
 from polydesk.backends.helpers import helper_language, helpers, on_screen, show_helper, stop_helpers
 from polydesk.backends.xvnc import apps as session_apps
@@ -27,7 +28,6 @@ from polydesk.backends.xvnc.record import Handle, read_records
 from polydesk.core.apps import App
 from polydesk.core.model import Account, BackendError, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
-from polydesk.system import processes as procs
 from polydesk.system.cgroups import Limits
 from polydesk.system.children import Children
 from polydesk.system.tracking import Tracker, Tracking, TrackingError, choose
@@ -214,14 +214,14 @@ class XvncBackend:
     async def apps(self, session: Session) -> list[App]:
         handle = self._live(session)
         windows = await _x(xapps.list_windows, handle)
-        return await asyncio.to_thread(_with_start_times, windows)
+        return await asyncio.to_thread(shared_apps.with_start_times, windows)
 
     async def close_app(self, session: Session, pid: int, start: int | None, wait: float,
                         kill_after: float) -> str:
         handle = self._live(session)
         tracker = self._tracker(handle)
-        closed = await asyncio.to_thread(session_apps.close, handle, tracker, pid, start, wait, kill_after,
-                                         lambda: xapps.list_windows(handle.screen))
+        closed = await asyncio.to_thread(shared_apps.close, handle.session_id, handle.uid, tracker.pids,
+                                         handle.screen, pid, start, wait, kill_after)
         self._children.collect()
         return closed.how
 
@@ -260,16 +260,6 @@ class XvncBackend:
         """Start a helper window process (root, the session's cookie, its own session)."""
         await show_helper(handle.dir, handle.screen, kind, args, language, self._children,
                           f"session {handle.session_id}", wait_ready)
-
-
-def _with_start_times(windows: list[xapps.AppWindow]) -> list[App]:
-    found = []
-    for window in windows:
-        start = procs.start_time(window.pid) if window.pid else None
-        found.append(App(window=window.window, title=window.title, name=window.klass or window.instance,
-                         wm_class=window.klass, pid=window.pid, pid_source=window.pid_source, start=start,
-                         started_at=procs.start_epoch(start) if start is not None else None))
-    return found
 
 
 def _block_input(screen: Screen) -> None:
