@@ -24,9 +24,9 @@ def _one_of(**kinds: str) -> dict[str, Any]:
 _ONE_OF = _one_of(argv="array", app="string", url="string")
 _PID_OR_NAME: dict[str, Any] = {"oneOf": [
     {"required": ["pid", "ids"], "properties": {
-        "pid": {"type": "integer"}, "ids": {"minItems": 1, "maxItems": 1},
+        "pid": {"type": "integer"}, "ids": {"minItems": 1, "maxItems": 1}, "name": {"type": "null"},
         "all": {"const": False}, "own": {"const": False}}},
-    {"required": ["name"], "properties": {"name": {"type": "string"}}},
+    {"required": ["name"], "properties": {"name": {"type": "string"}, "pid": {"type": "null"}}},
 ]}
 # What check_url takes: a known scheme, or an absolute path; one line.
 _LINE = r"[^\x00-\x1f\x7f-\x9f]*"
