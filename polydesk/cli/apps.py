@@ -107,14 +107,15 @@ def _pid(row: dict[str, Any]) -> str:
 
 @app.command()
 def close(
-    args: Annotated[list[str], typer.Argument(help=_("ID APP_PID, or with --name: session ids (or --all)."),
-                                              show_default=False)],
+    args: Annotated[list[str] | None, typer.Argument(
+        help=_("ID APP_PID, or with --name: session ids (or --all)."), show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help=_(
         "Close every application of this name instead of one pid."))] = None,
     all_: All = False,
     as_json: Json = False,
 ) -> None:
     """Close an application, politely first: polydesk close ID APP_PID, or --name NAME (ID... | --all)."""
+    args = args or []
     if name is not None:
         act("close-app", {**selection(args, all_, own_if_empty=False), "name": name}, as_json)
     if all_ or len(args) != 2 or not args[1].isdigit():

@@ -52,6 +52,11 @@ def test_routes_by_role_and_target(room: Room) -> None:
             if target == role != "standard":  # one Dashboard user, one administrator: their own
                 cells = row["own"]
             assert actual[role][target] == cells, f"{role} -> {target}: {actual[role][target]}"
+    launched = d.cli("launch", "--all", "--", "xterm", "-e", "top", user=room.teacher)
+    assert launched.returncode == 0 and launched.stdout.count("launched") == 2  # not the admin's, nor own
+    closed = d.cli("close", "--name", "xterm", "--all", "--json", user=room.teacher)
+    assert closed.returncode == 0, closed.stderr
+    assert {r["status"] for r in json.loads(closed.stdout)["results"]} == {"closed"}
     refused = [r for r in d.cli_json("audit") if r["action"] == "launch" and not r["allowed"]]
     assert refused and all(r["detail"]["argv"] == ["xterm"] for r in refused)
 
