@@ -70,6 +70,9 @@ def sign_in(page: Page, daemon: Daemon, user: TestUser) -> None:
     page.fill("#password", user.password)
     page.click("#signin-submit")
     expect(page).to_have_url(daemon.url + "/")
+    # A Dashboard (or the own-session page) answers keys and clicks once all its scripts ran.
+    page.wait_for_function("() => { const g = document.getElementById('grid'); "
+                           "return !g || g.dataset.ready === 'true'; }")
 
 
 def new_page(browser: Browser) -> Page:

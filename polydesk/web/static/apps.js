@@ -13,7 +13,6 @@
   const grid = document.getElementById("grid");
   if (!dash || !grid || grid.dataset.mode !== "dashboard") return;
   const $ = (id) => document.getElementById(id);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const { gettext, fill, STATUS_LABELS } = window.polydeskWords; // words.js
   const LABELS = Object.assign({}, STATUS_LABELS, {
     pending: gettext("Working…"), launched: gettext("Launched"), closed: gettext("Closed"),
@@ -21,31 +20,7 @@
     "nothing-to-close": gettext("Not running there"),
   });
 
-  async function call(method, path, body) {
-    let response;
-    try {
-      response = await fetch("/api/v1" + path, {
-        method,
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new Error(gettext("The Polydesk service cannot be reached. Check the network connection and try again."));
-    }
-    if (response.status === 401) {
-      window.location.assign("/signin");
-      throw new Error(gettext("You are signed out."));
-    }
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    if (data && Array.isArray(data.results)) return data; // refused too: each result says why
-    if (!response.ok) {
-      throw new Error((data && data.error && data.error.message)
-        || fill(gettext("The Polydesk service answered with an error ({status})."), { status: response.status }));
-    }
-    return data;
-  }
+  const call = window.polydeskApi.call; // client.js
 
   function notice(text) {
     const el = $("notice");

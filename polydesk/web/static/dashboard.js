@@ -11,7 +11,6 @@
   const grid = document.getElementById("grid");
   if (!grid) return;
   const mode = grid.dataset.mode; // "dashboard" or "own"
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   // Words in the page's language, and the labels the fleet page shares
   const { gettext, fill, STATE_LABELS } = window.polydeskWords; // words.js
@@ -396,33 +395,9 @@
     if (hinting) hintedOver = shownCards().length;
   }
 
-  // A request that never reached the daemon rejects with the browser's own words ("Failed to
-  // fetch", "NetworkError when attempting to fetch resource."), in English whatever the page's
-  // language: say it in the page's.
-  async function reach(url, init) {
-    try {
-      return await fetch(url, init);
-    } catch (error) {
-      throw new Error(gettext("The Polydesk service cannot be reached. Check the network connection and try again."));
-    }
-  }
-
+  // Actions on sessions: POST /api/v1/sessions/PATH (client.js); the answer has one result each.
   async function api(path, body) {
-    const response = await reach("/api/v1/sessions/" + path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify(body),
-    });
-    if (response.status === 401) {
-      window.location.assign("/signin");
-      throw new Error(gettext("You are signed out."));
-    }
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    if (data && Array.isArray(data.results)) return data;
-    throw new Error((data && data.error && data.error.message)
-      || fill(gettext("The Polydesk service answered with an error ({status})."), { status: response.status }));
+    return window.polydeskApi.call("POST", "/sessions/" + path, body);
   }
 
   async function targetsOf(action) {
@@ -828,4 +803,7 @@
   applyView();
   connect();
   window.setInterval(refreshIdle, 15000);
+  // Every deferred script of the page (groups, projection, applications ...) has run by then:
+  // the page answers clicks and keys from now on (tests wait for it).
+  document.addEventListener("DOMContentLoaded", () => { grid.dataset.ready = "true"; });
 })();

@@ -12,7 +12,6 @@
   const root = document.getElementById("fleet");
   if (!root) return;
   const $ = (id) => document.getElementById(id);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const { gettext, fill, STATE_LABELS, STATUS_LABELS } = window.polydeskWords; // words.js
   const showPrivileged = root.dataset.privileged === "true";
   const REFRESH_MS = 2000;
@@ -29,24 +28,7 @@
     return node;
   }
 
-  async function api(method, path, body) {
-    let response;
-    try {
-      response = await fetch("/api/v1" + path, {
-        method, credentials: "same-origin",
-        headers: body ? { "Content-Type": "application/json", "X-CSRF-Token": csrf } : {},
-        body: body ? JSON.stringify(body) : undefined,
-      });
-    } catch (error) { // the browser's own "Failed to fetch", in English: say it in the page's language
-      throw new Error(gettext("The Polydesk service cannot be reached. Check the network connection and try again."));
-    }
-    const answer = response.status === 204 ? null : await response.json().catch(() => null);
-    if (!response.ok && !(answer && answer.results)) {
-      throw new Error((answer && answer.error && answer.error.message)
-        || fill(gettext("The Polydesk service answered with an error ({status})."), { status: response.status }));
-    }
-    return answer;
-  }
+  const api = window.polydeskApi.call; // client.js
 
   function notice(text) {
     $("notice").textContent = text;

@@ -13,7 +13,6 @@
   const grid = document.getElementById("grid");
   if (!dash || !grid || grid.dataset.mode !== "dashboard") return;
   const $ = (id) => document.getElementById(id);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const { gettext, fill } = window.polydeskWords; // words.js
   const isAdmin = grid.dataset.callerRole === "admin";
 
@@ -21,24 +20,7 @@
   let chosen = localStorage.getItem("polydesk.group") || "";
   let order = []; // user names, the teacher's custom order
 
-  async function call(method, path, body) {
-    const response = await fetch("/api/v1" + path, {
-      method,
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (response.status === 401) {
-      window.location.assign("/signin");
-      throw new Error(gettext("You are signed out."));
-    }
-    let data = null;
-    try { data = response.status === 204 ? null : await response.json(); } catch (e) { data = null; }
-    if (!response.ok) {
-      throw new Error((data && data.error && data.error.message) || gettext("The server did not answer."));
-    }
-    return data;
-  }
+  const call = window.polydeskApi.call; // client.js
 
   function notice(text) {
     const el = $("notice");

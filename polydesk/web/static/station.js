@@ -7,7 +7,6 @@
  */
 import RFB from "./novnc/core/rfb.js";
 
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const wsBase = (window.location.protocol === "https:" ? "wss:" : "ws:") + "//" + window.location.host;
 const $ = (id) => document.getElementById(id);
 // Words in the page's language (words.js runs first: deferred scripts and modules run in order).
@@ -27,33 +26,9 @@ const CLOSE_STATION = 4000, CLOSE_SWITCHED = 4100, CLOSE_SIGNED_OUT = 4401, CLOS
 // waits of 1, 2, 4, 8 s, then every 10 s, for at most 5 minutes.
 const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 10000, RETRY_FOR_MS = 5 * 60 * 1000;
 
-async function api(method, path, body) {
-  let response;
-  try {
-    response = await fetch("/api/v1" + path, {
-      method: method,
-      credentials: "same-origin",
-      headers: body === undefined ? {} : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    // The browser's own words ("Failed to fetch") are in its language, not the page's: say it plainly.
-    const error = new Error(gettext("The computer does not answer. Reconnecting…"));
-    error.network = true;
-    throw error;
-  }
-  if (response.status === 401) {
-    window.location.assign("/signin");
-    throw new Error(gettext("You are signed out."));
-  }
-  let data = null;
-  try { data = await response.json(); } catch (e) { data = null; }
-  if (!response.ok) {
-    const error = new Error((data && data.error && data.error.message) || response.statusText);
-    error.status = response.status;
-    throw error;
-  }
-  return data;
+// The daemon's REST API, as every page calls it (client.js, a script that runs before this module).
+function api(method, path, body) {
+  return window.polydeskApi.call(method, path, body);
 }
 
 /* The bridge never passes a SetDesktopSize on to Xvnc (polydesk/web/rfbfilter.py): the daemon
