@@ -70,6 +70,7 @@ class Action(enum.StrEnum):
     STOP_PROJECTING = "stop-projecting"
     WEB_LIMIT = "web-limit"  # limit a session's web access, or end the limit (manager/weblimits.py)
     WEB_LISTS = "web-lists"  # read and change the saved lists of sites ("Exam", "Research")
+    CHAT = "chat"  # write in a session's conversation, raise or lower its hand (manager/chat.py)
 
 
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.
@@ -167,6 +168,8 @@ class Session:
     version: int = 0
     # The sites its user may reach (core/websites.py), enforced per user by the kernel; None: all.
     web_limit: WebLimit | None = None
+    # When its user raised their hand (manager/chat.py); None: the hand is down.
+    hand_raised_at: float | None = None
 
     def with_(self, **changes: Any) -> Session:
         return replace(self, **changes)
@@ -296,6 +299,12 @@ class Conflict(PolydeskError):
     """A well-formed request the sessions' present state does not allow (nothing to project)."""
 
     code = "conflict"
+
+
+class RateLimited(PolydeskError):
+    """Too many requests of one kind too fast (a student's chat messages): try again later."""
+
+    code = "rate-limited"
 
 
 class BackendError(PolydeskError):
