@@ -103,12 +103,24 @@ def test_chat_reaches_only_its_two_sides(chat_room: Room) -> None:
             refused = ana.post(f"/api/v1/sessions/{a}/chat", json={"text": bad})
             assert refused.status_code == 400 and "text" in refused.json()["error"]["message"], refused.text
 
-        # The rate limit (3 a minute, the raised hand counted): the next is refused with 429.
+        # The local channel: the CLI over the API socket, Ana as herself (peer credentials).
+        mine = daemon.cli("chat", "--send", "from my terminal", user=room.ana)
+        assert mine.returncode == 0, mine.stderr
+        assert daemon.cli("hand", "--lower", user=room.ana).returncode == 0
+        # Bia, another local user, cannot write into Ana's conversation through it.
+        intruder = daemon.cli("chat", a, "--send", "teacher says: go home", user=room.bia)
+        assert intruder.returncode == 2 and "no session" in intruder.stderr, intruder
+        # The rate limit (3 a minute, the raised hand counted): Ana's fourth is refused (429).
+        shown = daemon.cli("chat", user=room.ana, input="one more\n")
+        assert shown.returncode == 0, shown.stderr
+        assert "Do you need help?" in shown.stdout and "from my terminal" in shown.stdout
+        assert "one more" not in shown.stdout and "a minute" in shown.stderr
         codes = [ana.post(f"/api/v1/sessions/{a}/chat", json={"text": f"help {n}"}).status_code
-                 for n in range(3)]
-        assert codes == [200, 429, 429], codes
-        limited = ana.post(f"/api/v1/sessions/{a}/chat", json={"text": "x"}).json()
-        assert "a minute" in limited["error"]["message"]
+                 for n in range(2)]
+        assert codes == [429, 429], codes
+        history = teacher.get(f"/api/v1/sessions/{a}/chat").json()["messages"]
+        assert [m["text"] for m in history][-1] == "from my terminal"
+        assert "teacher says" not in json.dumps(history)
         assert teacher.post(f"/api/v1/sessions/{a}/chat", json={"text": "Coming"}).status_code == 200
 
         no_chat(bia_ws)
