@@ -65,8 +65,8 @@
     document.title = hands ? fill(gettext("({n} ✋) {title}"), { n: hands, title: baseTitle }) : baseTitle;
   }
 
-  document.addEventListener("polydesk:card", (event) => {
-    const { card, session } = event.detail;
+  // A card's session changed (and, once, every card as the page had it before this script ran).
+  function mark(card, session) {
     const element = badge(card, "hand-badge", gettext("Raised hand: open the chat"));
     element.textContent = "✋ " + gettext("Hand raised");
     element.hidden = !session.hand_raised_at;
@@ -77,7 +77,11 @@
     if (open) open.panel.querySelector(".chat-lower").hidden = !session.hand_raised_at;
     showUnread(session.id);
     showTitle();
-  });
+  }
+  document.addEventListener("polydesk:card", (event) => mark(event.detail.card, event.detail.session));
+  for (const card of dash.cards()) {
+    mark(card, { id: card.dataset.id, hand_raised_at: card.dataset.hand ? Number(card.dataset.hand) : null });
+  }
   document.addEventListener("polydesk:card-removed", (event) => {
     unread.delete(event.detail.id);
     const open = panels.get(event.detail.id);
@@ -182,7 +186,11 @@
     ids.slice(0, 4).forEach(openPanel); // a panel each, a few at most
   });
 
-  // What was written while this page was closed.
+  // What changed before this script ran (the events socket may have been quicker), and what
+  // was written while this page was closed.
+  call("GET", "/sessions").then((sessions) => {
+    for (const session of sessions) if (dash.cardOf(session.id)) mark(dash.cardOf(session.id), session);
+  }).catch(() => {});
   call("GET", "/chat/unread").then((counts) => {
     for (const [id, n] of Object.entries(counts)) { unread.set(id, n); showUnread(id); }
   }).catch(() => {});

@@ -1,0 +1,75 @@
+"""Chat in Chromium on both sides, on a real Xvnc session: the teacher writes from the Dashboard,
+the student's station opens its panel with the words as typed (markup stays text), the answer
+comes back to the Dashboard, a raised hand marks the thumbnail and the page's title; the
+conversation outlives a daemon killed with -9."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from playwright.sync_api import Browser, expect
+
+from tests.harness import Daemon
+from tests.users import TestUser
+from tests.web.test_station_e2e import connected
+from tests.web.webclient import logon, new_page, sign_in
+
+MARKUP = "Hello <b>Ana</b> <img src=x onerror=alert(1)>"
+
+
+def test_teacher_and_student_chat_and_the_hand_marks_the_thumbnail(
+    daemon: Daemon, make_user: Callable[..., TestUser], browser: Browser
+) -> None:
+    teacher, ana = make_user("tch", "dashboard"), make_user("ana")
+    a = logon(daemon, ana)
+
+    student = new_page(browser)
+    sign_in(student, daemon, ana)
+    connected(student)
+    dashboard = new_page(browser)
+    sign_in(dashboard, daemon, teacher)
+
+    expect(dashboard.locator(f"#card-{a} .hand-badge")).to_be_attached()  # chat.js is there
+    # The teacher opens a chat from the thumbnail's right-click menu and writes (markup included).
+    dashboard.locator(f"#card-{a}").click(button="right")
+    dashboard.click("#context-menu [data-chat]")
+    panel = dashboard.locator(f"#chat-dock .chat-panel[data-session='{a}']")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".chat-title")).to_contain_text(ana.name)
+    panel.locator("textarea").fill(MARKUP)
+    panel.locator("textarea").press("Enter")
+
+    # The student's panel opens by itself, showing the characters typed, not markup.
+    chat = student.locator("#chat-panel")
+    expect(chat).to_be_visible(timeout=10_000)
+    expect(chat.locator(".chat-log .theirs .chat-text")).to_have_text(MARKUP)
+    assert chat.locator(".chat-log b, .chat-log img").count() == 0
+
+    # The answer comes back to the Dashboard's panel; a predefined reply goes out in one click.
+    student.fill("#chat-text", "I am stuck on exercise 3")
+    student.press("#chat-text", "Enter")
+    expect(panel.locator(".chat-log .theirs .chat-text")).to_have_text("I am stuck on exercise 3")
+    panel.locator("[data-reply]").first.click()
+    expect(chat.locator(".chat-log .theirs .chat-text").last).to_have_text("I am coming.")
+
+    # Raise hand: the thumbnail is marked, the title counts it; the teacher lowers it.
+    student.click("#station-hand")
+    expect(student.locator("#station-hand")).to_have_attribute("aria-pressed", "true")
+    card = dashboard.locator(f"#card-{a}")
+    expect(card.locator(".hand-badge")).to_be_visible(timeout=10_000)
+    expect(card).to_have_class(re.compile(r"\bhas-hand\b"))
+    expect(dashboard).to_have_title(re.compile(r"^\(1 ✋\)"))
+    panel.locator(".chat-lower").click()
+    expect(card.locator(".hand-badge")).to_be_hidden(timeout=10_000)
+    expect(student.locator("#station-hand")).to_have_attribute("aria-pressed", "false")
+    assert student.errors == [] and dashboard.errors == []  # type: ignore[attr-defined]
+    student.close()
+    dashboard.close()
+
+    # kill -9: the conversation is in SQLite, the session re-adopted with it.
+    daemon.kill()
+    daemon.start()
+    with daemon.client("/api/v1") as root:
+        texts = [m["text"] for m in root.get(f"/sessions/{a}/chat").json()["messages"]]
+    assert texts == [MARKUP, "I am stuck on exercise 3", "I am coming."]
