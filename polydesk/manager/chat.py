@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ from typing import Any
 
 from polydesk.core import policy
 from polydesk.core.events import Event
+from polydesk.core.i18n import N_
 from polydesk.core.model import (
     Action,
+    BackendError,
     Caller,
     NotPermitted,
     Outcome,
@@ -40,9 +43,14 @@ from polydesk.core.model import (
 )
 from polydesk.core.texts import MAX_TEXT, check_text
 from polydesk.manager.parts import Parts
+from polydesk.manager.stations import Mode
 from polydesk.store.store import Priority
 
+log = logging.getLogger(__name__)
+
 PRUNE_EVERY_S = 300.0
+# Shown in a session without a station page (the words the teacher wrote come first, as typed).
+ANSWER_HINT = N_("To answer, open a terminal and type: polydesk chat")
 HISTORY = 500  # the most a reader is given at once: the newest messages
 
 
@@ -71,6 +79,7 @@ class Chat:
         self.parts = parts
         self.sent: dict[str, deque[float]] = {}  # session id -> when its user last sent (the limit)
         self.follower: asyncio.Task[None] | None = None
+        self.showing: set[asyncio.Task[None]] = set()  # message windows being opened
 
     # the use cases
 
@@ -105,6 +114,8 @@ class Chat:
         self.parts.audit.one(caller, Action.CHAT, Outcome(session.id, Status.SHOWN, session.user),
                              detail={"op": "send", "from": "student" if student else "teacher"})
         self.parts.bus.publish(Event("chat", session.id, None, message.to_json()))
+        if not student and not self._has_station_page(session.id):
+            self._show_in_session(session, message)
         return message
 
     async def hand(self, caller: Caller, session_id: str, raised: bool) -> Session:
@@ -148,9 +159,10 @@ class Chat:
         self.follower = asyncio.create_task(self._follow(), name="chat")
 
     async def close(self) -> None:
-        if self.follower is not None:
-            self.follower.cancel()
-            await asyncio.gather(self.follower, return_exceptions=True)
+        tasks = [*self.showing, *([self.follower] if self.follower is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def prune(self) -> None:
         """Drop messages past their retention and the conversations of sessions that ended
@@ -181,6 +193,28 @@ class Chat:
                     continue
                 if event.kind == "session-ended":
                     self.forget(event.session_id)
+
+    # sessions without a station page (a logind seat, a native VNC client)
+
+    def _has_station_page(self, session_id: str) -> bool:
+        """The user's own browser station (a web sign-in) is open: its chat panel shows the words."""
+        return any(station.signin is not None for station in self.parts.stations.of(session_id, Mode.OWN))
+
+    def _show_in_session(self, session: Session, message: ChatMessage) -> None:
+        """The teacher's words in the session's message window (as messages are shown), with
+        how to answer; they answer through the API socket (``polydesk chat``), which knows
+        them by their peer credentials."""
+        text = f"{message.sender}: {message.text}\n\n{self.parts.in_session(session, ANSWER_HINT)}"
+
+        async def show() -> None:
+            try:
+                await self.parts.backend(session).message(session, text, None)
+            except BackendError as exc:  # the words are stored and on the events socket all the same
+                log.warning("chat: session %s: the message window failed: %s", session.id, exc)
+
+        task = asyncio.get_running_loop().create_task(show(), name=f"chat-window-{session.id}")
+        self.showing.add(task)
+        task.add_done_callback(self.showing.discard)
 
     # helpers
 

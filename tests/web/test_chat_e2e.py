@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Browser, expect
 
-from tests.harness import Daemon
+from tests.harness import Daemon, wait_for
 from tests.users import TestUser
 from tests.web.test_station_e2e import connected
 from tests.web.webclient import logon, new_page, sign_in
@@ -67,9 +67,17 @@ def test_teacher_and_student_chat_and_the_hand_marks_the_thumbnail(
     student.close()
     dashboard.close()
 
+    # Without a station page (closed here; a logind seat, a native VNC client), the teacher's
+    # words come up in the session's message window, saying how to answer.
+    wait_for(lambda: next(s for s in daemon.sessions() if s["id"] == a)["state"] == "disconnected",
+             what="the session disconnected with its page")
+    with daemon.client("/api/v1") as root:
+        assert root.post(f"/sessions/{a}/chat", json={"text": "Are you still there?"}).status_code == 200
+    wait_for(lambda: list(daemon.state_dir.parent.rglob("helpers/message-*")), what="the message window")
+
     # kill -9: the conversation is in SQLite, the session re-adopted with it.
     daemon.kill()
     daemon.start()
     with daemon.client("/api/v1") as root:
         texts = [m["text"] for m in root.get(f"/sessions/{a}/chat").json()["messages"]]
-    assert texts == [MARKUP, "I am stuck on exercise 3", "I am coming."]
+    assert texts == [MARKUP, "I am stuck on exercise 3", "I am coming.", "Are you still there?"]
