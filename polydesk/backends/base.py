@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from polydesk.core.apps import App
 from polydesk.core.model import Account, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
 
@@ -120,6 +121,24 @@ class SessionBackend(Protocol):
     async def restore_block(self, session: Session) -> list[str]:
         """While the session is blocked: put back whatever undid the block since the last
         call (an input setting turned on again, the cover closed); say what it was."""
+        ...
+
+    async def launch(self, session: Session, account: Account, argv: list[str]) -> int:
+        """Start ``argv`` as it is (never through a shell) as ``account``, the session's user,
+        with their groups, the session's environment and inside its tracking; its pid.
+        BackendError (the reason) where the backend cannot reach the session's display."""
+        ...
+
+    async def apps(self, session: Session) -> list[App]:
+        """The application windows of the session, with the pid the display server knows."""
+        ...
+
+    async def close_app(self, session: Session, pid: int, start: int | None, wait: float,
+                        kill_after: float) -> str:
+        """Close the application ``pid`` (started at ``start``): its windows asked, then SIGTERM
+        after ``wait`` s, SIGKILL after ``kill_after`` more; "closed", "terminated" or "killed".
+        Nothing is signalled (BackendError) unless it is a process of the session: same uid,
+        inside its tracking, same start time."""
         ...
 
     async def close(self) -> None:

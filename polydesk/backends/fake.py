@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from polydesk.backends.base import Recovered, Started
+from polydesk.core.apps import App
 from polydesk.core.model import Account, BackendError, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
 
@@ -26,6 +27,8 @@ class FakeDesktop:
     notices: list[int] = field(default_factory=list)
     windows: int = 2
     undone: list[str] = field(default_factory=list)  # what undid the block, not yet put back
+    launched: list[list[str]] = field(default_factory=list)  # argv of every launch, in order
+    apps: list[App] = field(default_factory=list)  # one per launch, closed ones taken away
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -129,6 +132,30 @@ class FakeBackend:
 
     async def idle_seconds(self, session: Session) -> float | None:
         return self.idle.get(session.id, 0.0) if session.id in self.desktops else None
+
+    async def launch(self, session: Session, account: Account, argv: list[str]) -> int:
+        desktop = self._record("launch", session.id)
+        if account.uid != desktop.account.uid:
+            raise BackendError(f"session {session.id} is not {account.name}'s")
+        self._next_pid += 1
+        desktop.launched.append(list(argv))
+        name = argv[-1] if argv[0] == "xdg-open" else argv[0].rsplit("/", 1)[-1]
+        desktop.apps.append(App(window=self._next_pid, title=" ".join(argv), name=name, wm_class=name,
+                                pid=self._next_pid, pid_source="server", start=1, started_at=0.0))
+        return self._next_pid
+
+    async def apps(self, session: Session) -> list[App]:
+        return list(self._record("apps", session.id).apps)
+
+    async def close_app(self, session: Session, pid: int, start: int | None, wait: float,
+                        kill_after: float) -> str:
+        desktop = self._record("close_app", session.id)
+        app = next((a for a in desktop.apps if a.pid == pid and start in (None, a.start)), None)
+        if app is None:
+            raise BackendError(f"session {session.id}: process {pid} is not a process of the session: "
+                               "nothing was signalled")
+        desktop.apps.remove(app)
+        return "closed"
 
     def screen(self, session: Session) -> Screen | None:
         return None  # no pixels: interfaces show a placeholder

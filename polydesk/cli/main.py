@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from polydesk.cli import actions, admin, chat, projection, rooms, sessions, web
+from polydesk.cli import actions, admin, apps, chat, projection, rooms, sessions, web
 from polydesk.cli.client import use
 from polydesk.core.i18n import _
 
@@ -40,7 +40,7 @@ def _options(
 
 
 # Groups without a name put their commands at the top level, in this order in --help.
-for group in (sessions.app, actions.app, projection.app, chat.app, admin.app):
+for group in (sessions.app, actions.app, projection.app, apps.app, chat.app, admin.app):
     app.add_typer(group)
 rooms.register(app)
 web.register(app)

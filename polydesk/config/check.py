@@ -68,6 +68,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_geometry": (lambda v: _screen_size(v), "WIDTHxHEIGHT from 64x64 to 4096x4096, e.g. 3840x2160"),
     "first_display": (lambda v: 0 <= v < 10000, "a display number from 0 to 9999"),
     "language": (lambda v: v == "" or normalize(v) is not None, "en or pt_BR (or empty: the daemon's LANG)"),
+    "launch_allowed": (lambda v: v in ("any", "listed"), "any or listed"),
     "process_tracking": (lambda v: v in ("auto", "cgroup2", "cgroup1", "marker"),
                          "auto, cgroup2, cgroup1 or marker"),
     "session_memory_max": (lambda v: _memory(v), "a share of RAM (50%), a size (2G, 512M) or 0"),

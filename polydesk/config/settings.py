@@ -47,6 +47,12 @@ class Settings:
     logoff_grace: int = _setting(30, "Seconds between the log-off warning and the end of a session.")
     close_wait: float = _setting(5.0, "Seconds to wait for windows to close politely before SIGTERM.")
     kill_after: float = _setting(3.0, "Seconds between SIGTERM and SIGKILL of a session's processes.")
+    launch_allowed: str = _setting(
+        "any", "What Dashboard users may launch in other users' sessions (applications.md): `any` (a "
+        "program typed, an address, an installed application) or `listed` (only the applications "
+        "installed on the host, from their .desktop files, and web addresses). Administrators may "
+        "launch anything; a user in their own session too."
+    )
     allow_multiple_sessions: bool = _setting(
         False, "Let one account have several sessions; otherwise logging on again resumes."
     )

@@ -70,6 +70,9 @@ class Action(enum.StrEnum):
     STOP_PROJECTING = "stop-projecting"
     WEB_LIMIT = "web-limit"  # limit a session's web access, or end the limit (manager/weblimits.py)
     WEB_LISTS = "web-lists"  # read and change the saved lists of sites ("Exam", "Research")
+    LAUNCH = "launch"  # start a program, or open an address, in sessions (apps.py)
+    APPS = "apps"  # list the applications running in a session
+    CLOSE_APP = "close-app"  # close one application of a session, politely, then forcibly
     CHAT = "chat"  # write in a session's conversation, raise or lower its hand (manager/chat.py)
 
 
@@ -83,6 +86,8 @@ SESSION_ACTIONS = (
     Action.MESSAGE,
     Action.PROJECT,
     Action.STOP_PROJECTING,
+    Action.LAUNCH,
+    Action.CLOSE_APP,
 )
 
 
@@ -204,6 +209,11 @@ class Status(enum.StrEnum):
     PROJECTION_STOPPED = "projection-stopped"
     WEB_LIMITED = "web-limited"
     WEB_UNLIMITED = "web-unlimited"
+    LAUNCHED = "launched"
+    CLOSED = "closed"  # an application left when asked
+    TERMINATED = "terminated"  # ... only after SIGTERM
+    KILLED = "killed"  # ... only after SIGKILL
+    NOTHING = "nothing-to-close"  # no application of that name was running there
     WOULD_END = "would-end"
     WOULD_DO = "would-do"
     UNKNOWN = "unknown-session"

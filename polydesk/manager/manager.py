@@ -15,6 +15,7 @@ given the manager's shared parts (parts.py):
     queries     list_sessions, get_session...  tokens      API tokens
     discovery   sessions the OS starts         watch       sessions that end by themselves
     holds       the log-on page's holds        each        the shape every action shares
+    apps        launch, list, close applications
     audit       the audit log's one writer     idle        idle times, cached
 """
 
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 from polydesk.backends.base import SessionBackend
 from polydesk.config.settings import Settings
 from polydesk.core import policy
+from polydesk.core.apps import App
 from polydesk.core.events import AuditRecord, Event, EventBus
 from polydesk.core.model import (
     Account,
@@ -44,6 +46,7 @@ from polydesk.core.model import (
 )
 from polydesk.core.screen import Screen
 from polydesk.manager import actions, holds, queries, recovery, tokens
+from polydesk.manager.apps import Apps
 from polydesk.manager.attach import Attach
 from polydesk.manager.block import Blocks
 from polydesk.manager.blockguard import BlockGuard
@@ -95,6 +98,7 @@ class Manager:
         self.viewing = Viewing(parts)
         self.projections = Projections(parts)
         self.web = WebLimits(parts)
+        self.applications = Apps(parts)
         self.chat = Chat(parts)
         self.lifecycle = Lifecycle(parts, self.watch, self.logoffs, Discovery(parts, self.watch),
                                    self.guard, self.attach, self.screens)
@@ -250,6 +254,26 @@ class Manager:
         """Whose screen session ``session_id``'s own station shows instead of its own (the bridge)."""
         session = self.parts.store.session(session_id)
         return None if session is None else session.projection
+
+    # applications (apps.py)
+
+    async def launch(self, caller: Caller, target: Target, *, argv: object = None, url: object = None,
+                     app: object = None) -> list[Outcome]:
+        return await self.applications.launch(caller, target, argv=argv, url=url, app=app)
+
+    async def apps(self, caller: Caller, session_id: str) -> list[App]:
+        return await self.applications.apps(caller, session_id)
+
+    async def close_app(self, caller: Caller, target: Target, *, pid: object = None, start: object = None,
+                        name: object = None) -> list[Outcome]:
+        return await self.applications.close(caller, target, pid=pid, start=start, name=name)
+
+    def installed_apps(self) -> list[Any]:
+        """The applications installed on the host (system.desktop_entries.Entry), for the picker."""
+        return list(self.applications.installed())
+
+    def app_icon(self, app_id: str) -> bytes | None:
+        return self.applications.icon(app_id)
 
     def resolve(self, caller: Caller, action: Action, target: Target) -> list[Session | Outcome]:
         """The sessions a request is about; refusals and unknown ids as ready Outcomes."""

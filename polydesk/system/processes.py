@@ -39,6 +39,18 @@ def is_exiting(pid: int) -> bool:
     return stat is None or stat[0] in ("Z", "X") or bool(int(stat[6]) & _PF_EXITING)
 
 
+def start_epoch(ticks: int) -> float:
+    """A start time in clock ticks since boot as a time (epoch seconds)."""
+    return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def boot_id() -> str:
     """Start times only mean something within one boot."""
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

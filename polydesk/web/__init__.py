@@ -24,6 +24,7 @@ from polydesk.web.auth import Authenticator, CookieSessions, SignInRecords, load
 from polydesk.web.bodyguard import BodyGuard
 from polydesk.web.errors import error_response, status_of
 from polydesk.web.routes.api import api_router
+from polydesk.web.routes.apps import apps_router
 from polydesk.web.routes.chat import chat_router
 from polydesk.web.routes.events import events_router
 from polydesk.web.routes.fleet import fleet_page_router, fleet_router
@@ -96,6 +97,7 @@ def create_app(
     app.state.manager = manager
     app.state.auth = auth
     app.include_router(api_router(manager, fleet.desk if fleet is not None else None))
+    app.include_router(apps_router(manager))
     app.include_router(fleet_router(thumbnails, fleet))
     app.include_router(fleet_page_router(settings, auth, fleet))
     app.include_router(thumbnails_router(thumbnails))

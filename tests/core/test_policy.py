@@ -21,16 +21,18 @@ def session_of(owner: str, caller_role: Role) -> Session:
                    state=SessionState.ACTIVE, logon_time=0)
 
 
+# Applications (issue 16): launched, listed and closed in one's own session by anyone.
+APPS = {Action.LAUNCH, Action.APPS, Action.CLOSE_APP}
 ON_OTHERS = {Action.LOGOFF, Action.DISCONNECT, Action.BLOCK, Action.UNBLOCK, Action.MESSAGE,
              Action.VIEW, Action.CONTROL, Action.PROJECT, Action.STOP_PROJECTING,
-             Action.WEB_LIMIT, Action.CHAT}
+             Action.WEB_LIMIT, Action.CHAT} | APPS
 # Nobody blocks their own session, nor projects onto it (it would hide their own desktop).
 NOT_ON_OWN = {Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT}
 EXPECTED: dict[tuple[Role, str], set[Action]] = {
     # RESIZE: a station sizes its own session's screen only (never a watcher's window).
     # CHAT: everyone chats in their own session, as its user (the student's side).
     (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE,
-                              Action.CHAT},
+                              Action.CHAT} | APPS,
     (Role.STANDARD, "standard"): set(),
     (Role.STANDARD, "dashboard"): set(),
     (Role.STANDARD, "admin"): set(),

@@ -32,16 +32,20 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from polydesk.backends import apps as shared_apps
 from polydesk.backends.base import Discovered, Recovered, Started
 from polydesk.backends.helpers import helper_language, helpers, on_screen, show_helper, stop_helpers
-from polydesk.backends.logind.dbus import Login1, Login1Error
+from polydesk.backends.logind import apps as session_apps
+from polydesk.backends.logind.dbus import Login1, Login1Error, SessionInfo
 from polydesk.backends.logind.follow import Follower, translated
 from polydesk.backends.logind.local import comm, find_screen, session_pids, write_terminal
 from polydesk.backends.logind.sessions import SCREEN_TTL, Ref, describe
+from polydesk.core.apps import App
 from polydesk.core.model import Account, BackendError, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
 from polydesk.system import processes as procs
 from polydesk.system.children import Children
+from polydesk.system.x11 import apps as xapps
 from polydesk.system.x11 import client as x11
 from polydesk.system.x11 import xserver
 
@@ -280,6 +284,41 @@ class LogindBackend:
 
     def rfb_socket(self, session: Session) -> Endpoint | None:
         return None  # stations of logind sessions are their own seats or remote clients
+
+    # ------------------------------------------------------------ applications (apps.py)
+
+    async def launch(self, session: Session, account: Account, argv: list[str]) -> int:
+        ref, info, screen = await self._x11(session)
+        pid = await asyncio.to_thread(session_apps.launch, info, account, screen.display, argv,
+                                      self._dir(ref), self._children.own)
+        self._children.watch(pid)
+        return pid
+
+    async def apps(self, session: Session) -> list[App]:
+        _, _, screen = await self._x11(session)
+        windows = await on_screen(xapps.list_windows, screen, session.id)
+        return await asyncio.to_thread(shared_apps.with_start_times, windows)
+
+    async def close_app(self, session: Session, pid: int, start: int | None, wait: float,
+                        kill_after: float) -> str:
+        ref, info, screen = await self._x11(session)
+        closed = await asyncio.to_thread(shared_apps.close, session.id, info.uid,
+                                         lambda: session_pids(ref.logind_id, info.leader), screen, pid,
+                                         start, wait, kill_after)
+        self._children.collect()
+        return closed.how
+
+    async def _x11(self, session: Session) -> tuple[Ref, SessionInfo, Screen]:
+        """The session, as logind has it now, and its X display; else BackendError saying why not."""
+        ref = Ref.of(session)
+        info = await self._follow.current(ref)
+        if info is None:
+            raise BackendError(f"logind session {ref.logind_id} has ended")
+        screen = await self._screen(session)
+        if screen is None:
+            raise BackendError(f"session {session.id} has no X display Polydesk can reach: "
+                               f"{self._why(session) or describe(info)}")
+        return ref, info, screen
 
     async def close(self) -> None:
         await self._follow.close()

@@ -16,18 +16,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from polydesk.backends import apps as shared_apps
 from polydesk.backends.base import Recovered, Started
 from polydesk.backends.helpers import helper_language, helpers, on_screen, show_helper, stop_helpers
+from polydesk.backends.xvnc import apps as session_apps
 from polydesk.backends.xvnc import watch
 from polydesk.backends.xvnc.display import make_dir
 from polydesk.backends.xvnc.end import end_session
 from polydesk.backends.xvnc.launch import DEFAULT_DESKTOP, Launcher
 from polydesk.backends.xvnc.record import Handle, read_records
+from polydesk.core.apps import App
 from polydesk.core.model import Account, BackendError, EndReason, Session
 from polydesk.core.screen import Endpoint, Screen
 from polydesk.system.cgroups import Limits
 from polydesk.system.children import Children
-from polydesk.system.tracking import TrackingError, choose
+from polydesk.system.tracking import Tracker, Tracking, TrackingError, choose
+from polydesk.system.x11 import apps as xapps
 from polydesk.system.x11 import client as x11
 from polydesk.system.x11 import xserver
 
@@ -197,6 +201,36 @@ class XvncBackend:
         if timeout:
             args += ["--timeout", str(timeout)]
         await self._helper(handle, "message", args, helper_language(session))
+
+    # ------------------------------------------------------------ applications (apps.py)
+
+    async def launch(self, session: Session, account: Account, argv: list[str]) -> int:
+        handle = self._live(session)
+        tracker = self._tracker(handle)
+        pid = await asyncio.to_thread(session_apps.launch, handle, account, argv, tracker, self._children.own)
+        self._children.watch(pid)
+        return pid
+
+    async def apps(self, session: Session) -> list[App]:
+        handle = self._live(session)
+        windows = await _x(xapps.list_windows, handle)
+        return await asyncio.to_thread(shared_apps.with_start_times, windows)
+
+    async def close_app(self, session: Session, pid: int, start: int | None, wait: float,
+                        kill_after: float) -> str:
+        handle = self._live(session)
+        tracker = self._tracker(handle)
+        closed = await asyncio.to_thread(shared_apps.close, handle.session_id, handle.uid, tracker.pids,
+                                         handle.screen, pid, start, wait, kill_after)
+        self._children.collect()
+        return closed.how
+
+    def _tracker(self, handle: Handle) -> Tracker:
+        """The session's tracking, with the limits new processes join where it is this
+        backend's own mode (a session of an earlier daemon with another mode: its own)."""
+        if Tracking.from_data(handle.to_data()) == self.tracking:
+            return self.tracking.tracker(handle.track_key or handle.session_id, handle.leaders())
+        return handle.tracker()
 
     def screen(self, session: Session) -> Screen | None:
         try:

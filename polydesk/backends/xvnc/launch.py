@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from polydesk.backends.helpers import tail
 from polydesk.backends.xvnc import display as files
@@ -229,8 +230,14 @@ def _base_env(handle: Handle, account: Account) -> dict[str, str]:
     }
 
 
+class Joins(Protocol):
+    """What a child enters between fork and exec: a session's Tracker, or a logind scope."""
+
+    def join(self) -> None: ...
+
+
 def spawn(argv: Sequence[str], account: Account, env: dict[str, str], cwd: str,
-          tracker: tracking.Tracker, logfile: Path) -> subprocess.Popen[bytes]:
+          tracker: Joins, logfile: Path) -> subprocess.Popen[bytes]:
     """Start ``argv`` as the account, in its own session, inside the session's tracking.
 
     The child joins the cgroup and only then drops privileges (Popen's user=/group= would

@@ -549,6 +549,8 @@
     $("results").hidden = false;
   }
 
+  window.polydeskDashboard.showResults = showResults; // apps.js: Launch shows its results here too
+
   function markEnded(id) {
     const body = $("results-body");
     if (!body) return;
