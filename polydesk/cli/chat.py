@@ -82,6 +82,8 @@ def _interactive(client: Client, session_id: str, as_json: bool) -> None:
             except typer.Exit:  # the session ended, or the daemon went away: the reader says so
                 done.set()
 
+    if sys.stdin.isatty():
+        typer.echo(_("Type a message and press Enter to send it; Ctrl-D ends."), err=True)
     show_new()
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()

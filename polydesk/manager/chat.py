@@ -21,11 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import polydesk
 from polydesk.core import policy
 from polydesk.core.events import Event
 from polydesk.core.i18n import N_
@@ -40,16 +44,19 @@ from polydesk.core.model import (
     Status,
     StoreError,
     UnknownSession,
+    UnknownUser,
 )
 from polydesk.core.texts import MAX_TEXT, check_text
 from polydesk.manager.parts import Parts
 from polydesk.manager.stations import Mode
 from polydesk.store.store import Priority
+from polydesk.system import processes
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 300.0
-# Shown in a session without a station page (the words the teacher wrote come first, as typed).
+# Shown in a session without a station page when no chat window can be opened there (the words
+# the teacher wrote come first, as typed).
 ANSWER_HINT = N_("To answer, open a terminal and type: polydesk chat")
 HISTORY = 500  # the most a reader is given at once: the newest messages
 
@@ -80,6 +87,7 @@ class Chat:
         self.sent: dict[str, deque[float]] = {}  # session id -> when its user last sent (the limit)
         self.follower: asyncio.Task[None] | None = None
         self.showing: set[asyncio.Task[None]] = set()  # message windows being opened
+        self.windows: dict[str, tuple[int, int | None]] = {}  # session id -> its chat window (pid, start)
 
     # the use cases
 
@@ -179,6 +187,7 @@ class Chat:
 
     def forget(self, session_id: str) -> None:
         self.sent.pop(session_id, None)
+        self.windows.pop(session_id, None)
         with contextlib.suppress(StoreError):
             self.parts.store.write(("DELETE FROM chat WHERE session_id = ?", (session_id,)),
                                    ("DELETE FROM chat_read WHERE session_id = ?", (session_id,)))
@@ -201,12 +210,19 @@ class Chat:
         return any(station.signin is not None for station in self.parts.stations.of(session_id, Mode.OWN))
 
     def _show_in_session(self, session: Session, message: ChatMessage) -> None:
-        """The teacher's words in the session's message window (as messages are shown), with
-        how to answer; they answer through the API socket (``polydesk chat``), which knows
-        them by their peer credentials."""
+        """The conversation in a window of the session: a terminal running ``polydesk chat`` as
+        its user, who reads and answers there through the API socket (the kernel names them:
+        SO_PEERCRED; they write only in their own session). Without a terminal program, or where
+        the backend cannot start one, the teacher's words in the message window, with how to
+        answer."""
         text = f"{message.sender}: {message.text}\n\n{self.parts.in_session(session, ANSWER_HINT)}"
 
         async def show() -> None:
+            try:
+                if await self._open_window(session):
+                    return
+            except BackendError as exc:
+                log.info("chat: session %s: no chat window (%s); a message window instead", session.id, exc)
             try:
                 await self.parts.backend(session).message(session, text, None)
             except BackendError as exc:  # the words are stored and on the events socket all the same
@@ -215,6 +231,30 @@ class Chat:
         task = asyncio.get_running_loop().create_task(show(), name=f"chat-window-{session.id}")
         self.showing.add(task)
         task.add_done_callback(self.showing.discard)
+
+    async def _open_window(self, session: Session) -> bool:
+        """The session's chat window is open (it shows what comes next by itself), or opened now."""
+        open_already = self.windows.get(session.id)
+        if open_already is not None and processes.is_running(*open_already):
+            return True
+        terminal = shutil.which("xterm")
+        if terminal is None:
+            return False
+        try:
+            account = self.parts.accounts.by_name(session.user)
+        except UnknownUser:
+            return False
+        if account.uid != session.uid:
+            return False
+        # The daemon's own code and socket: the user's CLI must reach this daemon, as it is.
+        code = str(Path(polydesk.__file__).resolve().parent.parent)
+        title = self.parts.in_session(session, N_("Chat with the teacher"))
+        argv = [terminal, "-title", title, "-geometry", "72x16", "-e", "env", f"PYTHONPATH={code}",
+                sys.executable, "-m", "polydesk", "--socket", str(self.parts.settings.api_socket),
+                "chat", session.id]
+        pid = await self.parts.backend(session).launch(session, account, argv)
+        self.windows[session.id] = (pid, processes.start_time(pid))
+        return True
 
     # helpers
 

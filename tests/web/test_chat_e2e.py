@@ -5,7 +5,9 @@ conversation outlives a daemon killed with -9."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Callable
 
 from playwright.sync_api import Browser, expect
@@ -14,6 +16,14 @@ from tests.harness import Daemon, wait_for
 from tests.users import TestUser
 from tests.web.test_station_e2e import connected
 from tests.web.webclient import logon, new_page, sign_in
+
+
+def pgrep_chat(user: TestUser) -> bool:
+    """``polydesk chat`` runs as ``user``."""
+    found = subprocess.run(["pgrep", "-u", str(user.uid), "-f", "polydesk --socket .* chat"],
+                           capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
 
 MARKUP = "Hello <b>Ana</b> <img src=x onerror=alert(1)>"
 
@@ -67,17 +77,34 @@ def test_teacher_and_student_chat_and_the_hand_marks_the_thumbnail(
     student.close()
     dashboard.close()
 
-    # Without a station page (closed here; a logind seat, a native VNC client), the teacher's
-    # words come up in the session's message window, saying how to answer.
+    # Without a station page (closed here; a logind seat, a native VNC client) the daemon opens
+    # a chat window in the session: a terminal running `polydesk chat` as its user, who answers
+    # there (through the API socket, as themselves).
     wait_for(lambda: next(s for s in daemon.sessions() if s["id"] == a)["state"] == "disconnected",
              what="the session disconnected with its page")
     with daemon.client("/api/v1") as root:
         assert root.post(f"/sessions/{a}/chat", json={"text": "Are you still there?"}).status_code == 200
-    wait_for(lambda: list(daemon.state_dir.parent.rglob("helpers/message-*")), what="the message window")
+        display = next(s for s in daemon.sessions() if s["id"] == a)["display"]
+        x = {**os.environ, "DISPLAY": str(display),
+             "XAUTHORITY": str(daemon.runtime_dir / "sessions" / a / "Xauthority")}
+        window = wait_for(lambda: subprocess.run(
+            ["xdotool", "search", "--name", "Chat with the teacher"], env=x, capture_output=True,
+            text=True).stdout.split(), what="the chat window in the session")
+        # What is typed there (the keyboard, XTEST) reaches the conversation as the student's.
+        subprocess.run(["xdotool", "windowactivate", "--sync", window[0]], env=x, check=True, timeout=10)
+        wait_for(lambda: pgrep_chat(ana), what="polydesk chat running as the student")
+        subprocess.run(["xdotool", "type", "--delay", "30", "Yes, I am here"], env=x, check=True, timeout=20)
+        subprocess.run(["xdotool", "key", "Return"], env=x, check=True, timeout=10)
+
+        def answered() -> bool:
+            messages = root.get(f"/sessions/{a}/chat").json()["messages"]
+            return any(m["text"] == "Yes, I am here" and m["from"] == "student" for m in messages)
+        wait_for(answered, what="the answer typed in the session's chat window")
 
     # kill -9: the conversation is in SQLite, the session re-adopted with it.
     daemon.kill()
     daemon.start()
     with daemon.client("/api/v1") as root:
         texts = [m["text"] for m in root.get(f"/sessions/{a}/chat").json()["messages"]]
-    assert texts == [MARKUP, "I am stuck on exercise 3", "I am coming.", "Are you still there?"]
+    assert texts == [MARKUP, "I am stuck on exercise 3", "I am coming.", "Are you still there?",
+                     "Yes, I am here"]
