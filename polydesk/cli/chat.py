@@ -2,7 +2,8 @@
 
     polydesk chat [ID] --send TEXT   write one message (no ID: in your own session)
     polydesk chat [ID]               the conversation, then each new message as it comes; every
-                                     line typed is sent; it ends at the end of input (Ctrl-D)
+                                     line typed is sent (but /hand and /lower, which raise and
+                                     lower the hand); it ends at the end of input (Ctrl-D)
     polydesk hand [--lower] [ID]     raise your hand (ask for help), or lower it
 
 The words of others are shown with their control characters escaped (output.printable).
@@ -24,6 +25,7 @@ from polydesk.core.i18n import _
 app = typer.Typer()
 
 POLL_S = 1.0  # how often the interactive chat asks for new messages
+_COMMANDS = {"/hand": "hand", "/lower": "hand/lower"}  # lines that are not messages
 Id = Annotated[str | None, typer.Argument(help=_("The session (default: your own)."), show_default=False)]
 
 
@@ -83,7 +85,8 @@ def _interactive(client: Client, session_id: str, as_json: bool) -> None:
                 done.set()
 
     if sys.stdin.isatty():
-        typer.echo(_("Type a message and press Enter to send it; Ctrl-D ends."), err=True)
+        typer.echo(_("Type a message and press Enter to send it; /hand raises your hand, /lower "
+                     "lowers it; Ctrl-D ends."), err=True)
     show_new()
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
@@ -92,12 +95,19 @@ def _interactive(client: Client, session_id: str, as_json: bool) -> None:
             if done.is_set():
                 break
             text = line.rstrip("\n")
-            if text.strip():
-                try:
-                    client.call("POST", f"/sessions/{session_id}/chat", json={"text": text})
-                except typer.Exit:  # refused (too fast, too long): said on stderr; go on
+            if not text.strip():
+                continue
+            command = _COMMANDS.get(text.strip())
+            try:
+                if command is not None:  # /hand, /lower: the chat window's Raise hand
+                    client.call("POST", f"/sessions/{session_id}/{command}")
+                    typer.echo(_("Your hand is raised: the teacher sees it.") if command == "hand"
+                               else _("The hand is down."), err=True)
                     continue
-                show_new()
+                client.call("POST", f"/sessions/{session_id}/chat", json={"text": text})
+            except typer.Exit:  # refused (too fast, too long): said on stderr; go on
+                continue
+            show_new()
     finally:
         done.set()
         follower.join(timeout=POLL_S * 2)

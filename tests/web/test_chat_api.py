@@ -111,10 +111,11 @@ def test_chat_reaches_only_its_two_sides(chat_room: Room) -> None:
         intruder = daemon.cli("chat", a, "--send", "teacher says: go home", user=room.bia)
         assert intruder.returncode == 2 and "no session" in intruder.stderr, intruder
         # The rate limit (3 a minute, the raised hand counted): Ana's fourth is refused (429).
-        shown = daemon.cli("chat", user=room.ana, input="one more\n")
+        shown = daemon.cli("chat", user=room.ana, input="/lower\none more\n")
         assert shown.returncode == 0, shown.stderr
         assert "Do you need help?" in shown.stdout and "from my terminal" in shown.stdout
         assert "one more" not in shown.stdout and "a minute" in shown.stderr
+        assert "The hand is down." in shown.stderr  # /lower: not a message
         codes = [ana.post(f"/api/v1/sessions/{a}/chat", json={"text": f"help {n}"}).status_code
                  for n in range(2)]
         assert codes == [429, 429], codes

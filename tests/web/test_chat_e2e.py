@@ -93,13 +93,15 @@ def test_teacher_and_student_chat_and_the_hand_marks_the_thumbnail(
         # What is typed there (the keyboard, XTEST) reaches the conversation as the student's.
         subprocess.run(["xdotool", "windowactivate", "--sync", window[0]], env=x, check=True, timeout=10)
         wait_for(lambda: pgrep_chat(ana), what="polydesk chat running as the student")
-        subprocess.run(["xdotool", "type", "--delay", "30", "Yes, I am here"], env=x, check=True, timeout=20)
-        subprocess.run(["xdotool", "key", "Return"], env=x, check=True, timeout=10)
+        for line in ("/hand", "Yes, I am here"):  # /hand: the window's Raise hand
+            subprocess.run(["xdotool", "type", "--delay", "30", line], env=x, check=True, timeout=20)
+            subprocess.run(["xdotool", "key", "Return"], env=x, check=True, timeout=10)
 
         def answered() -> bool:
             messages = root.get(f"/sessions/{a}/chat").json()["messages"]
             return any(m["text"] == "Yes, I am here" and m["from"] == "student" for m in messages)
         wait_for(answered, what="the answer typed in the session's chat window")
+        assert root.get(f"/sessions/{a}").json()["hand_raised_at"] is not None
 
     # kill -9: the conversation is in SQLite, the session re-adopted with it.
     daemon.kill()
