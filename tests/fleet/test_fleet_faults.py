@@ -68,7 +68,7 @@ def test_nats_node_restart_loses_nothing(
         result = a.daemon.cli("block", f"B/{ids[0]}", "--message", "Exam", "--json")
         assert result.returncode == 0, result.stdout + result.stderr  # commands go on
         leader.start()
-        wait_for(lambda: all(_current(n) for n in nats_cluster.nodes), timeout=20,
+        wait_for(lambda: _caught_up(nats_cluster.nodes), timeout=20,
                  show=lambda: [_stream(n) for n in nats_cluster.nodes])
 
     # Every node has the bucket with every key; a restarted A reads the whole fleet back from it.
@@ -136,18 +136,26 @@ def _leads(node: NatsNode) -> bool:
     return isinstance(cluster, dict) and cluster.get("leader") == node.name
 
 
-def _current(node: NatsNode) -> bool:
-    """The node is up, the stream has a leader and every copy has caught up."""
+def _caught_up(nodes: list[NatsNode]) -> bool:
+    """Every node is up with the stream, which has a leader, and every copy has caught up: the
+    leader sees each replica recently and a few messages behind at most, and every node holds
+    the same last message. (A follower's view of another follower is stale: followers do not
+    hear from each other, so only the leader's view of the replicas counts.)"""
     try:
-        stream = _stream(node)
+        streams = [_stream(node) for node in nodes]
     except OSError:
         return False
-    cluster = stream.get("cluster") if stream else None
-    if not isinstance(cluster, dict) or not cluster.get("leader"):
+    if any(not stream for stream in streams):
+        return False
+    leaders = [s for n, s in zip(nodes, streams, strict=True)
+               if s and s.get("cluster", {}).get("leader") == n.name]
+    if len(leaders) != 1:
         return False
     # "current" flickers under steady heartbeats; a replica a few messages behind is caught up.
-    return all(replica.get("lag", 0) < 50 and replica.get("active", 0) < 5e9
-               for replica in cluster.get("replicas", []))
+    if not all(replica.get("lag", 0) < 50 and replica.get("active", 0) < 5e9
+               for replica in leaders[0]["cluster"].get("replicas", [])):
+        return False
+    return len({s["state"]["last_seq"] for s in streams if s}) == 1
 
 
 def _keys(node: NatsNode) -> int:
