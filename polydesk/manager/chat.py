@@ -195,8 +195,9 @@ class Chat:
     async def _follow(self) -> None:
         async with self.parts.bus.subscribe() as queue:
             while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), PRUNE_EVERY_S)
+                try:  # not wait_for: on 3.11 it can swallow a cancellation that meets an event
+                    async with asyncio.timeout(PRUNE_EVERY_S):
+                        event = await queue.get()
                 except TimeoutError:
                     self.prune()
                     continue
