@@ -50,11 +50,12 @@ class Relays:
         self._open_rfb = open_rfb
         self._relays: dict[str, Relay] = {}
         self._watchers: dict[str, int] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     @contextlib.asynccontextmanager
     async def watching(self, source_id: str) -> AsyncIterator[Relay]:
-        async with self._lock:  # thirty stations switching at once start one relay
+        lock = self._locks.setdefault(source_id, asyncio.Lock())
+        async with lock:  # thirty stations switching at once start one relay
             relay = self._relays.get(source_id)
             if relay is None or relay.ended.is_set():
                 relay = Relay(source_id, lambda: self._open_rfb(source_id))
@@ -67,6 +68,8 @@ class Relays:
             self._watchers[source_id] -= 1
             if not self._watchers[source_id]:
                 del self._watchers[source_id]
+                if not lock.locked():
+                    self._locks.pop(source_id, None)
                 if self._relays.get(source_id) is relay:
                     del self._relays[source_id]
                 await relay.close()

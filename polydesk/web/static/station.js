@@ -133,6 +133,7 @@ function stationPage(root) {
   const screen = $("screen");
   let sessionId = null, viewer = null, rfb = null, leaving = null, retries = 0, blocked = false;
   let projection = null; // while this station is shown another session's screen: whose
+  let switches = []; // when the bridge last said "connect again" (a projection started or stopped)
   let lostAt = null; // when the connection to the daemon was lost (null: not reconnecting)
   let deadline = null, countdown = null;
   const controllers = new Map(); // name -> how many control stations they have open
@@ -230,8 +231,11 @@ function stationPage(root) {
     rfb = null;
     if (leaving) return;
     if (how.code === CLOSE_SWITCHED) { // the teacher's screen, or our own again: at once
+      // ... unless it keeps switching (a projected screen that keeps failing): then slower
+      const now = Date.now();
+      switches = switches.filter((t) => now - t < 10000).concat([now]);
       setState("connecting", gettext("Connecting…"));
-      window.setTimeout(() => { if (!leaving && !viewer) connect(); }, 50);
+      window.setTimeout(() => { if (!leaving && !viewer) connect(); }, switches.length > 3 ? 2000 : 50);
       return;
     }
     if (how.code === CLOSE_SIGNED_OUT) {
