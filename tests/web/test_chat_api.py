@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
@@ -98,6 +99,13 @@ def test_chat_reaches_only_its_two_sides(chat_room: Room) -> None:
         assert teacher.get(f"/api/v1/sessions/{adm}/chat").status_code == 403
         assert teacher.post(f"/api/v1/sessions/{adm}/chat", json={"text": "hi"}).status_code == 403
 
+        # Nobody unknown, and no page of another site (a web caller without the CSRF token).
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            assert httpx.get(f"{daemon.url}/api/v1/sessions/{a}/chat", headers=headers).status_code == 401
+            assert httpx.post(f"{daemon.url}/api/v1/sessions/{a}/hand", headers=headers).status_code == 401
+        assert ana.post(f"/api/v1/sessions/{a}/chat", json={"text": "forged"},
+                        headers={"X-CSRF-Token": "wrong"}).status_code == 403
+
         # Bad text: a clear 400 naming the field, nothing stored.
         for bad in ("\x1b[2J", "   ", "x" * 301):
             refused = ana.post(f"/api/v1/sessions/{a}/chat", json={"text": bad})
@@ -121,7 +129,7 @@ def test_chat_reaches_only_its_two_sides(chat_room: Room) -> None:
         assert codes == [429, 429], codes
         history = teacher.get(f"/api/v1/sessions/{a}/chat").json()["messages"]
         assert [m["text"] for m in history][-1] == "from my terminal"
-        assert "teacher says" not in json.dumps(history)
+        assert "teacher says" not in json.dumps(history) and "forged" not in json.dumps(history)
         assert teacher.post(f"/api/v1/sessions/{a}/chat", json={"text": "Coming"}).status_code == 200
 
         no_chat(bia_ws)
