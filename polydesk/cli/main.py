@@ -2,7 +2,7 @@
 
 A thin client: it never imports the manager (``serve`` alone imports the app, to run it).
 The commands live by group: sessions.py (listing), actions.py (acting on sessions),
-projection.py (project), admin.py
+projection.py (project), chat.py (chat, hand), admin.py
 (serve, audit, service, configuration, tokens, sign-in holds), rooms.py (stations, groups);
 client.py reaches the daemon and output.py prints.
 
@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from polydesk.cli import actions, admin, apps, projection, rooms, sessions, web
+from polydesk.cli import actions, admin, apps, chat, projection, rooms, sessions, web
 from polydesk.cli.client import use
 from polydesk.core.i18n import _
 
@@ -40,7 +40,7 @@ def _options(
 
 
 # Groups without a name put their commands at the top level, in this order in --help.
-for group in (sessions.app, actions.app, projection.app, apps.app, admin.app):
+for group in (sessions.app, actions.app, projection.app, apps.app, chat.app, admin.app):
     app.add_typer(group)
 rooms.register(app)
 web.register(app)

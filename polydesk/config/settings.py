@@ -117,6 +117,25 @@ class Settings:
         False, "Show administrator and Dashboard-user sessions as thumbnails."
     )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
+    chat_max_length: int = _setting(
+        500, "Longest chat message (characters, 1 to 2000), for everyone; the API's schema says the "
+        "same (docs/chat.md)."
+    )
+    chat_messages_per_minute: int = _setting(
+        6, "Chat messages (and raised hands) a session's user may send in any 60 seconds; past it "
+        "they are refused (429) until the minute has passed. Dashboard users are not limited; "
+        "0 = no limit."
+    )
+    chat_retention_hours: float = _setting(
+        168.0, "Hours a chat message is kept (SQLite, across restarts); older ones are dropped, "
+        "checked at start and every few minutes; 0 = kept until the session ends."
+    )
+    chat_replies: list[str] = field(
+        default_factory=lambda: [N_("I am coming."), N_("Please wait a moment."), N_("Well done!"),
+                                 N_("Try again, you are close.")],
+        metadata={"help": "Predefined replies the Dashboard offers in a chat panel (one click sends "
+                          "one); these defaults are shown in each Dashboard's language."},
+    )
     language: str = _setting(
         "", "The server language: en or pt_BR; empty = the daemon's environment (LANG). Shown in a "
         "session (log-off notice, block cover, message window, idle warning) when neither its "

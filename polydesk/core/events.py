@@ -72,6 +72,7 @@ def public_session(session: Session) -> dict[str, Any]:
                        if session.projection else None),
         "version": session.version,
         "web_limit": session.web_limit.as_dict() if session.web_limit else None,
+        "hand_raised_at": session.hand_raised_at,
     }
 
 

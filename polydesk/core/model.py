@@ -73,6 +73,7 @@ class Action(enum.StrEnum):
     LAUNCH = "launch"  # start a program, or open an address, in sessions (apps.py)
     APPS = "apps"  # list the applications running in a session
     CLOSE_APP = "close-app"  # close one application of a session, politely, then forcibly
+    CHAT = "chat"  # write in a session's conversation, raise or lower its hand (manager/chat.py)
 
 
 # The actions that change a session and so take {"ids": [...]} or {"all": true}.
@@ -172,6 +173,8 @@ class Session:
     version: int = 0
     # The sites its user may reach (core/websites.py), enforced per user by the kernel; None: all.
     web_limit: WebLimit | None = None
+    # When its user raised their hand (manager/chat.py); None: the hand is down.
+    hand_raised_at: float | None = None
 
     def with_(self, **changes: Any) -> Session:
         return replace(self, **changes)
@@ -306,6 +309,12 @@ class Conflict(PolydeskError):
     """A well-formed request the sessions' present state does not allow (nothing to project)."""
 
     code = "conflict"
+
+
+class RateLimited(PolydeskError):
+    """Too many requests of one kind too fast (a student's chat messages): try again later."""
+
+    code = "rate-limited"
 
 
 class BackendError(PolydeskError):

@@ -4,14 +4,15 @@ The table is MultiPoint's account types mapped onto Polydesk roles:
 
 | caller    | own session              | standard user's | Dashboard user's | administrator's |
 |-----------|--------------------------|-----------------|------------------|-----------------|
-| standard  | logoff, disconnect, view, apps | -         | -                | -               |
+| standard  | logoff, disconnect, view, apps, chat | -   | -                | -               |
 | dashboard | all but block, project   | all             | all              | -               |
 | admin     | all but block, project   | all             | all              | all             |
 
 "All" is logoff, disconnect, block, unblock, message, view, control, project (onto the
 session's station), stop projecting, and the applications' launch, apps (list) and close-app;
-"apps" in the first row is those three. Nobody blocks or projects onto their own session
-(they would lock themselves out, or hide their own desktop). Who may log a session off
+"apps" in the first row is those three; and chat. Everyone chats in their own session (as its
+user: the student's side of the conversation, manager/chat.py). Nobody blocks or projects onto
+their own session (they would lock themselves out, or hide their own desktop). Who may log a session off
 may cancel that log-off while it waits, except a log-off of one's own session that
 someone else asked for (a student does not undo the teacher's; administrators may).
 Listing the audit
@@ -41,6 +42,7 @@ _ON_OTHERS = frozenset(
         Action.LAUNCH,
         Action.APPS,
         Action.CLOSE_APP,
+        Action.CHAT,  # as message; in one's own session, the user's side of the conversation
     }
 )
 # A block would lock oneself out; a projection onto one's own station would hide one's desktop;
@@ -50,8 +52,8 @@ _NOT_ON_OWN = frozenset({Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, A
 _APPS = frozenset({Action.LAUNCH, Action.APPS, Action.CLOSE_APP})
 # RESIZE is only ever one's own: a watcher's window never changes the size of the student's screen.
 _ON_OWN: dict[Role, frozenset[Action]] = {
-    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE})
-    | _APPS,
+    Role.STANDARD: frozenset({Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE,
+                              Action.CHAT}) | _APPS,
     Role.DASHBOARD: _ON_OTHERS - _NOT_ON_OWN | {Action.RESIZE},
     Role.ADMIN: _ON_OTHERS - _NOT_ON_OWN | {Action.RESIZE},
 }

@@ -10,7 +10,7 @@ given the manager's shared parts (parts.py):
     lifecycle   start, close                   recovery    recover
     logon       logon                          logoff      logoff, cancel_logoff
     block       block, unblock                 blockguard  the block guard, restores
-    projection  project, stop_projecting
+    projection  project, stop_projecting       chat        chat, raised hands
     actions     disconnect, message            attach      the stations on sessions
     queries     list_sessions, get_session...  tokens      API tokens
     discovery   sessions the OS starts         watch       sessions that end by themselves
@@ -50,6 +50,7 @@ from polydesk.manager.apps import Apps
 from polydesk.manager.attach import Attach
 from polydesk.manager.block import Blocks
 from polydesk.manager.blockguard import BlockGuard
+from polydesk.manager.chat import Chat, ChatMessage
 from polydesk.manager.discovery import Discovery
 from polydesk.manager.each import resolve
 from polydesk.manager.groups import Group, Groups
@@ -98,6 +99,7 @@ class Manager:
         self.projections = Projections(parts)
         self.web = WebLimits(parts)
         self.applications = Apps(parts)
+        self.chat = Chat(parts)
         self.lifecycle = Lifecycle(parts, self.watch, self.logoffs, Discovery(parts, self.watch),
                                    self.guard, self.attach, self.screens)
 
@@ -106,11 +108,13 @@ class Manager:
     async def start(self) -> None:
         await self.lifecycle.start(self)
         await self.web.start()
+        await self.chat.start()
 
     async def recover(self) -> list[str]:
         return await recovery.recover(self.parts)
 
     async def close(self) -> None:
+        await self.chat.close()
         await self.web.close()
         await self.lifecycle.close()
 
@@ -295,6 +299,23 @@ class Manager:
 
     def delete_web_list(self, caller: Caller, name: str) -> None:
         self.web.delete_list(caller, name)
+
+    # chat (chat.py): a conversation per session, raised hands
+
+    def chat_history(self, caller: Caller, session_id: str, after: int = 0) -> list[ChatMessage]:
+        return self.chat.history(caller, session_id, after)
+
+    def chat_send(self, caller: Caller, session_id: str, text: object) -> ChatMessage:
+        return self.chat.send(caller, session_id, text)
+
+    async def hand(self, caller: Caller, session_id: str, raised: bool) -> Session:
+        return await self.chat.hand(caller, session_id, raised)
+
+    def chat_unread(self, caller: Caller) -> dict[str, int]:
+        return self.chat.unread(caller)
+
+    def may_read_chat(self, caller: Caller, session: Session) -> bool:
+        return self.chat.may_read(caller, session)
 
     # stations: the browsers (or VNC clients) attached through the bridge
 

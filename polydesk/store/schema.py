@@ -93,6 +93,21 @@ MIGRATIONS: list[str] = [
         updated_by TEXT NOT NULL
     );
     """,
+    # Chat (manager/chat.py): a conversation per session, what each reader has read of it, and
+    # a session's raised hand (kept across restarts as a block is).
+    """
+    CREATE TABLE chat (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, time REAL NOT NULL,
+        sender TEXT NOT NULL, student INTEGER NOT NULL, text TEXT NOT NULL
+    );
+    CREATE INDEX chat_session ON chat (session_id, seq);
+    CREATE INDEX chat_time ON chat (time);
+    CREATE TABLE chat_read (
+        session_id TEXT NOT NULL, reader TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (session_id, reader)
+    );
+    ALTER TABLE sessions ADD COLUMN hand_raised_at REAL;
+    """,
 ]
 
 

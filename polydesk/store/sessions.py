@@ -22,7 +22,7 @@ from polydesk.store.database import Database
 
 _SESSION_COLUMNS = (
     "id, user, uid, role, host, state, logon_time, display, blocked, block_message, client, "
-    "host_data, logoff, block_undone, language, station, version, projection, web_limit"
+    "host_data, logoff, block_undone, language, station, version, projection, web_limit, hand_raised_at"
 )
 
 
@@ -42,7 +42,7 @@ class SessionTables(Database):
         session = session.with_(version=max(session.version, row[0] if row else 0) + 1)
         self.write((
             f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id, session.user, session.uid, str(session.role), session.backend,
                 str(session.state), session.logon_time, session.display, int(session.blocked),
@@ -51,6 +51,7 @@ class SessionTables(Database):
                 session.block_undone, session.language, session.station, session.version,
                 json.dumps(asdict(session.projection)) if session.projection else None,
                 json.dumps(session.web_limit.as_dict()) if session.web_limit else None,
+                session.hand_raised_at,
             ),
         ))
         return session
@@ -127,4 +128,5 @@ def _session(row: tuple[Any, ...]) -> Session:
         logoff=LogoffPlan(**logoff) if logoff else None, block_undone=row[13], language=row[14],
         station=row[15], version=row[16],
         projection=Projection(**json.loads(row[17])) if row[17] else None, web_limit=stored_limit(row[18]),
+        hand_raised_at=row[19],
     )

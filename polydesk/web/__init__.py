@@ -25,6 +25,7 @@ from polydesk.web.bodyguard import BodyGuard
 from polydesk.web.errors import error_response, status_of
 from polydesk.web.routes.api import api_router
 from polydesk.web.routes.apps import apps_router
+from polydesk.web.routes.chat import chat_router
 from polydesk.web.routes.events import events_router
 from polydesk.web.routes.fleet import fleet_page_router, fleet_router
 from polydesk.web.routes.holds import HoldsDesk, holds_router
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(projection_router(manager))
     app.include_router(rooms_router(manager))
     app.include_router(web_limits_router(manager))
+    app.include_router(chat_router(manager))
     notice = Notice(settings, records)
     app.include_router(privacy_router(notice))
     holds = HoldsDesk(manager, checker.limiter)

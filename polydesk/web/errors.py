@@ -14,6 +14,7 @@ from polydesk.core.model import (
     InvalidRequest,
     NotPermitted,
     PolydeskError,
+    RateLimited,
     StoreError,
     UnknownHost,
     UnknownName,
@@ -37,6 +38,7 @@ STATUS: dict[type[PolydeskError], int] = {
     HostUnreachable: 502,  # another host of the fleet could not be asked: as a backend that failed
     StoreError: 503,
     TooManyAttempts: 429,
+    RateLimited: 429,
 }
 
 

@@ -25,13 +25,14 @@ def session_of(owner: str, caller_role: Role) -> Session:
 APPS = {Action.LAUNCH, Action.APPS, Action.CLOSE_APP}
 ON_OTHERS = {Action.LOGOFF, Action.DISCONNECT, Action.BLOCK, Action.UNBLOCK, Action.MESSAGE,
              Action.VIEW, Action.CONTROL, Action.PROJECT, Action.STOP_PROJECTING,
-             Action.WEB_LIMIT} | APPS
+             Action.WEB_LIMIT, Action.CHAT} | APPS
 # Nobody blocks their own session, nor projects onto it (it would hide their own desktop).
 NOT_ON_OWN = {Action.BLOCK, Action.PROJECT, Action.STOP_PROJECTING, Action.WEB_LIMIT}
 EXPECTED: dict[tuple[Role, str], set[Action]] = {
     # RESIZE: a station sizes its own session's screen only (never a watcher's window).
-    (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE}
-    | APPS,
+    # CHAT: everyone chats in their own session, as its user (the student's side).
+    (Role.STANDARD, "self"): {Action.LOGOFF, Action.DISCONNECT, Action.VIEW, Action.CONTROL, Action.RESIZE,
+                              Action.CHAT} | APPS,
     (Role.STANDARD, "standard"): set(),
     (Role.STANDARD, "dashboard"): set(),
     (Role.STANDARD, "admin"): set(),

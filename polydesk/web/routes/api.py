@@ -105,7 +105,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "No such session, user or token: the message names it"),
         (409, "The sessions' present state does not allow it (the message says why)"),
         (413, "Request body too large (setting max_request_body)"),
-        (429, "Too many failed log-ons"),
+        (429, "Too many failed log-ons, or chat messages too fast (the message says when to retry)"),
         (502, "The session backend could not do it"),
         (503, "The state directory cannot be written (for example, it is full)"),
     )
@@ -164,6 +164,8 @@ class SessionOut(BaseModel):
         "type (x11, wayland, tty), class, remote, remote_host, service"))
     web_limit: dict[str, Any] | None = Field(None, description=(
         'Its web limit: {"mode": "allow" | "block", "sites": [...]} (docs/web-limits.md); null: none'))
+    hand_raised_at: float | None = Field(None, description=(
+        "When its user raised their hand to ask for help (docs/chat.md); null: the hand is down"))
     own: bool
 
 
@@ -206,7 +208,7 @@ def results(outcomes: list[Outcome]) -> Results | JSONResponse:
     return answer
 
 
-def _session_out(session: Any, caller: Caller) -> SessionOut:
+def session_out(session: Any, caller: Caller) -> SessionOut:
     return SessionOut(**public_session(session), own=session.uid == caller.uid)
 
 
@@ -244,11 +246,11 @@ def api_router(manager: Manager, desk: Desk | None = None) -> APIRouter:
 
     @router.get("/sessions", response_model=list[SessionOut], summary="List the sessions you may see")
     async def list_sessions(caller: Who) -> list[SessionOut]:
-        return [_session_out(s, caller) for s in await manager.list_sessions(caller)]
+        return [session_out(s, caller) for s in await manager.list_sessions(caller)]
 
     @router.get("/sessions/{session_id}", response_model=SessionOut, summary="One session")
     async def get_session(session_id: str, caller: Who) -> SessionOut:
-        return _session_out(await manager.get_session(caller, session_id), caller)
+        return session_out(await manager.get_session(caller, session_id), caller)
 
     @router.post("/sessions", response_model=LogonOut, summary="Log on: start or resume a session")
     async def logon(body: LogonRequest, caller: Who, request: Request) -> LogonOut:
@@ -256,7 +258,7 @@ def api_router(manager: Manager, desk: Desk | None = None) -> APIRouter:
         # language its browser asks for (Accept-Language), kept with the session.
         asked = i18n.asked_language(request.headers.get("accept-language", ""))
         session, resumed = await manager.logon(caller, body.user, language=asked)
-        return LogonOut(session=_session_out(session, caller), resumed=resumed)
+        return LogonOut(session=session_out(session, caller), resumed=resumed)
 
     @router.post("/sessions/logoff", response_model=Results, responses=REFUSED,
                  summary="Log off sessions")

@@ -21,6 +21,10 @@ changed since the last one this socket sent (the whole picture first). A binary 
 The client may send ``{"kind": "pictures", "size": ..., "sessions": [ids] | null}`` to change
 the size, or to have only the listed sessions' pictures (the cards it shows) sent.
 
+- ``chat`` (``detail``: ``seq``, ``time``, ``sender``, ``from`` student|teacher, ``text``): a
+  message of a session's conversation, only to its user and to callers who may chat with it
+  (docs/chat.md); a raised hand is the session's ``hand_raised_at`` (session-changed).
+
 ``?view=dashboard`` leaves out what the Dashboard does not show (administrator and
 Dashboard-user sessions unless ``show_privileged_sessions``).
 """
@@ -137,6 +141,12 @@ class _Stream:
 
     def translate(self, event: Event) -> dict[str, Any] | None:
         """The message for this caller, or None when the event is about a session it does not see."""
+        if event.kind == "chat":  # the words: only to the session's user and who may chat with them
+            session = self.manager.session_now(event.session_id)
+            if (session is None or event.session_id not in self.known
+                    or not self.manager.may_read_chat(self.caller, session)):
+                return None
+            return event.to_json()
         if event.kind == "session-ended" or event.session is None:
             if event.session_id not in self.known:
                 return None

@@ -18,7 +18,8 @@
       response = await fetch("/api/v1" + path, {
         method: method,
         credentials: "same-origin",
-        headers: body === undefined ? {} : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        headers: Object.assign(method === "GET" ? {} : { "X-CSRF-Token": csrf },
+          body === undefined ? {} : { "Content-Type": "application/json" }),
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {

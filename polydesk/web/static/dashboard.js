@@ -727,7 +727,8 @@
         applyView();
         document.dispatchEvent(new CustomEvent("polydesk:session-ended", { detail: { id: message.session_id } }));
         break;
-      default:
+      default: // the others (chat.js) hear the rest
+        document.dispatchEvent(new CustomEvent("polydesk:event", { detail: message }));
         break;
     }
   }
