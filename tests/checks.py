@@ -15,6 +15,7 @@ import pytest
 
 from tests import leaks
 from tests.expected_skips import EXPECTED
+from tests.harness import WORKER
 
 
 def is_expected(nodeid: str, reason: str) -> bool:
@@ -64,5 +65,5 @@ class RunChecks:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    leaks.mark_run()
+    leaks.mark_run(fresh=WORKER is not None)
     config.pluginmanager.register(RunChecks(), "polydesk-run-checks")

@@ -269,7 +269,10 @@ class Daemon:
 # The tests' daemons check passwords with real PAM and pam_unix, but without the fixed wait after
 # a failure that Debian's `login` service adds (3 s per wrong password, minutes over the suite):
 # what the tests check is the daemon's own holding back (web/signin.py), which stays the same.
-PAM_SERVICE = "polydesk-test"
+# pytest-xdist runs the suite in two workers: each has a PAM service file of its own, which it
+# removes when it ends while the other may still sign in.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+PAM_SERVICE = "polydesk-test" + (f"-{WORKER}" if WORKER else "")
 PAM_FILE = Path("/etc/pam.d") / PAM_SERVICE
 
 

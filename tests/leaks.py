@@ -32,8 +32,12 @@ _uids: set[int] = set()
 _dirs: set[str] = set()
 
 
-def mark_run() -> str:
-    """Mark this process's environment (so every child's) as this test run's; the mark."""
+def mark_run(fresh: bool = False) -> str:
+    """Mark this process's environment (so every child's) as this test run's; the mark. ``fresh``:
+    a new mark even if one was inherited (a pytest-xdist worker: the run is its own, not its
+    siblings', which inherited the same environment)."""
+    if fresh:
+        os.environ[MARK_VAR] = f"{os.getpid()}-{secrets.token_hex(4)}"
     return os.environ.setdefault(MARK_VAR, f"{os.getpid()}-{secrets.token_hex(4)}")
 
 
