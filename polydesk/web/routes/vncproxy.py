@@ -91,6 +91,11 @@ def _reason(text: str) -> str:
     return text if len(encoded) <= 123 else encoded[:120].decode(errors="ignore") + "…"
 
 
+async def _accept(ws: WebSocket) -> None:
+    """Accept the station's WebSocket, with noVNC's subprotocol if it asked for it."""
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None)
+
+
 async def _refuse(ws: WebSocket, status: int, code: str, message: str) -> None:
     """Answer the handshake with an HTTP error, so the client never gets a WebSocket at all."""
     body = error_response(status, code, message)
@@ -179,8 +184,7 @@ async def _attach(ws: WebSocket, manager: Manager, auth: Authenticator, caller: 
         return
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     try:
-        subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
-        await ws.accept(subprotocol=subprotocol)
+        await _accept(ws)
         log.info("station %d: %s %s session %s from %s", station.id, caller.user, station.mode,
                  station.session_id, station.client)
         code, reason = await _pump(ws, manager, auth, caller, station, reader, writer)
@@ -299,8 +303,7 @@ async def _attach_projection(ws: WebSocket, auth: Authenticator, caller: Caller,
     """The station of a projection target: shown the source's screen by the bridge itself."""
     try:
         async with relays.watching(projection.source) as relay:
-            subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
-            await ws.accept(subprotocol=subprotocol)
+            await _accept(ws)
             log.info("station %d: %s shown the screen of session %s", station.id, caller.user,
                      projection.source)
 

@@ -559,14 +559,18 @@
     const chosen = action.direct ? {} : await confirmWith(action, targets, opener);
     if (!chosen) return;
     const body = Object.assign({ ids: targets.map((t) => t.id) }, chosen);
-    const pending = action.path === "logoff" ? "logging-off" : "pending";
-    showResults(action.title, targets.map((t) => ({ id: t.id, user: t.user, status: pending, reason: "" })));
+    await perform(action.title, action.path, body, targets, action.path === "logoff" ? "logging-off" : "pending");
+  }
+
+  // An action on sessions with its results panel: each target pending, then what the daemon said.
+  async function perform(title, path, body, targets, pending) {
+    showResults(title, targets.map((t) => ({ id: t.id, user: t.user, status: pending || "pending", reason: "" })));
     try {
-      const result = await api(action.path, body);
+      const result = await api(path, body);
       showResults(fill(gettext("{action}: {done} done, {failed} failed"),
-        { action: action.title, done: result.succeeded, failed: result.failed }), result.results);
+        { action: title, done: result.succeeded, failed: result.failed }), result.results);
     } catch (error) {
-      showResults(fill(gettext("{action}: failed"), { action: action.title }), targets.map((t) => ({ id: t.id, user: t.user,
+      showResults(fill(gettext("{action}: failed"), { action: title }), targets.map((t) => ({ id: t.id, user: t.user,
         status: "failed", ok: false, reason: error.message })));
     }
   }
@@ -795,6 +799,7 @@
     cards: cards,
     cardOf: cardOf,
     post: api,
+    perform: perform,
     confirm: confirmWith,
     showResults: showResults,
     notice: notice,

@@ -2,7 +2,8 @@
  * in the toolbar while anything is projected; the cards of projection targets are marked.
  *
  * Acts through window.polydeskDashboard (dashboard.js): the selection, the confirmation
- * dialog, the results table. Text from users goes into the page with textContent only.
+ * dialog, an action with its results (perform). Text from users goes into the page with
+ * textContent only.
  */
 (function () {
   "use strict";
@@ -70,20 +71,10 @@
       one: gettext("Project to 1 desktop."), many: gettext("Project to {n} desktops."),
       text: what + " " + gettext("Their own desktops keep running until you stop.") }, targets, opener);
     if (!ok) return;
-    await send(chosen.title, "project", chosen.body, targets);
+    await dash.perform(chosen.title, "project", chosen.body, targets);
   }
 
-  async function send(title, path, body, targets) {
-    dash.showResults(title, targets.map((t) => ({ id: t.id, user: t.user, status: "pending", reason: "" })));
-    try {
-      const result = await dash.post(path, body);
-      dash.showResults(fill(gettext("{action}: {done} done, {failed} failed"),
-        { action: title, done: result.succeeded, failed: result.failed }), result.results);
-    } catch (error) {
-      dash.showResults(fill(gettext("{action}: failed"), { action: title }), targets.map((t) => ({
-        id: t.id, user: t.user, status: "failed", ok: false, reason: error.message })));
-    }
-  }
+
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-project]");
@@ -96,7 +87,7 @@
       // Everything the caller may stop: nothing is lost by it, so nothing to confirm.
       const targets = dash.cards().filter((c) => c.dataset.projection)
         .map((c) => ({ id: c.dataset.id, user: c.dataset.user }));
-      send(gettext("Stop projecting"), "project/stop", {}, targets);
+      dash.perform(gettext("Stop projecting"), "project/stop", {}, targets);
     } else {
       project(button.dataset.project, opener);
     }
