@@ -8,6 +8,7 @@ programs are the student's own processes, which a desktop session adds nothing t
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -125,6 +126,48 @@ s.connect(({address!r}, {port}))
 try: s.send(b"quic"); print("echo" if s.recv(10) == b"quic" else "?")
 except (ConnectionRefusedError, PermissionError): print("refused")
 except TimeoutError: print("timeout")
+"""
+
+
+def test_another_user_cannot_dial_the_students_proxy_port(world: World) -> None:
+    """The attack: another local user finds the student's port of the proxy (``ss -ltn`` shows
+    it) and connects to it themself, 600 times and holding on, to use up the connections the
+    proxy allows the student. The kernel refuses every one (only what the redirect sent there
+    gets through), and the student's web goes on."""
+    w = world
+    assert w.daemon.cli("web", "allow", w.session, "contoso.test").returncode == 0
+    try:
+        port = int(re.search(rf"{w.student.uid} : (\d+)", _table()).group(1))  # type: ignore[union-attr]
+        for who in (w.other, w.student):
+            dialled = w.lab.run(["python3", "-c", _DIAL.format(port=port)], who)
+            assert dialled.stdout.split() == ["refused"] * 2, (who.name, dialled.stdout + dialled.stderr)
+        flood = w.lab.popen(["python3", "-c", _FLOOD.format(port=port)], w.other)
+        try:
+            assert w.ok("https://www.contoso.test/", w.student) == "hello www.contoso.test"
+        finally:
+            flood.kill()
+            flood.communicate()
+    finally:
+        w.daemon.cli("web", "off", "--all")
+
+
+_DIAL = """
+import socket
+for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(family); s.settimeout(2)
+    try: s.connect((host, {port})); print("connected")
+    except ConnectionRefusedError: print("refused")
+    except OSError as exc: print(type(exc).__name__)
+"""
+
+_FLOOD = """
+import socket
+held = []
+for _ in range(600):
+    s = socket.socket(); s.settimeout(1)
+    try: s.connect(("127.0.0.1", {port})); held.append(s)
+    except OSError: s.close()
+import time; time.sleep(30)
 """
 
 

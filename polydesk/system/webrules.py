@@ -11,7 +11,10 @@ touched. For each limited user (by uid, ``meta skuid``: what the user's every pr
   unreachable), so a browser falls back to TCP without waiting;
 - TCP to 80 or 443 that was not redirected (a connection open before the limit started: NAT
   only sees a connection's first packet) is reset on its next packet;
-- in allow-only mode everything else is refused too but DNS to the host's resolvers.
+- in allow-only mode everything else is refused too but DNS to the host's resolvers;
+- nobody (another user, the student themself) can dial a proxy port directly: only what the
+  redirect sent there reaches it, so another local user can neither use a student's list nor
+  take up the connections the proxy allows that student.
 
 Loopback (127.0.0.0/8, ::1) is left alone: it is this host's own services, not the web.
 The table outlives the daemon on purpose: after a ``kill -9`` the limited users' web traffic
@@ -77,10 +80,12 @@ def ruleset(users: Iterable[UserRules], dns: Iterable[str] = (), closed: bool = 
     limited = ", ".join(str(u.uid) for u in users)
     allow_only = ", ".join(str(u.uid) for u in users if u.allow_only)
     ports = "" if closed else ", ".join(f"{u.uid} : {u.port}" for u in users)
+    proxy_ports = "" if closed else ", ".join(str(u.port) for u in users)
     lines = [f"table inet {TABLE} {{"]
     lines += [f"  set limited {{ type uid; {_elements(limited)} }}",
               f"  set allow_only {{ type uid; {_elements(allow_only)} }}",
               f"  map proxy_port {{ type uid : inet_service; {_elements(ports)} }}",
+              f"  set proxy_ports {{ type inet_service; {_elements(proxy_ports)} }}",
               f"  set dns4 {{ type ipv4_addr; {_elements(', '.join(v4))} }}",
               f"  set dns6 {{ type ipv6_addr; {_elements(', '.join(v6))} }}"]
     # Every rule matches the limited users positively: a packet with no socket owner to read
@@ -100,6 +105,9 @@ def ruleset(users: Iterable[UserRules], dns: Iterable[str] = (), closed: bool = 
     lines += [
         "  chain web_refuse {",
         "    type filter hook output priority filter; policy accept;",
+        # Whoever sends it: a packet to a proxy port that no redirect sent there is refused.
+        "    ip daddr 127.0.0.0/8 tcp dport @proxy_ports ct status & dnat == 0 reject with tcp reset",
+        "    ip6 daddr ::1 tcp dport @proxy_ports ct status & dnat == 0 reject with tcp reset",
         "    meta skuid @limited jump limited",
         "  }",
         "  chain limited {",
