@@ -72,7 +72,7 @@ def main(seconds: float) -> None:
     ends = time.monotonic() + seconds
     while time.monotonic() < ends:
         x, y = (x + STEP[0]) % size[0], (y + STEP[1]) % size[1]
-        tiled.change(ts_x_origin=x, ts_y_origin=y)
+        tiled.change(tile_stipple_x_origin=x, tile_stipple_y_origin=y)
         window.fill_rectangle(tiled, 0, 0, size[0], size[1])
         conn.sync()
         time.sleep(FRAME_S)

@@ -177,6 +177,8 @@ async def _top_workload(rig: Rig, token: str, dashboard: Dashboard, displays: di
         say("  latency probes")
         result.latencies = await probes.latencies(dashboard, conns, windows.probes)
     fig["thumb_latency_p95_s"] = _percentile(result.latencies, 95)
+    fig["latency_p50_s"] = _percentile(result.latencies, 50)
+    fig["latency_max_s"] = max(result.latencies, default=0.0)
     say("  API list, 50 clients")
     result.list_times = await _api_clients(rig.daemon.url, token, windows.api)
     fig["api_list_p99_ms"] = _percentile(result.list_times, 99) * 1000

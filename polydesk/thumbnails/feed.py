@@ -43,7 +43,7 @@ from polydesk.core.screen import Screen
 from polydesk.thumbnails.bases import update
 from polydesk.thumbnails.capture import CaptureError, Reader, ScreenReader
 from polydesk.thumbnails.geometry import Box
-from polydesk.thumbnails.pacing import GATHER_S, Budget, share
+from polydesk.thumbnails.pacing import GATHER_S, Budget
 from polydesk.thumbnails.patches import History, Patch, histories, to_send
 from polydesk.thumbnails.picture import (
     PLACEHOLDER_TEXT,
@@ -311,13 +311,10 @@ class Thumbnailer:
                 if feed.reader is None:
                     feed.reader = await self._in_pool(None, self._open, feed.screen)
                     feed.bases = {}
-                bases, parts, feed.damaged = await self._in_pool(
+                bases, parts, feed.damaged, read = await self._in_pool(
                     feed.reader, update, feed.reader, feed.bases, sizes)
                 feed.failed = False
-                # A screen without change signal was read whole to compare: a whole screen's cost.
-                polled = feed.reader.fileno() is None
-                feed.budget.spend(1.0 if polled else share(parts, {s: b.size for s, b in bases.items()}),
-                                  time.monotonic())
+                feed.budget.spend(read, time.monotonic())
             except CaptureError as exc:
                 log.info("no thumbnail for session %s: %s", feed.session_id, exc)
                 feed.failed, feed.damaged = True, True

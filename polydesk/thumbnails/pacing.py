@@ -1,10 +1,11 @@
 """How soon a session's screen is looked at again: a budget per feed, counted in screens.
 
 A look costs a fixed part (round trips to the X server, a message to every watcher) plus
-what changed: reading, scaling, encoding and sending all grow with the changed area. So each
-feed holds a bucket of ``burst`` screens, refilled at ``rate`` screens a second; a look is
-made as soon as the bucket is not in debt, and its cost is taken out afterwards (what changed
-is known only then). This gives, with the default one screen a second:
+the share of the screen it read: reading, scaling, comparing, encoding and sending all grow
+with it (a screen redrawn with the same pixels costs the read, though no picture comes of
+it). So each feed holds a bucket of ``burst`` screens, refilled at ``rate`` screens a second;
+a look is made as soon as the bucket is not in debt, and its cost is taken out afterwards
+(what was damaged is known only then). With the default one screen a second this gives:
 
 - the first change after a quiet spell is looked at at once (the leading edge), not at the
   next tick of a clock;
@@ -12,7 +13,7 @@ is known only then). This gives, with the default one screen a second:
   second) never waits; tiny changes (a clock, typing) go at most 1 / LOOK_COST a second;
 - a screen that changes whole all the time is held to one picture every
   (1 + LOOK_COST) / rate seconds: a video or a full-screen terminal is paced, and so are the
-  bytes it sends to every Dashboard;
+  CPU it costs and the bytes it sends to every Dashboard;
 - a burst is bounded: after a quiet spell at most ``burst`` screens' worth, then the rate.
 
 Pure arithmetic on a clock the caller passes, so the rule is tested without a screen.
@@ -23,9 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from polydesk.thumbnails.geometry import Box
-
-LOOK_COST = 0.5  # screens: what a look costs besides what changed
+LOOK_COST = 0.5  # screens: what a look costs besides what it read
 GATHER_S = 0.02  # a change is looked at this long after it began: one redraw, one picture
 
 
@@ -53,22 +52,12 @@ class Budget:
             return 0.0
         return -self.level / self.rate
 
-    def spend(self, changed: float, now: float) -> None:
-        """A look was made that changed ``changed`` of the screen (0 to 1)."""
+    def spend(self, read: float, now: float) -> None:
+        """A look was made that read ``read`` of the screen (0 to 1)."""
         self._refill(now)
-        self.level -= LOOK_COST + changed
+        self.level -= LOOK_COST + read
 
     def _refill(self, now: float) -> None:
         if self.at is not None:
             self.level = min(self.burst, self.level + max(0.0, now - self.at) * self.rate)
         self.at = now
-
-
-def share(parts: dict[str, Box | None], sizes: dict[str, tuple[int, int]]) -> float:
-    """The largest share (0 to 1) of a thumbnail the ``parts`` changed, over the sizes."""
-    shares = [0.0]
-    for size, box in parts.items():
-        if box is not None and size in sizes:
-            width, height = sizes[size]
-            shares.append((box[2] - box[0]) * (box[3] - box[1]) / max(1, width * height))
-    return min(1.0, max(shares))
