@@ -14,7 +14,9 @@ a look is made as soon as the bucket is not in debt, and its cost is taken out a
 - a screen that changes whole all the time is held to one picture every
   (1 + LOOK_COST) / rate seconds: a video or a full-screen terminal is paced, and so are the
   CPU it costs and the bytes it sends to every Dashboard;
-- a burst is bounded: after a quiet spell at most ``burst`` screens' worth, then the rate.
+- a burst is bounded: after a quiet spell at most ``burst`` screens' worth (two: a second
+  whole change soon after a first, as a window opened then filled, still shows at once),
+  then the rate.
 
 Pure arithmetic on a clock the caller passes, so the rule is tested without a screen.
 """
@@ -25,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 LOOK_COST = 0.5  # screens: what a look costs besides what it read
+BURST = 2.0  # screens a feed may spend at once after a quiet spell
 GATHER_S = 0.02  # a change is looked at this long after it began: one redraw, one picture
 
 
@@ -33,7 +36,7 @@ class Budget:
     """One feed's bucket, in screens. ``rate``: screens per second (inf: no limit)."""
 
     rate: float
-    burst: float = 1.0
+    burst: float = BURST
     level: float = field(init=False)
     at: float | None = None  # when ``level`` was last brought up to date
 

@@ -12,7 +12,7 @@ import itertools
 import time
 
 from polydesk.thumbnails.feed import Thumbnailer
-from polydesk.thumbnails.pacing import LOOK_COST, Budget
+from polydesk.thumbnails.pacing import BURST, LOOK_COST, Budget
 from tests.harness import await_for
 from tests.thumbnails.test_thumbnails import SCREEN, Desk, watching
 
@@ -35,7 +35,8 @@ def test_a_change_after_a_quiet_spell_is_looked_at_at_once() -> None:
     budget = Budget.every(1.0)
     assert budget.wait(0.0) == 0.0
     budget.spend(1.0, 0.0)  # a whole new picture
-    assert budget.wait(0.1) > 0  # in debt just after it
+    budget.spend(1.0, 0.0)  # and another: the burst spent
+    assert budget.wait(0.1) > 0  # in debt just after them
     assert budget.wait(5.0) == 0.0  # quiet for a while: the next change goes at once
 
 
@@ -59,9 +60,9 @@ def test_a_screen_that_changes_whole_all_the_time_is_paced() -> None:
 def test_bursts_are_bounded() -> None:
     budget = Budget.every(1.0)
     quiet = looks(budget, changed=1.0, every=0.0, seconds=1.0, start=1000.0)  # after a long quiet
-    assert len(quiet) == 2  # the first at once, one more from the bucket, then the rate
+    assert len(quiet) == 2  # two whole screens from the bucket, then the rate
     tiny = looks(Budget.every(1.0), changed=0.0, every=0.0, seconds=10.0)  # a clock ticking fast
-    assert len(tiny) <= 10 / LOOK_COST + 3
+    assert len(tiny) <= (10 + BURST) / LOOK_COST + 1
 
 
 async def test_a_change_reaches_the_watcher_at_once_not_at_the_next_tick() -> None:
