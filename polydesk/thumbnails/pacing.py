@@ -18,7 +18,9 @@ a look is made as soon as the bucket is not in debt, and its cost is taken out a
   whole change soon after a first, as a window opened then filled, still shows at once),
   then the rate.
 
-Pure arithmetic on a clock the caller passes, so the rule is tested without a screen.
+The same bucket, counted in bytes, holds a Dashboard page to ``dashboard_picture_kbps``
+(``web/routes/events``). Pure arithmetic on a clock the caller passes, so the rules are tested
+without a screen.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ GATHER_S = 0.02  # a change is looked at this long after it began: one redraw, o
 
 @dataclass
 class Budget:
-    """One feed's bucket, in screens. ``rate``: screens per second (inf: no limit)."""
+    """A bucket: ``burst`` units at most, refilled at ``rate`` units a second (inf: no limit);
+    a feed's counts screens."""
 
     rate: float
     burst: float = BURST
@@ -57,8 +60,12 @@ class Budget:
 
     def spend(self, read: float, now: float) -> None:
         """A look was made that read ``read`` of the screen (0 to 1)."""
+        self.take(LOOK_COST + read, now)
+
+    def take(self, amount: float, now: float) -> None:
+        """``amount`` units were used: the bucket may go into debt, which ``wait`` pays back."""
         self._refill(now)
-        self.level -= LOOK_COST + read
+        self.level -= amount
 
     def _refill(self, now: float) -> None:
         if self.at is not None:
