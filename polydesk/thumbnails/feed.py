@@ -102,7 +102,7 @@ class Thumbnailer:
         consume_wait: float = 5.0,
     ) -> None:
         self._open = open_reader
-        self.interval = interval
+        self.interval = interval  # each feed's budget: one whole screen per interval (pacing)
         self.linger = linger
         self.consume_wait = consume_wait
         self._feeds: dict[str, _Feed] = {}
