@@ -5,6 +5,8 @@ Every user's desktop is openbox with an xterm running ``top -d 1`` at the top-le
 corner: a *busy* screen (top redraws its table every second). The bench makes the
 same screens *idle* by stopping the tops (SIGSTOP): a still desktop, with no log-off
 in between. The rest of the screen is the root window, which latency probes repaint.
+For the full-screen workload the rig launches ``bench/painter.py`` in every session (as the
+Dashboard's *Launch* does: as the session's user, in the session), and ends it after.
 
 Everything the rig makes it removes, on any exit: sessions (logged off, then any
 process of the users killed), users, directories.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ from tests.harness import Daemon, TestUser, user_pids
 XSESSION = """#!/bin/sh
 exec openbox --startup "xterm -geometry 80x24+0+0 -e top -d 1"
 """
+PAINTER = Path(__file__).parent / "painter.py"
+PYTHON = "/opt/polydesk/venv/bin/python"  # the installed venv: python-xlib and Pillow, readable by all
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -96,6 +101,38 @@ class Rig:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
         return len(pids)
+
+    @property
+    def painter(self) -> Path:
+        """Where the sessions' users read the painter: the daemon's scratch directory (0755)."""
+        return self.daemon.state_dir.parent / PAINTER.name
+
+    def start_painters(self, seconds: float) -> None:
+        """Launch the full-screen painter in every session, for ``seconds`` at most."""
+        if not self.painter.exists():
+            shutil.copyfile(PAINTER, self.painter)
+            self.painter.chmod(0o644)
+        with self.api() as api:
+            answer = api.post("/sessions/launch", json={
+                "all": True, "argv": [PYTHON, str(self.painter), str(seconds)]})
+            answer.raise_for_status()
+        harness.wait_for(lambda: len(self.painters()) >= len(self.users), 60,
+                         f"{len(self.users)} painters to run", show=lambda: f"{len(self.painters())} run")
+
+    def painters(self) -> list[int]:
+        pids = []
+        for user in self.users:
+            for pid in user_pids(user.uid):
+                with contextlib.suppress(OSError):
+                    if str(self.painter).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        pids.append(pid)
+        return pids
+
+    def stop_painters(self) -> None:
+        for pid in self.painters():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        harness.wait_for(lambda: not self.painters(), 30, "the painters to end")
 
     def wait_desktops(self, timeout: float = 120) -> None:
         """Until every user's top runs (openbox started, xterm mapped)."""

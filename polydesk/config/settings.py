@@ -116,6 +116,11 @@ class Settings:
     show_privileged_sessions: bool = _setting(
         False, "Show administrator and Dashboard-user sessions as thumbnails."
     )
+    dashboard_picture_kbps: int = _setting(
+        2000, "Most kilobits per second of thumbnails sent to one Dashboard page (its events "
+        "socket); past it the page gets fewer, newer pictures, and screens nobody else watches are "
+        "looked at less often too. 0 = no limit (docs/dashboard.md)."
+    )
     privacy_notice: bool = _setting(True, "Tell standard users at logon that sessions may be watched.")
     chat_max_length: int = _setting(
         500, "Longest chat message (characters, 1 to 2000), for everyone; the API's schema says the "

@@ -7,6 +7,8 @@ thread may be encoding one): a base that changes is copied first.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from PIL import Image
 
 from polydesk.thumbnails.capture import Reader
@@ -14,10 +16,17 @@ from polydesk.thumbnails.geometry import Box, bounding, union
 from polydesk.thumbnails.picture import SIZES, Scale, same, thumb_size
 
 
-def update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]
-           ) -> tuple[dict[str, Image.Image], dict[str, Box | None], bool]:
-    """(new bases for ``sizes``, the part of each that changed (None: nothing), whether the
-    screen changed again meanwhile). ``bases`` is left as it is."""
+class Look(NamedTuple):
+    """What one look at a screen found."""
+
+    bases: dict[str, Image.Image]  # the new bases, one per size in use
+    parts: dict[str, Box | None]  # the part of each that changed (None or missing: nothing)
+    more: bool  # the screen changed again meanwhile
+    read: float  # the share of the screen read (0 to 1): what the look cost (``pacing``)
+
+
+def update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]) -> Look:
+    """Look at the screen once: the bases brought up to date. ``bases`` is left as it is."""
     screen = reader.size
     scales = {size: Scale(screen, thumb_size(screen, SIZES[size])) for size in sizes}
     boxes = reader.changes()
@@ -29,15 +38,17 @@ def update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]
         # A size added to a picture already made is no change: the version names the screen.
         whole: dict[str, Box | None] = {size: (0, 0, *new[size].size) for size in sizes}
         if bases and not any(size in bases and not same(bases[size], new[size]) for size in sizes):
-            return {size: bases.get(size, new[size]) for size in sizes}, {}, reader.settle()
-        return new, whole, reader.settle()
+            return Look({size: bases.get(size, new[size]) for size in sizes}, {}, reader.settle(), 1.0)
+        return Look(new, whole, reader.settle(), 1.0)
     new = {size: bases[size] for size in sizes}
     parts: dict[str, Box | None] = {}
+    pixels = 0
     for box in boxes:
         plans = {size: scale.regions(box) for size, scale in scales.items()}
         area = bounding(source for _, source in plans.values())
         assert area is not None  # one plan per size, and there is a size
         image = reader.read(area)
+        pixels += image.width * image.height
         for size, (dest, _) in plans.items():
             tile = scales[size].tile(image, area[:2], dest)
             if same(tile, new[size].crop(dest)):
@@ -46,5 +57,5 @@ def update(reader: Reader, bases: dict[str, Image.Image], sizes: set[str]
                 new[size] = new[size].copy()  # copy on write: published bases never change
             new[size].paste(tile, dest[:2])
             parts[size] = union(parts.get(size), dest)
-    return new, parts, reader.settle()
+    return Look(new, parts, reader.settle(), min(1.0, pixels / max(1, screen[0] * screen[1])))
 

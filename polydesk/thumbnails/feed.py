@@ -6,19 +6,22 @@ and no request came for ``linger`` seconds; its X connection closes with it.
 
 While it runs, a feed sleeps until the X server says the screen changed (the
 connection's socket becomes readable: a DAMAGE event, see ``capture``). Then,
-at most once per ``interval``, it asks which rectangles changed, reads only
-those (through MIT-SHM), scales only them into each thumbnail size in use
-(``picture.Scale``), and if any thumbnail pixel changed, bumps the version
-and tells the watchers. JPEGs are encoded lazily, once per version and size,
-when someone asks. An unchanged screen costs nothing at all: no event, no wake-up.
+as soon as its budget allows (``pacing``: the first change after a quiet spell at
+once, a screen that changes whole all the time about one picture per ``interval``
+and a half), it asks which rectangles changed, reads only those (through MIT-SHM),
+scales only them into each thumbnail size in use (``picture.Scale``), and if any
+thumbnail pixel changed, bumps the version and tells the watchers. JPEGs are
+encoded lazily, once per version and size, when someone asks. An unchanged screen
+costs nothing at all: no event, no wake-up.
 
-Pacing, as Epoptes does it: after a new version, the next one is made only
+Pacing also as Epoptes does it: after a new version, the next one is made only
 once someone fetched it (or ``consume_wait`` passed), so a Dashboard that
 cannot keep up, or hides that card, is not sent pictures it will not look at.
 
 The other modules here: ``capture`` reads a screen, ``bases`` brings a session's
 thumbnails up to date from it, ``picture`` scales and encodes, ``patches`` decides
-what a watcher is sent, ``watcher`` is a subscriber, ``geometry`` the boxes.
+what a watcher is sent, ``pacing`` when a screen is looked at again, ``watcher`` is a
+subscriber, ``geometry`` the boxes.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from polydesk.core.screen import Screen
 from polydesk.thumbnails.bases import update
 from polydesk.thumbnails.capture import CaptureError, Reader, ScreenReader
 from polydesk.thumbnails.geometry import Box
+from polydesk.thumbnails.pacing import GATHER_S, Budget
 from polydesk.thumbnails.patches import History, Patch, histories, to_send
 from polydesk.thumbnails.picture import (
     PLACEHOLDER_TEXT,
@@ -69,6 +73,7 @@ T = TypeVar("T")
 class _Feed:
     session_id: str
     screen: Screen
+    budget: Budget  # when the screen may be looked at again
     reader: Reader | None = None
     bases: dict[str, Image.Image] = field(default_factory=dict)  # size -> picture; replaced, never changed
     sizes: dict[str, float] = field(default_factory=dict)  # size -> when last asked for
@@ -97,7 +102,7 @@ class Thumbnailer:
         consume_wait: float = 5.0,
     ) -> None:
         self._open = open_reader
-        self.interval = interval
+        self.interval = interval  # each feed's budget: one whole screen per interval (pacing)
         self.linger = linger
         self.consume_wait = consume_wait
         self._feeds: dict[str, _Feed] = {}
@@ -210,7 +215,7 @@ class Thumbnailer:
     def _feed(self, session_id: str, screen: Screen) -> _Feed:
         feed = self._feeds.get(session_id)
         if feed is None:
-            feed = self._feeds[session_id] = _Feed(session_id, screen)
+            feed = self._feeds[session_id] = _Feed(session_id, screen, Budget.every(self.interval))
         return feed
 
     def _wanted(self, feed: _Feed) -> bool:
@@ -234,7 +239,7 @@ class Thumbnailer:
                         await self._wait(feed, RETRY_S)
                         continue
                 if feed.reader is not None and feed.reader.fileno() is None:
-                    feed.damaged = True  # no change signal from this screen: poll at the interval
+                    feed.damaged = True  # no change signal from this screen: poll, as the budget allows
                 elif not feed.damaged:
                     await self._wait(feed, None)
         finally:
@@ -259,10 +264,9 @@ class Thumbnailer:
             await asyncio.wait_for(feed.wake.wait(), timeout)
 
     async def _pace(self, feed: _Feed) -> None:
-        """At most one picture per interval, and (Epoptes) the next only once the last was taken."""
-        delay = feed.captured_at + self.interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Once the feed's budget allows a look (``pacing``), a moment after the change began
+        (one redraw, one picture), and (Epoptes) only once the last picture was taken."""
+        await asyncio.sleep(max(GATHER_S, feed.budget.wait(time.monotonic())))
         deadline = feed.captured_at + self.consume_wait
         while feed.watchers and feed.served < feed.version and self._wanted(feed):
             left = deadline - time.monotonic()
@@ -307,9 +311,10 @@ class Thumbnailer:
                 if feed.reader is None:
                     feed.reader = await self._in_pool(None, self._open, feed.screen)
                     feed.bases = {}
-                bases, parts, feed.damaged = await self._in_pool(
+                bases, parts, feed.damaged, read = await self._in_pool(
                     feed.reader, update, feed.reader, feed.bases, sizes)
                 feed.failed = False
+                feed.budget.spend(read, time.monotonic())
             except CaptureError as exc:
                 log.info("no thumbnail for session %s: %s", feed.session_id, exc)
                 feed.failed, feed.damaged = True, True

@@ -191,3 +191,38 @@ def test_an_unknown_picture_size_is_refused_by_name(fake_daemon: Daemon) -> None
         ws.recv(timeout=10)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008 and "'huge'" in closed.value.rcvd.reason
+
+
+def test_a_page_is_held_to_its_share_of_the_network_and_still_ends_on_the_newest_pictures(
+    daemon_factory: Callable[..., Daemon], make_user: Callable[..., TestUser]
+) -> None:
+    daemon = daemon_factory(extra_config="dashboard_picture_kbps = 4")  # 500 bytes a second
+    sessions = [logon(daemon, make_user(name)) for name in ("ana", "bia")]
+    canvas = Canvas()
+    with socket_client(daemon) as root, connect(daemon, "pictures=large") as ws:
+        displays = {s: root.get(f"/api/v1/sessions/{s}").json()["display"] for s in sessions}
+        quiet(ws, canvas)
+        colors = ["#c02020", "#20c020", "#2020c0", "#c0c020", "#20c0c0", "#c020c0"]
+        sizes: list[int] = []  # of every picture message received meanwhile
+        started = time.monotonic()
+        for step in range(12):  # both screens change whole every 0.5 s, for 6 s
+            for session_id in sessions:
+                set_background(daemon, session_id, displays[session_id], colors[step % len(colors)])
+            deadline = started + (step + 1) * 0.5
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    message = ws.recv(timeout=left)
+                    if isinstance(message, bytes):
+                        canvas.draw(message)
+                        sizes.append(len(message))
+        took = time.monotonic() - started
+        # the rate, the bucket's second's worth, and one batch that overdraws it (a picture a session)
+        assert len(sizes) >= 2 and sum(sizes) <= 500 * took + 500 + 2 * max(sizes), sizes
+
+        def last_colour_shown() -> bool:  # #c020c0 on every card
+            medians = [ImageStat.Stat(canvas.pictures[s]).median for s in sessions]
+            return all(r > 150 and g < 80 and b > 150 for r, g, b in medians)
+
+        # what was held back is not lost: each card ends on its screen, within the budget's pace
+        receive(ws, canvas, 40, until=last_colour_shown)
+        assert last_colour_shown(), [ImageStat.Stat(canvas.pictures[s]).median for s in sessions]

@@ -19,7 +19,8 @@ changed since the last one this socket sent (the whole picture first). A binary 
 2-byte big-endian length, that many bytes of JSON ``{"session_id", "version", "at": [x, y],
 "thumbnail": [width, height]}``, then a JPEG to draw at ``at`` on a picture of that size.
 The client may send ``{"kind": "pictures", "size": ..., "sessions": [ids] | null}`` to change
-the size, or to have only the listed sessions' pictures (the cards it shows) sent.
+the size, or to have only the listed sessions' pictures (the cards it shows) sent. Pictures
+to one socket are held to the ``dashboard_picture_kbps`` setting.
 
 - ``chat`` (``detail``: ``seq``, ``time``, ``sender``, ``from`` student|teacher, ``text``): a
   message of a session's conversation, only to its user and to callers who may chat with it
@@ -36,6 +37,7 @@ import contextlib
 import json
 import logging
 import struct
+import time
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -47,6 +49,7 @@ from polydesk.core.model import Caller, Session
 from polydesk.core.screen import Screen
 from polydesk.manager.manager import Manager
 from polydesk.thumbnails.feed import SIZES, Patch, Thumbnailer, Watcher
+from polydesk.thumbnails.pacing import Budget
 from polydesk.web.auth import Authenticator
 from polydesk.web.race import first_done
 
@@ -228,16 +231,25 @@ async def _pump(ws: WebSocket, auth: Authenticator, thumbnails: Thumbnailer, str
 
     async def pictures() -> None:
         assert stream.watcher is not None
+        # The page's share of the network: bytes a second, a second's worth at once.
+        kbps = stream.manager.settings.dashboard_picture_kbps
+        budget = Budget(kbps * 125, burst=kbps * 125) if kbps > 0 else None
         while True:
+            sent = 0
             for session_id, version in (await stream.watcher.changed()).items():
                 if stream.pictures is None:
                     await outbox.put({"kind": "thumbnail-changed", "session_id": session_id,
                                       "session": None, "detail": {"version": version}})
                 elif (picture := await stream.picture(thumbnails, session_id)) is not None:
                     await outbox.put(picture)
-            # Pacing: the next batch only once this one is written; meanwhile the watcher
-            # folds further changes of a session into one (a slow socket gets fewer, newer).
+                    sent += len(picture)
+            # Pacing: the next batch only once this one is written, and the page's bytes paid
+            # back; meanwhile the watcher folds further changes of a session into one (a slow
+            # socket gets fewer, newer), and feeds whose picture is not taken wait (Epoptes).
             await outbox.join()
+            if budget is not None and sent:
+                budget.take(sent, time.monotonic())
+                await asyncio.sleep(budget.wait(time.monotonic()))
 
     async def sender() -> None:
         while True:
