@@ -51,8 +51,8 @@ def fleet() -> tuple[FleetMirror, Listing, Wall]:
 HERE = local_rows("here", [{"id": "1", "user": "tch", "uid": 3000, "state": "active", "blocked": False}])
 
 
-def everything(listing: Listing, caller: Caller, query: Query = Query()) -> list[dict[str, Any]]:
-    return list(json.loads(listing.everything(caller, HERE, query)))
+def everything(listing: Listing, caller: Caller, query: Query | None = None) -> list[dict[str, Any]]:
+    return list(json.loads(listing.everything(caller, HERE, query or Query())))
 
 
 def pages(listing: Listing, caller: Caller, query: Query, limit: int) -> list[dict[str, Any]]:
@@ -152,13 +152,13 @@ def test_cursors_cannot_be_forged_reused_elsewhere_or_kept_for_ever(fleet: Any) 
                      ("", "not a cursor")):
         with pytest.raises(InvalidRequest, match=f"^cursor: {why}"):
             listing.page(ADMIN, HERE, Query(), 5, bad or ".")
-    with pytest.raises(InvalidRequest, match="^cursor: it belongs to another query"):
+    with pytest.raises(InvalidRequest, match=r"^cursor: it belongs to another query"):
         listing.page(ADMIN, HERE, Query.checked(q="u-"), 5, cursor)
     other_run = Listing(listing.mirror)  # the daemon restarted: another key
-    with pytest.raises(InvalidRequest, match="^cursor: not a cursor this daemon gave"):
+    with pytest.raises(InvalidRequest, match=r"^cursor: not a cursor this daemon gave"):
         other_run.page(ADMIN, HERE, Query(), 5, cursor)
     wall.now += 3600
-    with pytest.raises(InvalidRequest, match="^cursor: older than"):
+    with pytest.raises(InvalidRequest, match=r"^cursor: older than"):
         listing.page(ADMIN, HERE, Query(), 5, cursor)
 
 

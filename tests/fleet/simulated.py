@@ -1,0 +1,114 @@
+"""A simulated fleet: hosts that publish into the bucket exactly what a daemon publishes, with its
+default timings, without a daemon each. bench/fleet.py measures a real daemon watching a thousand
+of them; the fleet page's tests show it a few hundred."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Any
+
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from polydesk.config.fleet import FleetSettings
+from polydesk.core.events import public_session
+from polydesk.core.model import Role, Session, SessionState
+from polydesk.fleet.node import host_record
+from polydesk.fleet.wire import Signer, host_key, new_seed, session_key
+
+DEFAULTS = FleetSettings()
+
+
+class SimulatedHost:
+    def __init__(self, number: int, sessions: int) -> None:
+        self.name = f"sim{number:03d}"
+        self.key = Signer(new_seed()).public_key
+        self.started = time.time()
+        self.sessions = [Session(
+            id=str(i + 1), user=f"student{number:03d}{i:02d}", uid=20000 + i, role=Role.STANDARD,
+            backend="xvnc", state=SessionState.ACTIVE, logon_time=self.started - random.uniform(0, 3600),
+            display=f":{10 + i}", client=f"10.1.{number % 256}.{i + 1}",
+        ) for i in range(sessions)]
+        self.dead = False  # killed: publishes nothing more, says no goodbye
+        self.last_beat = 0.0  # time.monotonic() of its last heartbeat put
+
+    def record(self) -> bytes:
+        return host_record(self.name, self.key, "0.0.0.0:8765", len(self.sessions), self.started)
+
+    def value(self, index: int) -> bytes:
+        return json.dumps(public_session(self.sessions[index])).encode()
+
+    def change_one(self) -> int:
+        """What a teacher or a student does now and then: a session disconnects or comes back."""
+        index = random.randrange(len(self.sessions))
+        session = self.sessions[index]
+        state = (SessionState.DISCONNECTED if session.state == SessionState.ACTIVE
+                 else SessionState.ACTIVE)
+        self.sessions[index] = session.with_(state=state)
+        return index
+
+
+async def publish_sessions(hosts: list[SimulatedHost], kv: KeyValue) -> None:
+    """Every session once, as a daemon's first reconcile does."""
+    for host in hosts:
+        await asyncio.gather(*(kv.put(session_key(host.name, s.id), host.value(i))
+                               for i, s in enumerate(host.sessions)))
+
+
+async def publish(hosts: list[SimulatedHost], kv: KeyValue, change_every: float, stop: asyncio.Event,
+                  heartbeat: float = DEFAULTS.heartbeat) -> None:
+    """Every living simulated host, with a daemon's timings, until ``stop``: a heartbeat every
+    ``heartbeat`` s, each session again every third of stale_after (spread evenly), and one
+    session of each host changing every ``change_every`` s."""
+    await publish_sessions(hosts, kv)
+    refresh_step = DEFAULTS.stale_after / 3 / max(1, len(hosts[0].sessions))
+    start = time.monotonic()
+    beats = refreshes = changes = 0
+    while not stop.is_set():
+        now = time.monotonic() - start
+        living = [h for h in hosts if not h.dead]
+        puts: list[Any] = []
+        if now >= beats * heartbeat:
+            beats += 1
+            puts += [kv.put(host_key(h.name), h.record()) for h in living]
+            for host in living:
+                host.last_beat = time.monotonic()
+        if now >= refreshes * refresh_step:  # one session per host, round the sessions
+            index = refreshes % len(hosts[0].sessions)
+            refreshes += 1
+            puts += [kv.put(session_key(h.name, h.sessions[index].id), h.value(index)) for h in living]
+        if change_every and now >= changes * change_every / len(hosts):  # spread over the hosts
+            host = hosts[changes % len(hosts)]
+            changes += 1
+            if not host.dead:
+                index = host.change_one()
+                puts.append(kv.put(session_key(host.name, host.sessions[index].id), host.value(index)))
+        if puts:
+            await asyncio.gather(*puts)
+        await asyncio.sleep(0.05)
+
+
+def daemon_config(hosts: list[SimulatedHost], nats_url: str, seed_path: str, name: str = "observer") -> str:
+    """The [fleet] table of a daemon that trusts every simulated host."""
+    lines = ["", "[fleet]", f'host = "{name}"', f'servers = ["{nats_url}"]', f'seed_file = "{seed_path}"',
+             "", "[fleet.trusted_hosts]"]
+    return "\n".join(lines + [f'{h.name} = "{h.key}"' for h in hosts]) + "\n"
+
+
+async def bucket(client: Any) -> KeyValue:
+    """The fleet's bucket, made here if the daemon has not made it yet."""
+    js = client.jetstream(timeout=10)
+    for _ in range(100):  # the daemon may be making it at the same moment
+        try:
+            return await js.key_value(DEFAULTS.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            try:
+                return await js.create_key_value(KeyValueConfig(
+                    bucket=DEFAULTS.bucket, history=1, ttl=DEFAULTS.stale_after, storage=StorageType.FILE))
+            except nats.js.errors.BadRequestError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError("no bucket")
