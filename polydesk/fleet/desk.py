@@ -30,8 +30,8 @@ from polydesk.core.model import (
     UnknownSession,
 )
 from polydesk.core.texts import check_text
-from polydesk.fleet.listing import Listing, Query, local_rows, may_list
-from polydesk.fleet.state import FleetMirror, HostView, Row
+from polydesk.fleet.listing import NOTHING_HERE, Here, Listing, Query, may_list
+from polydesk.fleet.state import FRAGMENT, USER, FleetMirror, HostView, row_value
 from polydesk.manager.manager import Manager
 
 
@@ -125,6 +125,11 @@ class FleetDesk:
             raise UnknownHost(name)
         return found
 
+    def check_host(self, name: str) -> None:
+        """UnknownHost unless ``name`` is a host of the fleet (as ``host``, without a view of all)."""
+        if name != self.name and not self.link.mirror.known(name):
+            raise UnknownHost(name)
+
     async def list_sessions(self, caller: Caller, host: str | None = None) -> list[FleetSession]:
         if host is not None:
             self.host(host)  # an unknown host is an error, not an empty list
@@ -134,27 +139,29 @@ class FleetDesk:
                       for s in await self.manager.list_sessions(caller)]
         for view in self.hosts()[1:]:
             if host in (None, view.name):
-                found += [FleetSession(view.name, view.online, s.value, s.fragment)
-                          for s in self.link.mirror.listed(view.name) if may_list(caller, s.value)]
+                found += [FleetSession(view.name, view.online, row_value(row), row[FRAGMENT])
+                          for row in self.link.mirror.listed(view.name)
+                          if may_list(caller, {"user": row[USER]})]
         return found
 
     async def list_json(self, caller: Caller, query: Query) -> bytes:
         """Every session ``query`` matches that the caller may see, as the JSON list the REST API
         answers (ids host/id): built from each host's JSON made once per change."""
         if query.host is not None:
-            self.host(query.host)  # an unknown host is an error, not an empty list
+            self.check_host(query.host)  # an unknown host is an error, not an empty list
         return self.listing.everything(caller, await self._here(caller, query), query)
 
     async def page_json(self, caller: Caller, query: Query, limit: int, cursor: str | None) -> bytes:
         """One page of that list: ``{"sessions": [...], "next": cursor or null, "total": N}``."""
         if query.host is not None:
-            self.host(query.host)
+            self.check_host(query.host)
         return self.listing.page(caller, await self._here(caller, query), query, limit, cursor)
 
-    async def _here(self, caller: Caller, query: Query) -> list[Row]:
+    async def _here(self, caller: Caller, query: Query) -> Here:
         if query.host not in (None, self.name):
-            return []
-        return local_rows(self.name, [public_session(s) for s in await self.manager.list_sessions(caller)])
+            return NOTHING_HERE
+        mine = await self.manager.list_sessions(caller)
+        return Here.of(self.name, [public_session(s) for s in mine], caller)
 
     async def get_session(self, caller: Caller, session_id: str) -> FleetSession:
         host, local_id = self.split(session_id)

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from polydesk.fleet.wire import parse_key
 
@@ -39,7 +39,35 @@ class HostView:
 class _Entry:
     value: dict[str, Any]
     seen: float  # this host's monotonic clock when the entry arrived (or its estimated age at startup)
-    fragment: bytes | None = None  # the session as listed, as JSON without its closing brace
+
+
+# A session of another host as listed: what listing, filtering and searching need of it, as a
+# plain tuple of strings, numbers and bytes: the garbage collector drops such a tuple from its
+# passes, so fifty thousand of them cost those passes nothing (the sessions' parsed JSON, or
+# objects of a class of our own, made every full pass take a fifth of a second).
+Row = tuple[str, str, tuple[int, str], str, str, bool, bytes, str]
+HOST: Final = 0
+ID: Final = 1
+KEY: Final = 2  # its place in the host's order
+USER: Final = 3
+STATE: Final = 4
+BLOCKED: Final = 5
+FRAGMENT: Final = 6  # its JSON with id host/id and fleet_host, open at the end
+HAYSTACK: Final = 7  # what a search looks in, lower case: host/id, user, client, display, station
+
+
+def row_value(row: Row) -> dict[str, Any]:
+    """The session as its host published it."""
+    found: dict[str, Any] = json.loads(row[FRAGMENT] + b"}")
+    found.pop("fleet_host", None)
+    return {**found, "id": row[ID]}
+
+
+def make_row(host: str, session_id: str, value: dict[str, Any]) -> Row:
+    shown = {**value, "id": f"{host}/{session_id}", "fleet_host": host}
+    return (host, session_id, id_key(session_id), str(value.get("user")), str(value.get("state")),
+            bool(value.get("blocked")), json.dumps(shown, separators=(",", ":"))[:-1].encode(),
+            haystack(host, value))
 
 
 class HostSessions:
@@ -51,65 +79,51 @@ class HostSessions:
 
     def __init__(self, host: str) -> None:
         self.host = host
-        self.entries: dict[str, _Entry] = {}
+        self.entries: dict[str, tuple[Row, float, int]] = {}  # id -> (row, seen, hash of the value)
         self._rows: list[Row] | None = None
         self._blobs: dict[bool, bytes] = {}
         self._users: frozenset[str] | None = None
         self._states: dict[str, int] | None = None
+        self._text: str | None = None
 
     def changed(self) -> None:
-        self._rows, self._users, self._states = None, None, None
+        self._rows, self._users, self._states, self._text = None, None, None, None
         self._blobs.clear()
 
     def rows(self) -> list[Row]:
         """The sessions in id order (numeric ids numerically)."""
         if self._rows is None:
-            self._rows = [Row(self.host, session_id, id_key(session_id), entry.value,
-                              self._fragment(session_id, entry), haystack(self.host, entry.value))
-                          for session_id, entry in sorted(self.entries.items(), key=_by_id)]
+            self._rows = sorted((row for row, _, _ in self.entries.values()), key=lambda row: row[KEY])
         return self._rows
 
     def blob(self, online: bool) -> bytes:
         """Every session closed as listed to a caller who has none of them, joined by commas."""
         if online not in self._blobs:
             tail = b',"own":false,"host_online":%s}' % (b"true" if online else b"false")
-            self._blobs[online] = b",".join(row.fragment + tail for row in self.rows())
+            self._blobs[online] = b",".join(row[FRAGMENT] + tail for row in self.rows())
         return self._blobs[online]
 
     def users(self) -> frozenset[str]:
         if self._users is None:
-            self._users = frozenset(str(e.value.get("user")) for e in self.entries.values())
+            self._users = frozenset(row[USER] for row, _, _ in self.entries.values())
         return self._users
+
+    def text(self) -> str:
+        """Every session's search text at once: a search skips a host that has it nowhere."""
+        if self._text is None:
+            self._text = "\n".join(row[HAYSTACK] for row in self.rows())
+        return self._text
 
     def states(self) -> dict[str, int]:
         """How many sessions are in each state; ``blocked`` counts the blocked ones besides."""
         if self._states is None:
             counts: dict[str, int] = {}
-            for entry in self.entries.values():
-                state = str(entry.value.get("state"))
-                counts[state] = counts.get(state, 0) + 1
-                if entry.value.get("blocked"):
+            for row, _, _ in self.entries.values():
+                counts[row[STATE]] = counts.get(row[STATE], 0) + 1
+                if row[BLOCKED]:
                     counts["blocked"] = counts.get("blocked", 0) + 1
             self._states = counts
         return self._states
-
-    def _fragment(self, session_id: str, entry: _Entry) -> bytes:
-        if entry.fragment is None:
-            shown = {**entry.value, "id": f"{self.host}/{session_id}", "fleet_host": self.host}
-            entry.fragment = json.dumps(shown, separators=(",", ":"))[:-1].encode()
-        return entry.fragment
-
-
-@dataclass(frozen=True)
-class Row:
-    """A session of another host in listing order, with its JSON and its search text."""
-
-    host: str
-    id: str
-    key: tuple[int, str]  # its place in the host's order
-    value: dict[str, Any]
-    fragment: bytes  # JSON of the value with id host/id and fleet_host, open at the end
-    haystack: str  # what a search looks in, lower case: host/id, user, client, display, station
 
 
 class FleetMirror:
@@ -122,6 +136,7 @@ class FleetMirror:
         self._clock = clock
         self._wall = wall
         self._hosts: dict[str, _Entry] = {}
+        self._names: list[str] | None = None  # sorted(self._hosts), made once per host come or gone
         self._sessions: dict[str, HostSessions] = {}
         self._snapshot: set[str] | None = None  # keys not yet seen again during a resync
         self._ignored: set[str] = set()
@@ -148,10 +163,13 @@ class FleetMirror:
         decoded = _decode(value) if value else None
         if kind == "host":
             if decoded is None:
-                self._hosts.pop(host, None)
+                if self._hosts.pop(host, None) is not None:
+                    self._names = None
             elif decoded.get("public_key") not in (None, self.trusted[host]):
                 log.warning("fleet: host record of %r carries another key than the trusted one", host)
             else:
+                if host not in self._hosts:
+                    self._names = None
                 self._hosts[host] = _Entry(decoded, seen)
             return
         assert session_id is not None
@@ -162,11 +180,12 @@ class FleetMirror:
             if sessions.entries.pop(session_id, None) is not None:
                 sessions.changed()
             return
+        digest = hash(value)
         before = sessions.entries.get(session_id)
-        if before is not None and before.value == decoded:
-            before.seen = seen  # a refresh: the listing stays as it was made
+        if before is not None and before[2] == digest:
+            sessions.entries[session_id] = (before[0], seen, digest)  # a refresh: listed as it was
             return
-        sessions.entries[session_id] = _Entry(decoded, seen)
+        sessions.entries[session_id] = (make_row(host, session_id, decoded), seen, digest)
         sessions.changed()
 
     def begin_resync(self) -> None:
@@ -189,8 +208,9 @@ class FleetMirror:
         for host in gone:
             del self._hosts[host]
             self._sessions.pop(host, None)
+            self._names = None
         for host, sessions in list(self._sessions.items()):
-            old = [i for i, e in sessions.entries.items() if e.seen < limit]
+            old = [i for i, (_, seen, _) in sessions.entries.items() if seen < limit]
             for session_id in old:
                 del sessions.entries[session_id]
             if not sessions.entries:
@@ -228,7 +248,7 @@ class FleetMirror:
         return views
 
     def sessions(self, host: str) -> list[dict[str, Any]]:
-        return [row.value for row in self.listed(host)]
+        return [row_value(row) for row in self.listed(host)]
 
     def listed(self, host: str) -> list[Row]:
         """The host's sessions in order, as listed; none for a host whose record is unknown."""
@@ -242,7 +262,13 @@ class FleetMirror:
     def session(self, host: str, session_id: str) -> dict[str, Any] | None:
         found = self._sessions.get(host) if host in self._hosts else None
         entry = found.entries.get(session_id) if found is not None else None
-        return entry.value if entry is not None else None
+        return row_value(entry[0]) if entry is not None else None
+
+    def names(self) -> list[str]:
+        """The hosts whose records are known, by name."""
+        if self._names is None:
+            self._names = sorted(self._hosts)
+        return self._names
 
     def session_ids(self, host: str) -> set[str]:
         found = self._sessions.get(host)
@@ -260,10 +286,6 @@ def _decode(value: bytes) -> dict[str, Any] | None:
 def id_key(session_id: str) -> tuple[int, str]:
     """Numeric ids in numeric order (2 before 10), any others after them."""
     return (int(session_id), "") if session_id.isdigit() and len(session_id) < 18 else (1 << 62, session_id)
-
-
-def _by_id(item: tuple[str, _Entry]) -> tuple[int, str]:
-    return id_key(item[0])
 
 
 def haystack(host: str, value: dict[str, Any]) -> str:

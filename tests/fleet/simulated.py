@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 from typing import Any
 
+import nats
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
@@ -112,3 +114,45 @@ async def bucket(client: Any) -> KeyValue:
             except nats.js.errors.BadRequestError:
                 await asyncio.sleep(0.1)
     raise RuntimeError("no bucket")
+
+
+class Publishing:
+    """``with Publishing(hosts, url):`` the simulated hosts publish, from a thread of their own, while
+    a synchronous test (Playwright's) looks at the daemon; they stop and the thread ends on leaving."""
+
+    def __init__(self, hosts: list[SimulatedHost], url: str) -> None:
+        self.hosts, self.url = hosts, url
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="simulated-fleet", daemon=True)
+
+    def __enter__(self) -> Publishing:
+        self._thread.start()
+        self._started.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # raised in the test's thread on leaving
+            self._error = exc
+        finally:
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._started.set()
+        client = await nats.connect(self.url, max_reconnect_attempts=0)
+        try:
+            await publish(self.hosts, await bucket(client), 0, self._stop)
+        finally:
+            await client.close()

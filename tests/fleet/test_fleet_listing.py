@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from polydesk.core.model import Caller, InvalidRequest, Role
-from polydesk.fleet.listing import Cursors, Listing, Query, local_rows
+from polydesk.fleet.listing import NOTHING_HERE, Cursors, Here, Listing, Query
 from polydesk.fleet.state import FleetMirror
 from polydesk.fleet.wire import Signer, new_seed
 
@@ -48,11 +48,14 @@ def fleet() -> tuple[FleetMirror, Listing, Wall]:
     return mirror, Listing(mirror, Cursors(wall=wall)), wall
 
 
-HERE = local_rows("here", [{"id": "1", "user": "tch", "uid": 3000, "state": "active", "blocked": False}])
+def here(caller: Caller) -> Here:
+    """This host's one session: the teacher's."""
+    teacher = {"id": "1", "user": "tch", "uid": 3000, "state": "active", "blocked": False}
+    return Here.of("here", [teacher], caller)
 
 
 def everything(listing: Listing, caller: Caller, query: Query | None = None) -> list[dict[str, Any]]:
-    return list(json.loads(listing.everything(caller, HERE, query or Query())))
+    return list(json.loads(listing.everything(caller, here(caller), query or Query())))
 
 
 def pages(listing: Listing, caller: Caller, query: Query, limit: int) -> list[dict[str, Any]]:
@@ -60,7 +63,7 @@ def pages(listing: Listing, caller: Caller, query: Query, limit: int) -> list[di
     seen: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = json.loads(listing.page(caller, HERE, query, limit, cursor))
+        page = json.loads(listing.page(caller, here(caller), query, limit, cursor))
         assert len(page["sessions"]) <= limit
         seen += page["sessions"]
         cursor = page["next"]
@@ -94,7 +97,7 @@ def test_pages_walk_the_whole_list_once(fleet: Any) -> None:
 
 def test_pages_stay_in_place_while_sessions_come_and_go(fleet: Any) -> None:
     mirror, listing, _ = fleet
-    first = json.loads(listing.page(ADMIN, HERE, Query(), 20, None))
+    first = json.loads(listing.page(ADMIN, here(ADMIN), Query(), 20, None))
     assert first["sessions"][-1]["id"] == "lab2/7" and first["total"] == 49
     mirror.apply("session.lab2.7", None)  # the last one shown ends
     mirror.apply("session.lab1.3", None)  # one already shown ends
@@ -109,7 +112,7 @@ def test_pages_stay_in_place_while_sessions_come_and_go(fleet: Any) -> None:
 def pages_from(listing: Listing, cursor: str) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     while cursor:
-        page = json.loads(listing.page(ADMIN, HERE, Query(), 7, cursor))
+        page = json.loads(listing.page(ADMIN, here(ADMIN), Query(), 7, cursor))
         seen += page["sessions"]
         cursor = page["next"]
     return seen
@@ -128,7 +131,7 @@ def test_filters_are_done_by_the_daemon(fleet: Any) -> None:
     assert [s["id"] for s in everything(listing, ADMIN, Query.checked(state="blocked"))] == ["lab1/2"]
     on_lab2 = Query.checked(host="lab2", q="u-")
     assert [s["id"] for s in pages(listing, ADMIN, on_lab2, 4)] == [f"lab2/{n}" for n in range(1, 13)]
-    page = json.loads(listing.page(ADMIN, HERE, Query.checked(q="lab"), 3, None))
+    page = json.loads(listing.page(ADMIN, here(ADMIN), Query.checked(q="lab"), 3, None))
     assert page["total"] == 48 and len(page["sessions"]) == 3
 
 
@@ -137,29 +140,30 @@ def test_a_standard_user_lists_only_sessions_of_their_own_name(fleet: Any) -> No
     put(mirror, "lab2", session("lab2", 9, user="ana"))
     put(mirror, "lab4", session("lab4", 1, user="ana"))
     ana = Caller("ana", 4242, Role.STANDARD)
-    assert [s["id"] for s in json.loads(listing.everything(ana, [], Query()))] == ["lab2/9", "lab4/1"]
-    page = json.loads(listing.page(ana, [], Query(), 1, None))
+    listed = json.loads(listing.everything(ana, NOTHING_HERE, Query()))
+    assert [s["id"] for s in listed] == ["lab2/9", "lab4/1"] and all(s["own"] for s in listed)
+    page = json.loads(listing.page(ana, NOTHING_HERE, Query(), 1, None))
     assert ([s["id"] for s in page["sessions"]], page["total"]) == (["lab2/9"], 2)
-    assert json.loads(listing.everything(Caller("bob", 1, Role.STANDARD), [], Query())) == []
+    assert json.loads(listing.everything(Caller("bob", 1, Role.STANDARD), NOTHING_HERE, Query())) == []
 
 
 def test_cursors_cannot_be_forged_reused_elsewhere_or_kept_for_ever(fleet: Any) -> None:
     _, listing, wall = fleet
-    cursor = json.loads(listing.page(ADMIN, HERE, Query(), 5, None))["next"]
+    cursor = json.loads(listing.page(ADMIN, here(ADMIN), Query(), 5, None))["next"]
     body, _, signature = cursor.partition(".")
     tampered = body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + signature
     for bad, why in ((tampered, "not a cursor this daemon gave"), ("junk", "not a cursor this daemon gave"),
                      ("", "not a cursor")):
         with pytest.raises(InvalidRequest, match=f"^cursor: {why}"):
-            listing.page(ADMIN, HERE, Query(), 5, bad or ".")
+            listing.page(ADMIN, here(ADMIN), Query(), 5, bad or ".")
     with pytest.raises(InvalidRequest, match=r"^cursor: it belongs to another query"):
-        listing.page(ADMIN, HERE, Query.checked(q="u-"), 5, cursor)
+        listing.page(ADMIN, here(ADMIN), Query.checked(q="u-"), 5, cursor)
     other_run = Listing(listing.mirror)  # the daemon restarted: another key
     with pytest.raises(InvalidRequest, match=r"^cursor: not a cursor this daemon gave"):
-        other_run.page(ADMIN, HERE, Query(), 5, cursor)
+        other_run.page(ADMIN, here(ADMIN), Query(), 5, cursor)
     wall.now += 3600
     with pytest.raises(InvalidRequest, match=r"^cursor: older than"):
-        listing.page(ADMIN, HERE, Query(), 5, cursor)
+        listing.page(ADMIN, here(ADMIN), Query(), 5, cursor)
 
 
 @pytest.mark.parametrize(("given", "named"), [
