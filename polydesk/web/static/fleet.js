@@ -29,6 +29,7 @@
   const OVERSCAN = 1; // rows drawn beyond each edge, so a scroll shows no blank
 
   const selected = new Set();
+  const ending = new Set(); // sessions logged off from here: no more thumbnails asked of them
   let hosts = [];
   const opened = new Map(); // host name -> {sessions: [...], next: cursor|null}
   let search = null; // {q, host, sessions, next, total, loading}
@@ -305,7 +306,8 @@
       const box = node.getBoundingClientRect();
       if (box.bottom <= view.top || box.top >= view.bottom) continue; // drawn, but not on screen
       const img = node.querySelector("img.thumb");
-      if (!node.dataset.online || img.dataset.loading === "1") continue;
+      if (!node.dataset.online || img.dataset.loading === "1" || ending.has(node.dataset.id) ||
+        node.classList.contains("state-logging-off")) continue; // its screen is going
       const [host, id] = node.dataset.id.split("/");
       img.dataset.loading = "1";
       img.src = "/api/v1/fleet/sessions/" + encodeURIComponent(host) + "/" + encodeURIComponent(id) +
@@ -355,6 +357,7 @@
     }
     try {
       const answer = await api("POST", "/sessions/" + path, body);
+      if (path === "logoff") for (const r of answer.results) if (r.ok) ending.add(r.id);
       showResults(answer.results);
       notice("");
     } catch (error) {
