@@ -77,7 +77,7 @@ def test_a_big_fleet_shows_hosts_first_and_draws_only_what_is_on_screen(
                 break
             page.wait_for_timeout(100)
         on_screen = page.evaluate(ON_SCREEN)
-        assert 6 <= len(thumbnails) and 0 < len(on_screen) <= 40 and in_document(page, ".card") <= 80
+        assert len(thumbnails) >= 6 and 0 < len(on_screen) <= 40 and in_document(page, ".card") <= 80
         assert set(thumbnails) <= set(on_screen), (thumbnails, on_screen)
         height = int(page.locator("#rows").evaluate("r => parseInt(r.style.height)"))
         page.locator("#list").evaluate("l => { l.scrollTop = l.scrollHeight; }")  # the end: the next page
