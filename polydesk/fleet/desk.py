@@ -144,9 +144,9 @@ class FleetDesk:
                           if may_list(caller, {"user": row[USER]})]
         return found
 
-    async def list_json(self, caller: Caller, query: Query) -> bytes:
+    async def list_json(self, caller: Caller, query: Query) -> list[bytes]:
         """Every session ``query`` matches that the caller may see, as the JSON list the REST API
-        answers (ids host/id): built from each host's JSON made once per change."""
+        answers (ids host/id), in pieces: each host's JSON made once per change of it."""
         if query.host is not None:
             self.check_host(query.host)  # an unknown host is an error, not an empty list
         return self.listing.everything(caller, await self._here(caller, query), query)

@@ -55,7 +55,7 @@ def here(caller: Caller) -> Here:
 
 
 def everything(listing: Listing, caller: Caller, query: Query | None = None) -> list[dict[str, Any]]:
-    return list(json.loads(listing.everything(caller, here(caller), query or Query())))
+    return list(json.loads(b"".join(listing.everything(caller, here(caller), query or Query()))))
 
 
 def pages(listing: Listing, caller: Caller, query: Query, limit: int) -> list[dict[str, Any]]:
@@ -140,11 +140,12 @@ def test_a_standard_user_lists_only_sessions_of_their_own_name(fleet: Any) -> No
     put(mirror, "lab2", session("lab2", 9, user="ana"))
     put(mirror, "lab4", session("lab4", 1, user="ana"))
     ana = Caller("ana", 4242, Role.STANDARD)
-    listed = json.loads(listing.everything(ana, NOTHING_HERE, Query()))
+    listed = json.loads(b"".join(listing.everything(ana, NOTHING_HERE, Query())))
     assert [s["id"] for s in listed] == ["lab2/9", "lab4/1"] and all(s["own"] for s in listed)
     page = json.loads(listing.page(ana, NOTHING_HERE, Query(), 1, None))
     assert ([s["id"] for s in page["sessions"]], page["total"]) == (["lab2/9"], 2)
-    assert json.loads(listing.everything(Caller("bob", 1, Role.STANDARD), NOTHING_HERE, Query())) == []
+    bob = Caller("bob", 1, Role.STANDARD)
+    assert json.loads(b"".join(listing.everything(bob, NOTHING_HERE, Query()))) == []
 
 
 def test_cursors_cannot_be_forged_reused_elsewhere_or_kept_for_ever(fleet: Any) -> None:

@@ -10,11 +10,12 @@ Session ids here are ``host/id``. Actions on them go through the usual
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi import Query as Param
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from polydesk.config.fleet import HOST_NAME
@@ -116,9 +117,12 @@ def fleet_router(thumbnails: ScreenThumbnails, fleet: FleetNode | None) -> APIRo
         # shape FleetSessionOut documents), closed with what depends on the caller and the moment.
         # A model per session would cost more than everything else.
         if limit is None and cursor is None:
-            body = await the_desk.list_json(caller, query)
-        else:
-            body = await the_desk.page_json(caller, query, limit or DEFAULT_PAGE, cursor)
+            pieces = await the_desk.list_json(caller, query)
+            # Sent a piece at a time as the connection drains: one write of 20 MB would be copied
+            # again and again in asyncio's write buffer, and hold the daemon's loop meanwhile.
+            return StreamingResponse(_grouped(pieces), media_type="application/json",
+                                     headers={"Content-Length": str(sum(map(len, pieces)))})
+        body = await the_desk.page_json(caller, query, limit or DEFAULT_PAGE, cursor)
         return Response(body, media_type="application/json")
 
     @router.get("/sessions/{host}/{session_id}", response_model=FleetSessionOut,
@@ -156,6 +160,20 @@ def fleet_router(thumbnails: ScreenThumbnails, fleet: FleetNode | None) -> APIRo
         return Response(jpeg, media_type="image/jpeg", headers=headers)
 
     return router
+
+
+async def _grouped(pieces: list[bytes], size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """The pieces joined into writes of about ``size`` bytes."""
+    group: list[bytes] = []
+    length = 0
+    for piece in pieces:
+        group.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield b"".join(group)
+            group, length = [], 0
+    if group:
+        yield b"".join(group)
 
 
 def _etags(header: str) -> list[str]:
