@@ -29,19 +29,17 @@ from typing import Any
 
 from polydesk.core.model import Caller, InvalidRequest, Role
 from polydesk.fleet.state import (
-    BLOCKED,
     FRAGMENT,
-    HAYSTACK,
     HOST,
     ID,
     KEY,
-    STATE,
     USER,
     FleetMirror,
     HostSessions,
     Row,
     id_key,
     make_row,
+    row_matches,
 )
 
 MAX_PAGE = 500  # sessions in one page at most
@@ -84,11 +82,7 @@ class Query:
         return self.q is None and self.state is None
 
     def matches(self, row: Row) -> bool:
-        if self.q is not None and self.q not in row[HAYSTACK]:
-            return False
-        if self.state == "blocked":
-            return row[BLOCKED]
-        return self.state is None or row[STATE] == self.state
+        return row_matches(row, self.q, self.state)
 
     def may_match(self, host: HostSessions) -> bool:
         """False when none of the host's sessions can match: a search skips most hosts whole."""
@@ -171,15 +165,13 @@ class Listing:
         fifty thousand sessions are 20 MB, best sent a piece at a time, never joined."""
         chunks: list[bytes] = [b"["]
         for _host, online, rows, cache in self._hosts(here.rows, query.host):
-            if cache is not None and caller.user not in cache.users():
-                if caller.role == Role.STANDARD or not rows or not query.may_match(cache):
-                    continue
-                if query.plain:
+            if cache is not None and query.plain and caller.role != Role.STANDARD \
+                    and caller.user not in cache.users():
+                if rows:
                     chunks += (cache.blob(online), b",")
-                    continue
-            for row in rows:
-                if self._shown(caller, row) and query.matches(row):
-                    chunks += (self._closed(caller, here, row, online), b",")
+                continue
+            for row in self._kept(caller, query, rows, cache):
+                chunks += (self._closed(caller, here, row, online), b",")
         if len(chunks) > 1:
             chunks.pop()
         chunks.append(b"]")
@@ -192,39 +184,39 @@ class Listing:
         items: list[bytes] = []
         last: Row | None = None
         total, more = 0, False
-        for host, online, rows, cache in self._hosts(here.rows, query.host):
-            if cache is not None and caller.role == Role.STANDARD and caller.user not in cache.users():
+        for host, online, every, cache in self._hosts(here.rows, query.host):
+            rows = self._kept(caller, query, every, cache)
+            total += len(rows)
+            if more or not rows:
                 continue
-            if cache is not None and not query.may_match(cache):
-                continue
-            everyone = query.plain and (caller.role != Role.STANDARD or cache is None)
             start = 0
             if place is not None:
                 here_at = (self._rank(host), host)
                 if here_at < place[:2]:
-                    start = len(rows)
-                elif here_at == place[:2]:
+                    continue
+                if here_at == place[:2]:
                     start = bisect_right(rows, place[2], key=lambda row: row[KEY])
-            if everyone:
-                total += len(rows)
-            else:
-                total += sum(1 for r in rows[:start] if self._shown(caller, r) and query.matches(r))
             for row in rows[start:]:
-                if not everyone:
-                    if not (self._shown(caller, row) and query.matches(row)):
-                        continue
-                    total += 1
-                if len(items) < limit:
-                    items.append(self._closed(caller, here, row, online))
-                    last = row
-                elif everyone:
+                if len(items) == limit:
                     more = True
                     break
-                else:
-                    more = True
+                items.append(self._closed(caller, here, row, online))
+                last = row
         following = self.cursors.make(query, last[HOST], last[ID]) if more and last is not None else None
         return (b'{"sessions":[' + b",".join(items) + b'],"next":' + json.dumps(following).encode()
                 + b',"total":%d}' % total)
+
+    def _kept(self, caller: Caller, query: Query, rows: list[Row], cache: HostSessions | None) -> list[Row]:
+        """The host's sessions that the query keeps and the caller may see, in order."""
+        if cache is None:  # this host's: the manager already applied the caller's role
+            return rows if query.plain else [row for row in rows if query.matches(row)]
+        if caller.role == Role.STANDARD and caller.user not in cache.users():
+            return []
+        if not query.plain:
+            rows = cache.matching(query.q, query.state) if query.may_match(cache) else []
+        if caller.role == Role.STANDARD:
+            rows = [row for row in rows if row[USER] == caller.user]
+        return rows
 
     # the hosts in the listing's order
 
@@ -239,9 +231,6 @@ class Listing:
             cache = self.mirror.of_host(name) if name != self.mirror.local else None
             if cache is not None:
                 yield name, self.mirror.online(name), cache.rows(), cache
-
-    def _shown(self, caller: Caller, row: Row) -> bool:
-        return row[HOST] == self.mirror.local or caller.role != Role.STANDARD or row[USER] == caller.user
 
     def _closed(self, caller: Caller, here: Here, row: Row, online: bool) -> bytes:
         own = row[ID] in here.own if row[HOST] == self.mirror.local else row[USER] == caller.user

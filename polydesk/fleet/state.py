@@ -63,6 +63,15 @@ def row_value(row: Row) -> dict[str, Any]:
     return {**found, "id": row[ID]}
 
 
+def row_matches(row: Row, q: str | None, state: str | None) -> bool:
+    """Whether a search (lower case) finds the session, and it is in ``state`` (``blocked``: blocked)."""
+    if q is not None and q not in row[HAYSTACK]:
+        return False
+    if state == "blocked":
+        return row[BLOCKED]
+    return state is None or row[STATE] == state
+
+
 def make_row(host: str, session_id: str, value: dict[str, Any]) -> Row:
     shown = {**value, "id": f"{host}/{session_id}", "fleet_host": host}
     return (host, session_id, id_key(session_id), str(value.get("user")), str(value.get("state")),
@@ -85,10 +94,23 @@ class HostSessions:
         self._users: frozenset[str] | None = None
         self._states: dict[str, int] | None = None
         self._text: str | None = None
+        self._matching: dict[tuple[str | None, str | None], list[Row]] = {}
 
     def changed(self) -> None:
         self._rows, self._users, self._states, self._text = None, None, None, None
         self._blobs.clear()
+        self._matching.clear()
+
+    def matching(self, q: str | None, state: str | None) -> list[Row]:
+        """The sessions a search (lower case) and a state keep, in order: kept for the few last
+        filters until the next change, as a page that refreshes asks for the same again."""
+        key = (q, state)
+        found = self._matching.get(key)
+        if found is None:
+            if len(self._matching) >= 4:
+                self._matching.clear()
+            found = self._matching[key] = [row for row in self.rows() if row_matches(row, q, state)]
+        return found
 
     def rows(self) -> list[Row]:
         """The sessions in id order (numeric ids numerically)."""

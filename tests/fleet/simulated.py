@@ -64,25 +64,33 @@ async def publish_sessions(hosts: list[SimulatedHost], kv: KeyValue) -> None:
 async def publish(hosts: list[SimulatedHost], kv: KeyValue, change_every: float, stop: asyncio.Event,
                   heartbeat: float = DEFAULTS.heartbeat) -> None:
     """Every living simulated host, with a daemon's timings, until ``stop``: a heartbeat every
-    ``heartbeat`` s, each session again every third of stale_after (spread evenly), and one
-    session of each host changing every ``change_every`` s."""
+    ``heartbeat`` s, each session again every third of stale_after (one at a time, spread evenly),
+    and one session of each host changing every ``change_every`` s. Real daemons start at
+    different moments, so each host keeps its own phase: the fleet's puts are spread over time,
+    not sent by all hosts at the same instant."""
     await publish_sessions(hosts, kv)
     refresh_step = DEFAULTS.stale_after / 3 / max(1, len(hosts[0].sessions))
+    phases = {h.name: number / len(hosts) for number, h in enumerate(hosts)}  # a fraction of a period
+    next_beat = {h.name: phases[h.name] * heartbeat for h in hosts}
+    next_refresh = {h.name: phases[h.name] * refresh_step for h in hosts}
+    refreshed = dict.fromkeys(next_refresh, 0)
     start = time.monotonic()
-    beats = refreshes = changes = 0
+    changes = 0
     while not stop.is_set():
         now = time.monotonic() - start
-        living = [h for h in hosts if not h.dead]
         puts: list[Any] = []
-        if now >= beats * heartbeat:
-            beats += 1
-            puts += [kv.put(host_key(h.name), h.record()) for h in living]
-            for host in living:
+        for host in hosts:
+            if host.dead:
+                continue
+            if now >= next_beat[host.name]:
+                next_beat[host.name] += heartbeat
+                puts.append(kv.put(host_key(host.name), host.record()))
                 host.last_beat = time.monotonic()
-        if now >= refreshes * refresh_step:  # one session per host, round the sessions
-            index = refreshes % len(hosts[0].sessions)
-            refreshes += 1
-            puts += [kv.put(session_key(h.name, h.sessions[index].id), h.value(index)) for h in living]
+            if now >= next_refresh[host.name]:  # one session, round the host's sessions
+                next_refresh[host.name] += refresh_step
+                index = refreshed[host.name] % len(host.sessions)
+                refreshed[host.name] += 1
+                puts.append(kv.put(session_key(host.name, host.sessions[index].id), host.value(index)))
         if change_every and now >= changes * change_every / len(hosts):  # spread over the hosts
             host = hosts[changes % len(hosts)]
             changes += 1
@@ -91,7 +99,7 @@ async def publish(hosts: list[SimulatedHost], kv: KeyValue, change_every: float,
                 puts.append(kv.put(session_key(host.name, host.sessions[index].id), host.value(index)))
         if puts:
             await asyncio.gather(*puts)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
 
 
 def daemon_config(hosts: list[SimulatedHost], nats_url: str, seed_path: str, name: str = "observer") -> str:
