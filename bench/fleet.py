@@ -5,11 +5,13 @@
 Starts nats-server (JetStream, loopback ports, a temporary store) and one real
 daemon in fleet mode (the in-memory backend, fake; it trusts every simulated
 host's key). Then N simulated hosts (tests/fleet/simulated.py) publish into the
-bucket exactly what a daemon publishes, with its default timings: a heartbeat
-(the host's record) every 2 s, every session once at start, each session again
-every third of stale_after (spread evenly), and some activity: one session of
-each host changes every ``--change-every`` seconds. Measured, while the hosts
-keep publishing:
+bucket exactly what a daemon publishes, with its default timings, each host at
+its own phase: a heartbeat (the host's record) every 2 s, every session once at
+start, each session again every third of stale_after (one at a time), and some
+activity: one session of each host changes every ``--change-every`` seconds.
+They publish from processes of their own (one for the fleet, one for the host
+that is killed), so the measuring client here has its own GIL. Measured, while
+the hosts keep publishing:
 
 - fleet_list_p50_ms / fleet_list_p99_ms: GET /api/v1/fleet/sessions (all N x M
   sessions, a JSON list) through the daemon's Unix socket, ``--requests``
@@ -26,7 +28,7 @@ keep publishing:
   seconds, divided by the hosts (the daemon's own beats are a rounding error);
 - fleet_bytes_out_per_watcher_s: what the server sends per second over the same
   window (to the daemon's watcher, which sees every host, plus the put acks);
-- fleet_offline_s: one simulated host is killed (it stops publishing, says no
+- fleet_offline_s: one simulated host is killed (SIGKILL to its process: no
   goodbye); seconds from then until /api/v1/fleet/hosts shows it offline
   (fleet_offline_since_beat_s: from its last heartbeat).
 
@@ -37,9 +39,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
+import signal
 import statistics
 import time
 from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import httpx
@@ -48,7 +54,7 @@ import psutil
 
 from bench.results import FLEET, merge
 from polydesk.fleet.wire import new_seed
-from tests.fleet.simulated import SimulatedHost, bucket, daemon_config, publish
+from tests.fleet.simulated import SimulatedHost, bucket, daemon_config, run
 from tests.harness import Nats, make_daemon_dirs, shutdown, start_nats, wait_for
 
 
@@ -101,20 +107,23 @@ def paged(http: httpx.Client, hosts: list[SimulatedHost], total: int,
     return times
 
 
-async def offline_seconds(http: httpx.Client, victim: SimulatedHost) -> tuple[float, float]:
-    """Kill ``victim``; (seconds until it shows offline, the same from its last heartbeat)."""
+async def offline_seconds(http: httpx.Client, victim: SimulatedHost, process: BaseProcess,
+                          last_beat: Any) -> tuple[float, float]:
+    """Kill the process of ``victim``; (seconds until it shows offline, the same from its last
+    heartbeat)."""
     def offline() -> bool:
         shown = {h["name"]: h for h in http.get("/fleet/hosts").json()}
         return not shown[victim.name]["online"]
 
-    victim.dead = True
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
     killed = time.monotonic()
     while not await asyncio.to_thread(offline):  # polled every 0.1 s: the figure is that fine
         if time.monotonic() - killed > 60:
             raise RuntimeError(f"host {victim.name} still shows online a minute after it was killed")
         await asyncio.sleep(0.1)
     seen = time.monotonic()
-    return seen - killed, seen - victim.last_beat
+    return seen - killed, seen - float(last_beat.value)
 
 
 async def measure(hosts: int, sessions: int, requests: int, page_requests: int, window: float,
@@ -126,12 +135,19 @@ async def measure(hosts: int, sessions: int, requests: int, page_requests: int, 
     seed.write_bytes(new_seed() + b"\n")
     seed.chmod(0o600)
     daemon = make_daemon_dirs(daemon_config(simulated, node.url, str(seed)), backends='["fake"]')
-    stop = asyncio.Event()
     client = await nats.connect(node.url, max_reconnect_attempts=0)
+    # The simulated fleet publishes from processes of its own (one, and the host to be killed).
+    spawn = multiprocessing.get_context("spawn")
+    victim = simulated[len(simulated) // 3]
+    last_beat = spawn.Value("d", 0.0)
+    others = [h for h in simulated if h is not victim]
+    fleet = [spawn.Process(target=run, args=(others, node.url, change_every)),
+             spawn.Process(target=run, args=([victim], node.url, change_every, last_beat))]
     try:
         daemon.start()
-        kv = await bucket(client)
-        publisher = asyncio.create_task(publish(simulated, kv, change_every, stop))
+        await bucket(client)
+        for process in fleet:
+            process.start()
         with daemon.client("/api/v1") as http:
             total = hosts * sessions
             listed = lambda: len(http.get("/fleet/sessions").json()) == total  # noqa: E731
@@ -149,14 +165,15 @@ async def measure(hosts: int, sessions: int, requests: int, page_requests: int, 
                 assert len(answer.json()) == total
             pages = await asyncio.to_thread(paged, http, simulated, total, page_requests)
             rss = psutil.Process(daemon.proc.pid).memory_info().rss if daemon.proc else 0
-            offline, since_beat = await offline_seconds(http, simulated[len(simulated) // 3])
-        stop.set()
-        await publisher
+            offline, since_beat = await offline_seconds(http, victim, fleet[1], last_beat)
     except BaseException:
         print(daemon.log.read_text()[-3000:] if daemon.log.exists() else "no daemon log")
         raise
     finally:
-        stop.set()
+        for process in fleet:
+            if process.pid is not None:
+                process.kill()
+                process.join(10)
         await client.close()
         shutdown(daemon)
         server.stop()

@@ -164,3 +164,25 @@ class Publishing:
             await publish(self.hosts, await bucket(client), 0, self._stop)
         finally:
             await client.close()
+
+
+def run(hosts: list[SimulatedHost], url: str, change_every: float, last_beat: Any = None) -> None:
+    """Publish as ``hosts`` until this process is ended: the bench runs the simulated fleet in
+    processes of its own, so that its puts do not share a core and a GIL with the measuring
+    client, and kills one by pid as a host dies. ``last_beat`` (a shared double): the
+    time.monotonic() of the last heartbeat put."""
+
+    async def main() -> None:
+        client = await nats.connect(url, max_reconnect_attempts=0)
+        stop = asyncio.Event()
+        try:
+            task = asyncio.create_task(publish(hosts, await bucket(client), change_every, stop))
+            while not task.done():
+                if last_beat is not None:
+                    last_beat.value = max(h.last_beat for h in hosts)
+                await asyncio.sleep(0.05)
+            await task
+        finally:
+            await client.close()
+
+    asyncio.run(main())
