@@ -137,7 +137,7 @@
       if (!keep.has(key)) { node.remove(); drawn.delete(key); }
     }
     if (search && search.next && !search.loading && last >= rows.length - 3) loadSearch(true);
-    soon(refreshThumbs);
+    soon(thumbsOfNewCards);
   }
 
   function hostRow() {
@@ -234,7 +234,7 @@
   }
 
   let searchTurn = 0;
-  async function loadSearch(more) {
+  async function loadSearch(more, again) { // again: the same search, refreshed where it is
     const q = $("search").value.trim();
     if (!q) { search = null; layout(); return; }
     const host = $("host-filter").value;
@@ -246,7 +246,7 @@
       const page = await api("GET", "/fleet/sessions" + query({ q, host, limit: PAGE, cursor: more ? before.next : null }));
       if (turn !== searchTurn) return; // another search began meanwhile
       search = { q, host, sessions: before.sessions.concat(page.sessions), next: page.next, total: page.total, loading: false };
-      if (!more) $("list").scrollTop = 0;
+      if (!more && !again) $("list").scrollTop = 0;
       layout();
     } catch (error) {
       before.loading = false;
@@ -278,7 +278,7 @@
       for (const name of Array.from(opened.keys())) {
         if (!names.has(name)) opened.delete(name); else await loadHost(name);
       }
-      if (search && !search.next && !search.loading && search.sessions.length <= PAGE) await loadSearch(false);
+      if (search && !search.next && !search.loading && search.sessions.length <= PAGE) await loadSearch(false, true);
       layout();
       if ($("notice").dataset.kind === "connection") { notice(""); $("notice").dataset.kind = ""; }
     } catch (error) {
@@ -298,9 +298,10 @@
   // The same two addresses in turn: the browser revalidates each with its ETag, so the host is
   // asked each time but sends a picture only when the screen changed.
   let turn = 0;
-  function refreshThumbs() {
+  const thumbsOfNewCards = () => refreshThumbs(true); // scrolled to, or just opened: at once
+  function refreshThumbs(onlyNew) {
     if (document.visibilityState !== "visible") return;
-    turn = 1 - turn;
+    if (onlyNew !== true) turn = 1 - turn;
     const view = $("list").getBoundingClientRect();
     for (const node of $("rows").querySelectorAll(".card")) {
       const box = node.getBoundingClientRect();
@@ -308,6 +309,7 @@
       const img = node.querySelector("img.thumb");
       if (!node.dataset.online || img.dataset.loading === "1" || ending.has(node.dataset.id) ||
         node.classList.contains("state-logging-off")) continue; // its screen is going
+      if (onlyNew === true && img.getAttribute("src")) continue; // the next turn revalidates it
       const [host, id] = node.dataset.id.split("/");
       img.dataset.loading = "1";
       img.src = "/api/v1/fleet/sessions/" + encodeURIComponent(host) + "/" + encodeURIComponent(id) +
