@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from polydesk.cli.output import Json, printable, rows_or_json, table, when, word
+from polydesk.cli.client import connect
+from polydesk.cli.output import Json, printable, rows_or_json, show_json, table, when, word
 from polydesk.core.i18n import _
 
 app = typer.Typer()
+PAGE = 500  # sessions asked for at once: a fleet of 50,000 comes in a hundred short answers
+
+
+def fleet_rows(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every session of the fleet that matches ``params``, page after page (by cursor)."""
+    api = connect()
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = api.call("GET", "/fleet/sessions", params={**params, "limit": PAGE,
+                                                         **({"cursor": cursor} if cursor else {})})
+        rows += page["sessions"]
+        cursor = page["next"]
+        if not cursor:
+            return rows
 
 
 @app.command()
@@ -17,13 +33,23 @@ def sessions(
     as_json: Json = False,
     fleet: Annotated[bool, typer.Option("--fleet", help=_("Every host of the fleet (ids HOST/ID)."))] = False,
     host: Annotated[str | None, typer.Option("--host", help=_("Only this host of the fleet."))] = None,
+    search: Annotated[str | None, typer.Option("--search", help=_(
+        "Only sessions whose user, id, host or client contains this text (fleet)."))] = None,
+    state: Annotated[str | None, typer.Option("--state", help=_(
+        "Only sessions in this state: active, disconnected, logging-off or blocked (fleet)."))] = None,
 ) -> None:
     """List sessions, like `query session`. `>` marks your own."""
-    on_fleet = fleet or host is not None
-    rows = rows_or_json("/fleet/sessions" if on_fleet else "/sessions", as_json,
-                        params={"host": host} if host else None)
-    if as_json:
-        return
+    on_fleet = fleet or host is not None or search is not None or state is not None
+    if on_fleet:
+        filters = {"host": host, "q": search, "state": state}
+        rows = fleet_rows({k: v for k, v in filters.items() if v is not None})
+        if as_json:
+            show_json(rows)
+            return
+    else:
+        rows = rows_or_json("/sessions", as_json)
+        if as_json:
+            return
     header = ("", _("ID"), _("USER"), _("STATE"), _("BLOCKED"), _("DISPLAY"), _("LOGON"), _("IDLE"),
               _("CLIENT"))
     lines = [header] + [

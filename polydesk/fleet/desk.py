@@ -24,14 +24,14 @@ from polydesk.core.model import (
     NotPermitted,
     Outcome,
     PolydeskError,
-    Role,
     Status,
     Target,
     UnknownHost,
     UnknownSession,
 )
 from polydesk.core.texts import check_text
-from polydesk.fleet.state import FleetMirror, HostView
+from polydesk.fleet.listing import NOTHING_HERE, Here, Listing, Query, may_list
+from polydesk.fleet.state import FRAGMENT, USER, FleetMirror, HostView, row_value
 from polydesk.manager.manager import Manager
 
 
@@ -92,15 +92,11 @@ def outcome_from(data: Any) -> Outcome:
     return Outcome(str(data.get("id", "")), status, data.get("user"), data.get("reason"))
 
 
-def may_list(caller: Caller, session: dict[str, Any]) -> bool:
-    """Listing another host's sessions: as policy.may_see, by user name (uids differ between hosts)."""
-    return caller.role != Role.STANDARD or session.get("user") == caller.user
-
-
 class FleetDesk:
     def __init__(self, link: Link, manager: Manager) -> None:
         self.link = link
         self.manager = manager
+        self.listing = Listing(link.mirror)
 
     @property
     def name(self) -> str:
@@ -110,8 +106,13 @@ class FleetDesk:
 
     def hosts(self) -> list[HostView]:
         """Every host of the fleet; this one first, always online (it is answering)."""
-        here = HostView(self.name, True, True, len(self.manager.stored_sessions()), 0.0,
-                        self.link.listen, None, "online")
+        stored = self.manager.stored_sessions()
+        states: dict[str, int] = {}
+        for session in stored:
+            states[str(session.state)] = states.get(str(session.state), 0) + 1
+            if session.blocked:
+                states["blocked"] = states.get("blocked", 0) + 1
+        here = HostView(self.name, True, True, len(stored), 0.0, self.link.listen, None, "online", states)
         others = [h for h in self.link.mirror.hosts() if h.name != self.name]
         mine = next((h for h in self.link.mirror.hosts() if h.name == self.name), None)
         if mine is not None:
@@ -124,6 +125,11 @@ class FleetDesk:
             raise UnknownHost(name)
         return found
 
+    def check_host(self, name: str) -> None:
+        """UnknownHost unless ``name`` is a host of the fleet (as ``host``, without a view of all)."""
+        if name != self.name and not self.link.mirror.known(name):
+            raise UnknownHost(name)
+
     async def list_sessions(self, caller: Caller, host: str | None = None) -> list[FleetSession]:
         if host is not None:
             self.host(host)  # an unknown host is an error, not an empty list
@@ -133,9 +139,29 @@ class FleetDesk:
                       for s in await self.manager.list_sessions(caller)]
         for view in self.hosts()[1:]:
             if host in (None, view.name):
-                found += [FleetSession(view.name, view.online, s.value, s.fragment)
-                          for s in self.link.mirror.listed(view.name) if may_list(caller, s.value)]
+                found += [FleetSession(view.name, view.online, row_value(row), row[FRAGMENT])
+                          for row in self.link.mirror.listed(view.name)
+                          if may_list(caller, {"user": row[USER]})]
         return found
+
+    async def list_json(self, caller: Caller, query: Query) -> list[bytes]:
+        """Every session ``query`` matches that the caller may see, as the JSON list the REST API
+        answers (ids host/id), in pieces: each host's JSON made once per change of it."""
+        if query.host is not None:
+            self.check_host(query.host)  # an unknown host is an error, not an empty list
+        return self.listing.everything(caller, await self._here(caller, query), query)
+
+    async def page_json(self, caller: Caller, query: Query, limit: int, cursor: str | None) -> bytes:
+        """One page of that list: ``{"sessions": [...], "next": cursor or null, "total": N}``."""
+        if query.host is not None:
+            self.check_host(query.host)
+        return self.listing.page(caller, await self._here(caller, query), query, limit, cursor)
+
+    async def _here(self, caller: Caller, query: Query) -> Here:
+        if query.host not in (None, self.name):
+            return NOTHING_HERE
+        mine = await self.manager.list_sessions(caller)
+        return Here.of(self.name, [public_session(s) for s in mine], caller)
 
     async def get_session(self, caller: Caller, session_id: str) -> FleetSession:
         host, local_id = self.split(session_id)

@@ -325,7 +325,10 @@ class FleetNode:
                 created = entry.created.timestamp() if entry.created and (
                     in_snapshot or (entry.delta or 0) > 0) else None
                 self.mirror.apply(entry.key, None if deleted else entry.value, created)
-            if time.monotonic() - expired >= 1:  # a pass over every entry: not for each update
+            # A pass over every entry (50,000 at 1,000 hosts: ~10 ms of the loop), so not for each
+            # update, nor each second: a tenth of stale_after is precise enough for entries that
+            # live 15 minutes (liveness is judged apart, from the heartbeats' age).
+            if time.monotonic() - expired >= min(10.0, self.settings.stale_after / 10):
                 self.mirror.expire()
                 expired = time.monotonic()
             if self._watch_stalled(began):

@@ -32,9 +32,12 @@ def test_fleet_page_groups_by_host_and_logs_off_a_remote_session(
     sign_in(page, a.daemon, teacher)
     page.click("#to-fleet")
     expect(page).to_have_url(a.daemon.url + "/fleet")
-    expect(page.locator("#hosts li.online .name")).to_have_text(["A", "B"])
-    expect(page.locator("#host-A .card .user")).to_have_text([caio.name])
-    expect(page.locator("#host-B .card .user")).to_have_text(sorted([ana.name, bia.name]))
+    expect(page.locator("#rows .host-row.online .name")).to_have_text(["A", "B"])
+    expect(page.locator("#rows .card")).to_have_count(0)  # a host's sessions: once it is opened
+    page.click("#host-A")
+    page.click("#host-B")
+    expect(page.locator('.card-row[data-host="A"] .card .user')).to_have_text([caio.name])
+    expect(page.locator('.card-row[data-host="B"] .card .user')).to_have_text(sorted([ana.name, bia.name]))
     # B's real desktops, pictured by B, asked for through A
     for session_id in on_b.values():
         image = page.locator(f'[id="card-B/{session_id}"] img.thumb')

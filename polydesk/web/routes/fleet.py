@@ -10,17 +10,20 @@ Session ids here are ``host/id``. Actions on them go through the usual
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Request, Response
+from fastapi import Query as Param
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 from polydesk.config.fleet import HOST_NAME
 from polydesk.config.settings import Settings
 from polydesk.core import i18n
 from polydesk.core.model import Caller, Role, UnknownHost
 from polydesk.fleet.desk import FleetDesk, FleetSession, HostUnreachable
+from polydesk.fleet.listing import MAX_PAGE, MAX_QUERY, STATES, Query
 from polydesk.manager.viewing import ScreenThumbnails
 from polydesk.thumbnails.feed import placeholder
 from polydesk.web.auth import Authenticator, csrf_token
@@ -32,6 +35,14 @@ if TYPE_CHECKING:
     from polydesk.fleet.node import FleetNode  # imports nats: only in fleet mode
 
 FLEET_OFF = "fleet mode is off on this host (no [fleet] in its configuration)"
+DEFAULT_PAGE = 100  # a cursor given without a limit
+SESSIONS_HELP = (
+    "Without `limit` or `cursor`: a JSON list of every session that matches (all of the fleet's "
+    "when no filter is given). With `limit` (at most 500) or `cursor`: one page, as an object "
+    "`{sessions, next, total}`; `next` is an opaque cursor for the following page (null on the "
+    "last), valid for 15 minutes with the same host, q and state. Pages follow one order (this "
+    "host first, then the others by name, each host's sessions by id) and a cursor names a place "
+    "in it, so a session present throughout is listed exactly once while others come and go.")
 
 
 class HostOut(BaseModel):
@@ -43,11 +54,21 @@ class HostOut(BaseModel):
     listen: str | None
     public_key: str | None
     state: str
+    states: dict[str, int] = Field(description="Its sessions by state (active, disconnected, "
+                                               "logging-off), and how many are blocked (blocked)")
 
 
 class FleetSessionOut(SessionOut):
     fleet_host: str
     host_online: bool
+
+
+class FleetPageOut(BaseModel):
+    """One page of the fleet's sessions (asked for with limit or cursor)."""
+
+    sessions: list[FleetSessionOut]
+    next: str | None = Field(description="The cursor of the next page; null on the last page")
+    total: int = Field(description="How many sessions the query matches in all")
 
 
 HostName = Annotated[str, Path(pattern=HOST_NAME.pattern, description="A host of the fleet")]
@@ -69,29 +90,40 @@ def fleet_router(thumbnails: ScreenThumbnails, fleet: FleetNode | None) -> APIRo
         return fleet.desk
 
     @router.get("/hosts", response_model=list[HostOut], summary="The hosts of the fleet")
-    async def hosts(caller: Who) -> list[HostOut]:
-        return [HostOut(**vars(view)) for view in desk().hosts()]
+    async def hosts(caller: Who) -> Response:
+        # A thousand hosts: their views as they are (the shape HostOut documents), not a model each.
+        return Response(json.dumps([vars(view) for view in desk().hosts()]).encode(),
+                        media_type="application/json")
 
-    @router.get("/sessions", response_model=list[FleetSessionOut],
-                summary="Every session of the fleet you may see (ids host/id)")
+    @router.get("/sessions", response_model=list[FleetSessionOut] | FleetPageOut,
+                summary="The sessions of the fleet you may see (ids host/id): all, or a page",
+                description=SESSIONS_HELP)
     async def sessions(
         caller: Who,
-        host: Annotated[str | None, Query(pattern=HOST_NAME.pattern, description="Only this host")] = None,
+        host: Annotated[str | None, Param(pattern=HOST_NAME.pattern, description="Only this host")] = None,
+        q: Annotated[str | None, Param(max_length=MAX_QUERY, description=(
+            "Search: sessions whose id (host/id), user, client, display or station contains this "
+            "text (case ignored)"))] = None,
+        state: Annotated[str | None, Param(description="Only sessions in this state: " + ", ".join(STATES))
+                         ] = None,
+        limit: Annotated[int | None, Param(ge=1, le=MAX_PAGE, description=(
+            f"Answer one page of at most this many sessions (1 to {MAX_PAGE}), as an object"))] = None,
+        cursor: Annotated[str | None, Param(max_length=1000, description=(
+            "The next page: the `next` of the previous page, with the same host, q and state"))] = None,
     ) -> Response:
         the_desk = desk()
-        found = await the_desk.list_sessions(caller, host)
+        query = Query.checked(host, q, state)
         # Thousands of sessions: the JSON each host's session was given when it last changed (the
         # shape FleetSessionOut documents), closed with what depends on the caller and the moment.
         # A model per session would cost more than everything else.
-        parts = []
-        for s in found:
-            if s.fragment is None:
-                parts.append(json.dumps(fleet_session_json(s, caller, the_desk.name)).encode())
-            else:
-                own = s.session.get("user") == caller.user
-                parts.append(s.fragment + b',"own":%s,"host_online":%s}' % (
-                    b"true" if own else b"false", b"true" if s.online else b"false"))
-        return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
+        if limit is None and cursor is None:
+            pieces = await the_desk.list_json(caller, query)
+            # Sent a piece at a time as the connection drains: one write of 20 MB would be copied
+            # again and again in asyncio's write buffer, and hold the daemon's loop meanwhile.
+            return StreamingResponse(_grouped(pieces), media_type="application/json",
+                                     headers={"Content-Length": str(sum(map(len, pieces)))})
+        body = await the_desk.page_json(caller, query, limit or DEFAULT_PAGE, cursor)
+        return Response(body, media_type="application/json")
 
     @router.get("/sessions/{host}/{session_id}", response_model=FleetSessionOut,
                 summary="One session of the fleet")
@@ -107,7 +139,7 @@ def fleet_router(thumbnails: ScreenThumbnails, fleet: FleetNode | None) -> APIRo
     )
     async def thumbnail(
         host: HostName, session_id: SessionId, request: Request, caller: Who,
-        size: Annotated[Size, Query(description="small, medium or large")] = "medium",
+        size: Annotated[Size, Param(description="small, medium or large")] = "medium",
     ) -> Response:
         the_desk = desk()
         given = _etags(request.headers.get("if-none-match", ""))
@@ -128,6 +160,20 @@ def fleet_router(thumbnails: ScreenThumbnails, fleet: FleetNode | None) -> APIRo
         return Response(jpeg, media_type="image/jpeg", headers=headers)
 
     return router
+
+
+async def _grouped(pieces: list[bytes], size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """The pieces joined into writes of about ``size`` bytes."""
+    group: list[bytes] = []
+    length = 0
+    for piece in pieces:
+        group.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield b"".join(group)
+            group, length = [], 0
+    if group:
+        yield b"".join(group)
 
 
 def _etags(header: str) -> list[str]:
