@@ -28,6 +28,7 @@ from polydesk.store.store import Store
 from polydesk.system import systemd
 from polydesk.system.accounts import lookup_account
 from polydesk.system.cgroups import Limits
+from polydesk.system.memory import snapshots_from_environment
 from polydesk.thumbnails.feed import Thumbnailer
 
 log = logging.getLogger("polydesk")
@@ -152,6 +153,9 @@ async def run(settings: Settings, recover: bool = False) -> None:
     # which otherwise walk the whole FastAPI/pydantic heap (~90 ms each, the API's slowest answers).
     gc.collect()
     gc.freeze()
+    snapshots = snapshots_from_environment()  # a developer's switch: POLYDESK_TRACEMALLOC=DIR
+    if snapshots is not None:
+        snapshots.start()
     log.info("polydesk serving on %s and %s", settings.listen, settings.api_socket)
     # Under systemd (Type=notify): READY=1 once both listeners accept connections.
     ready = asyncio.create_task(systemd.notify_when_ready(
@@ -161,6 +165,8 @@ async def run(settings: Settings, recover: bool = False) -> None:
     finally:
         ready.cancel()
         systemd.notify("STOPPING=1")
+        if snapshots is not None:
+            await snapshots.close()
         if fleet is not None:
             await fleet.close()  # the others see this host offline at once; its sessions run on
         await thumbnails.feed.close()  # stop capture loops and close their X connections
