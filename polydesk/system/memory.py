@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import linecache
 import logging
 import os
@@ -77,6 +78,7 @@ def snapshots_from_environment() -> SnapshotTaker | None:
     return SnapshotTaker(Path(directory), float(os.environ.get("POLYDESK_TRACEMALLOC_S", "60")))
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     """glibc, whose allocator the tuning below speaks to; None elsewhere (musl has no knobs)."""
     name = ctypes.util.find_library("c")
@@ -105,8 +107,9 @@ def limit_arenas(count: int = ARENAS) -> bool:
     whether glibc took it. Before the first threads start: an arena, once made, stays.
 
     By default glibc gives each new thread that meets a busy lock an arena of its own, up to
-    8 per core, and each keeps its free fragments resident: the thumbnail pool, the default
-    executor and the log-off threads held ~10 MB more after the soak's warm-up with 8 of them.
+    8 per core, and each keeps its own free fragments resident: the soak's daemon had 8 (the
+    thumbnail pool, the default executor, the threads that end sessions). Two arenas are
+    enough: most of the threads' work holds the GIL, so they seldom wait for the arena's lock.
     """
     libc = _libc()
     return bool(libc and libc.mallopt(M_ARENA_MAX, count))
@@ -116,7 +119,10 @@ async def give_back_every(seconds: float) -> None:
     """``give_back`` every ``seconds``, in a worker thread (a trim takes milliseconds), for ever."""
     while True:
         await asyncio.sleep(seconds)
+        before, started = rss_kib(), time.perf_counter()
         await asyncio.to_thread(give_back)
+        log.debug("gave back %d KiB of free memory in %.1f ms", before - rss_kib(),
+                  (time.perf_counter() - started) * 1000)
 
 
 def rss_kib() -> int:
