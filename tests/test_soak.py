@@ -28,8 +28,9 @@ FD_SLACK = 20  # descriptors the daemon may hold more at the end (log files, poo
 # once: Python's and SQLite's caches, the thread pools and the malloc arenas are made by then.
 # After it, under the same load, a leak is what grows: the median RSS of the last tenth of the
 # rounds, and the RSS once all have logged off, against the median of the tenth after warm-up.
-# 600 s on the 2-core machine: +30 MB warm-up; after it +10 MB before malloc's free pages went
-# back (polydesk/system/memory.py), within +1 MB since.
+# 600 s on the 2-core machine, before malloc's free pages went back (polydesk/system/memory.py):
+# +40 MB warm-up, then +12.4 MB in the last tenth and +9.8 MB all logged off; since: +28 MB,
+# then +3.4 MB and -5.7 MB.
 RSS_WARM_UP_MB = 50
 RSS_CREEP_MB = 5
 
