@@ -25,7 +25,7 @@ from polydesk.manager.manager import Manager
 from polydesk.manager.metrics import Metrics
 from polydesk.manager.viewing import ScreenThumbnails
 from polydesk.store.store import Store
-from polydesk.system import systemd
+from polydesk.system import memory, systemd
 from polydesk.system.accounts import lookup_account
 from polydesk.system.cgroups import Limits
 from polydesk.thumbnails.feed import Thumbnailer
@@ -121,6 +121,7 @@ async def run(settings: Settings, recover: bool = False) -> None:
 
     if os.geteuid() != 0:
         raise InvalidRequest("polydesk serve must run as root: it starts sessions as other users")
+    memory.limit_arenas()  # before any thread starts (system/memory.py says why)
     try:  # before anything shows text in a session
         log.info("server language: %s", i18n.set_server_language(settings.language))
     except ValueError as exc:
@@ -152,15 +153,23 @@ async def run(settings: Settings, recover: bool = False) -> None:
     # which otherwise walk the whole FastAPI/pydantic heap (~90 ms each, the API's slowest answers).
     gc.collect()
     gc.freeze()
+    snapshots = memory.snapshots_from_environment()  # a developer's switch: POLYDESK_TRACEMALLOC=DIR
+    if snapshots is not None:
+        snapshots.start()
     log.info("polydesk serving on %s and %s", settings.listen, settings.api_socket)
     # Under systemd (Type=notify): READY=1 once both listeners accept connections.
     ready = asyncio.create_task(systemd.notify_when_ready(
         servers, f"serving on {settings.listen} and {settings.api_socket}"))
+    # Sessions come and go, pictures are made and dropped: what malloc keeps free goes back.
+    trimming = asyncio.create_task(memory.give_back_every(memory.GIVE_BACK_EVERY_S))
     try:
         await serve(servers, settings.api_socket, stop)
     finally:
         ready.cancel()
+        trimming.cancel()
         systemd.notify("STOPPING=1")
+        if snapshots is not None:
+            await snapshots.close()
         if fleet is not None:
             await fleet.close()  # the others see this host offline at once; its sessions run on
         await thumbnails.feed.close()  # stop capture loops and close their X connections

@@ -193,7 +193,9 @@ class Daemon:
         return self.runtime_dir / "api.sock"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POLYDESK_")}
+        # The developer's tracemalloc switch passes through (polydesk/system/memory.py)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("POLYDESK_") or k.startswith("POLYDESK_TRACEMALLOC")}
         env.update(POLYDESK_CONFIG=str(self.config), POLYDESK_STATE_DIR=str(self.state_dir),
                    POLYDESK_RUNTIME_DIR=str(self.runtime_dir),
                    # The code under test, from wherever the CLI runs (cwd "/"), not the venv's copy
