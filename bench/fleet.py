@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=50, help="sessions per host")
     parser.add_argument("--requests", type=int, default=200, help="whole fleet listings timed")
-    parser.add_argument("--page-requests", type=int, default=40, help="paged listings timed, of each kind")
+    parser.add_argument("--page-requests", type=int, default=200, help="paged listings timed, of each kind")
     parser.add_argument("--window", type=float, default=30.0, help="seconds of traffic counted")
     parser.add_argument("--change-every", type=float, default=30.0,
                         help="seconds between two session changes on one host")
