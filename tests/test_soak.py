@@ -28,10 +28,12 @@ FD_SLACK = 20  # descriptors the daemon may hold more at the end (log files, poo
 # once: Python's and SQLite's caches, the thread pools and the malloc arenas are made by then.
 # Measured against the median RSS of the tenth after warm-up: the RSS once all have logged off
 # (what a leak would keep), and the median of the last tenth under the same load (it carries
-# the sessions then running, and up to 15 s of malloc's free pages, given back that often). 600 s on the 2-core machine, before free pages went back (polydesk/system/memory.py):
+# the sessions then running, and up to 15 s of malloc's free pages, given back that often).
+# 600 s on the 2-core machine, before free pages went back (polydesk/system/memory.py):
 # warm-up +40 MB, then +9.8 MB all logged off and +12.4 MB under load; since, in two runs:
 # warm-up +28 and +35 MB, then -5.7 and +0.2 MB all logged off, +3.4 and +5.5 MB under load
-# (free pages given back every 60 s); every 15 s: +36 MB warm-up, -0.9 all logged off, +2.1 under load.
+# (free pages given back every 60 s); every 15 s: +36 MB warm-up, then -0.9 MB all logged off,
+# +2.1 MB under load.
 RSS_WARM_UP_MB = 50
 RSS_CREEP_MB = 5
 RSS_LOAD_CREEP_MB = 5
