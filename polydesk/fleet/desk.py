@@ -31,7 +31,7 @@ from polydesk.core.model import (
 )
 from polydesk.core.texts import check_text
 from polydesk.fleet.listing import NOTHING_HERE, Here, Listing, Query, may_list
-from polydesk.fleet.state import FRAGMENT, USER, FleetMirror, HostView, row_value
+from polydesk.fleet.state import FleetMirror, HostView, count_states
 from polydesk.manager.manager import Manager
 
 
@@ -61,7 +61,6 @@ class FleetSession:
     host: str  # the fleet host that runs it
     online: bool  # whether that host answers now
     session: dict[str, Any]  # as events.public_session, with the host's own id
-    fragment: bytes | None = None  # another host's session: its listing JSON, made once (fleet.state)
 
     @property
     def id(self) -> str:
@@ -107,11 +106,7 @@ class FleetDesk:
     def hosts(self) -> list[HostView]:
         """Every host of the fleet; this one first, always online (it is answering)."""
         stored = self.manager.stored_sessions()
-        states: dict[str, int] = {}
-        for session in stored:
-            states[str(session.state)] = states.get(str(session.state), 0) + 1
-            if session.blocked:
-                states["blocked"] = states.get("blocked", 0) + 1
+        states = count_states((str(session.state), session.blocked) for session in stored)
         here = HostView(self.name, True, True, len(stored), 0.0, self.link.listen, None, "online", states)
         others = [h for h in self.link.mirror.hosts() if h.name != self.name]
         mine = next((h for h in self.link.mirror.hosts() if h.name == self.name), None)
@@ -129,20 +124,6 @@ class FleetDesk:
         """UnknownHost unless ``name`` is a host of the fleet (as ``host``, without a view of all)."""
         if name != self.name and not self.link.mirror.known(name):
             raise UnknownHost(name)
-
-    async def list_sessions(self, caller: Caller, host: str | None = None) -> list[FleetSession]:
-        if host is not None:
-            self.host(host)  # an unknown host is an error, not an empty list
-        found: list[FleetSession] = []
-        if host in (None, self.name):
-            found += [FleetSession(self.name, True, public_session(s))
-                      for s in await self.manager.list_sessions(caller)]
-        for view in self.hosts()[1:]:
-            if host in (None, view.name):
-                found += [FleetSession(view.name, view.online, row_value(row), row[FRAGMENT])
-                          for row in self.link.mirror.listed(view.name)
-                          if may_list(caller, {"user": row[USER]})]
-        return found
 
     async def list_json(self, caller: Caller, query: Query) -> list[bytes]:
         """Every session ``query`` matches that the caller may see, as the JSON list the REST API

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -61,6 +61,16 @@ def row_value(row: Row) -> dict[str, Any]:
     found: dict[str, Any] = json.loads(row[FRAGMENT] + b"}")
     found.pop("fleet_host", None)
     return {**found, "id": row[ID]}
+
+
+def count_states(sessions: Iterable[tuple[str, bool]]) -> dict[str, int]:
+    """How many of (state, blocked) are in each state; ``blocked`` counts the blocked ones besides."""
+    counts: dict[str, int] = {}
+    for state, blocked in sessions:
+        counts[state] = counts.get(state, 0) + 1
+        if blocked:
+            counts["blocked"] = counts.get("blocked", 0) + 1
+    return counts
 
 
 def row_matches(row: Row, q: str | None, state: str | None) -> bool:
@@ -139,12 +149,7 @@ class HostSessions:
     def states(self) -> dict[str, int]:
         """How many sessions are in each state; ``blocked`` counts the blocked ones besides."""
         if self._states is None:
-            counts: dict[str, int] = {}
-            for row, _, _ in self.entries.values():
-                counts[row[STATE]] = counts.get(row[STATE], 0) + 1
-                if row[BLOCKED]:
-                    counts["blocked"] = counts.get("blocked", 0) + 1
-            self._states = counts
+            self._states = count_states((row[STATE], row[BLOCKED]) for row, _, _ in self.entries.values())
         return self._states
 
 

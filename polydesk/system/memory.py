@@ -119,6 +119,9 @@ async def give_back_every(seconds: float) -> None:
     """``give_back`` every ``seconds``, in a worker thread (a trim takes milliseconds), for ever."""
     while True:
         await asyncio.sleep(seconds)
+        if not log.isEnabledFor(logging.DEBUG):
+            await asyncio.to_thread(give_back)
+            continue
         before, started = rss_kib(), time.perf_counter()
         await asyncio.to_thread(give_back)
         log.debug("gave back %d KiB of free memory in %.1f ms", before - rss_kib(),

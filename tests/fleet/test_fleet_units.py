@@ -14,6 +14,7 @@ from polydesk.config.settings import Settings, load_settings, settings_markdown
 from polydesk.core.events import EventBus
 from polydesk.core.model import Account, Caller, InvalidRequest, Role, Status, Target, UnknownHost
 from polydesk.fleet.desk import FleetDesk, HostUnreachable
+from polydesk.fleet.listing import Query
 from polydesk.fleet.state import FleetMirror
 from polydesk.fleet.wire import Signer, new_seed
 from polydesk.manager.manager import Manager
@@ -189,9 +190,14 @@ async def test_desk_lists_other_hosts_sessions_by_user_name(desk: Any) -> None:
     fleet, _ = desk
     ana = Caller("ana", 4242, Role.STANDARD)
     bob = Caller("bob", 4243, Role.STANDARD)
-    assert [s.id for s in await fleet.list_sessions(ana)] == ["B/5"]
-    assert await fleet.list_sessions(bob) == []
-    assert [s.id for s in await fleet.list_sessions(ADMIN, "B")] == ["B/5"]
+
+    async def listed(caller: Caller, host: str | None = None) -> list[str]:
+        pieces = await fleet.list_json(caller, Query(host=host))
+        return [session["id"] for session in json.loads(b"".join(pieces))]
+
+    assert await listed(ana) == ["B/5"]
+    assert await listed(bob) == []
+    assert await listed(ADMIN, "B") == ["B/5"]
 
 
 async def test_manager_alone_refuses_fleet_scopes(desk: Any) -> None:
